@@ -1,0 +1,119 @@
+//! auth-svc configuration, read once from the environment at start-up.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use platform::config::{self, ConfigError, Source};
+use platform::db::DbConfig;
+use platform::keyring::{Keyring, MIN_SECRET_BYTES};
+
+#[derive(Debug)]
+pub struct Config {
+    pub db: DbConfig,
+    /// Current signing key, and the previous one (verify only) during a rotation.
+    pub keyring: Keyring,
+    /// Token lifetime (`JWT_EXPIRATION`, seconds).
+    pub token_lifetime_secs: i64,
+    pub leeway_secs: u64,
+    pub listen: SocketAddr,
+    /// `METRICS_ADDR`; `off` disables the metrics listener.
+    pub metrics: Option<SocketAddr>,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+    /// Concurrent argon2 computations (`HASH_CONCURRENCY`, default: the CPU count).
+    pub hash_concurrency: usize,
+    /// How long a request waits for a hashing slot before it gets 503 (`HASH_QUEUE_TIMEOUT_MS`).
+    pub hash_queue_timeout: Duration,
+}
+
+pub const DEFAULT_PORT: u16 = 3000;
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9101";
+
+impl Config {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let secret = config::required_secret(src, "JWT_SECRET")?;
+        let previous = config::optional_secret(src, "JWT_SECRET_PREVIOUS");
+        let keyring = Keyring::new(&secret, previous.as_ref()).map_err(|e| {
+            let key = if secret.expose().len() < MIN_SECRET_BYTES { "JWT_SECRET" } else { "JWT_SECRET_PREVIOUS" };
+            ConfigError::new(key, e.to_string())
+        })?;
+        let token_lifetime_secs: i64 = config::parse_or(src, "JWT_EXPIRATION", 3600)?;
+        if !(60..=7 * 24 * 3600).contains(&token_lifetime_secs) {
+            return Err(ConfigError::new("JWT_EXPIRATION", "must be between 60 and 604800 seconds"));
+        }
+        let bind: IpAddr = config::parse_or(src, "BIND_ADDR", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+        let port: u16 = config::parse_or(src, "PORT", DEFAULT_PORT)?;
+        let metrics = match config::raw(src, "METRICS_ADDR").as_deref() {
+            Some("off") => None,
+            Some(v) => Some(v.parse().map_err(|e| ConfigError::new("METRICS_ADDR", format!("invalid address {v:?}: {e}")))?),
+            None => Some(DEFAULT_METRICS_ADDR.parse().expect("valid default")),
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let hash_concurrency: usize = config::parse_or(src, "HASH_CONCURRENCY", cpus)?;
+        if hash_concurrency == 0 {
+            return Err(ConfigError::new("HASH_CONCURRENCY", "must be at least 1"));
+        }
+        let hash_queue_ms: u64 = config::parse_or(src, "HASH_QUEUE_TIMEOUT_MS", 2000)?;
+        Ok(Self {
+            db: DbConfig::from_source(src, "auth-svc")?,
+            keyring,
+            token_lifetime_secs,
+            leeway_secs: config::parse_or(src, "JWT_LEEWAY_SECS", platform::keyring::DEFAULT_LEEWAY_SECS)?,
+            listen: SocketAddr::new(bind, port),
+            metrics,
+            request_timeout: config::seconds_or(src, "REQUEST_TIMEOUT_SECS", 10, 1..=300)?,
+            shutdown_grace: config::seconds_or(src, "SHUTDOWN_GRACE_SECS", 20, 1..=110)?,
+            hash_concurrency,
+            hash_queue_timeout: Duration::from_millis(hash_queue_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> HashMap<String, String> {
+        [("DATABASE_URL", "postgres://u@127.0.0.1/db"), ("JWT_SECRET", "0123456789abcdef0123456789abcdef")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_guide() {
+        let cfg = Config::from_source(&base()).unwrap();
+        assert_eq!(cfg.token_lifetime_secs, 3600);
+        assert_eq!(cfg.listen.port(), 3000);
+        assert!(cfg.metrics.is_some());
+    }
+
+    #[test]
+    fn short_secret_is_refused_by_name_without_echoing_it() {
+        let mut env = base();
+        env.insert("JWT_SECRET".into(), "too-short-secret".into());
+        let err = Config::from_source(&env).unwrap_err();
+        assert_eq!(err.key, "JWT_SECRET");
+        assert!(!err.to_string().contains("too-short-secret"));
+    }
+
+    #[test]
+    fn bad_expiration_and_port_are_named() {
+        let mut env = base();
+        env.insert("JWT_EXPIRATION".into(), "soon".into());
+        assert_eq!(Config::from_source(&env).unwrap_err().key, "JWT_EXPIRATION");
+        let mut env = base();
+        env.insert("PORT".into(), "70000".into());
+        assert_eq!(Config::from_source(&env).unwrap_err().key, "PORT");
+        let mut env = base();
+        env.remove("JWT_SECRET");
+        assert_eq!(Config::from_source(&env).unwrap_err().key, "JWT_SECRET");
+    }
+
+    #[test]
+    fn debug_output_has_no_secrets() {
+        let cfg = Config::from_source(&base()).unwrap();
+        assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
+    }
+}

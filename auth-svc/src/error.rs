@@ -1,0 +1,71 @@
+//! auth-svc's one error type and its mapping to the contract's responses.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use platform::ErrorBody;
+use platform::keyring::Rejection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    /// Unknown user and wrong password: one variant, so one status and one body.
+    #[error("Invalid username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    InvalidToken(Rejection),
+    #[error("Username or email already exists")]
+    Conflict,
+    /// All hashing slots stayed busy for the whole queue timeout.
+    #[error("Too many concurrent logins, retry shortly")]
+    Busy,
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, self.to_string()),
+            Self::InvalidToken(r) => {
+                let mut response = ErrorBody::response(StatusCode::UNAUTHORIZED, r.to_string());
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+            Self::Conflict => (StatusCode::CONFLICT, self.to_string()),
+            Self::Busy => return unavailable(&self.to_string()),
+            Self::Database(e) => {
+                if platform::db::is_unavailable(e) {
+                    tracing::warn!(error = %e, "database unavailable");
+                    return unavailable("Database temporarily unavailable, retry later");
+                }
+                // Constraint violations are the client's doing: map them here, in one place.
+                if let sqlx::Error::Database(db) = e {
+                    match db.code().as_deref() {
+                        Some("23505") => return Self::Conflict.into_response(),
+                        Some("23514" | "22001") => {
+                            return ErrorBody::response(StatusCode::BAD_REQUEST, "A field is invalid or too long");
+                        }
+                        _ => {}
+                    }
+                }
+                tracing::error!(error = %e, "database error");
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::default_message(StatusCode::INTERNAL_SERVER_ERROR).to_owned())
+            }
+            Self::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::default_message(StatusCode::INTERNAL_SERVER_ERROR).to_owned())
+            }
+        };
+        ErrorBody::response(status, message)
+    }
+}
+
+fn unavailable(message: &str) -> Response {
+    let mut response = ErrorBody::response(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}

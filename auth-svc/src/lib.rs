@@ -1,0 +1,112 @@
+//! auth-svc: register, login and token validation for the Task Management API.
+//!
+//! The service is a library so tests can drive [`router`] directly or bind port 0 with [`run`].
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod password;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use platform::keyring::Keyring;
+use platform::metrics::HttpMetrics;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Config;
+use crate::password::Hasher;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub keyring: Arc<Keyring>,
+    pub hasher: Hasher,
+    pub token_lifetime_secs: i64,
+    pub leeway_secs: u64,
+    pub metrics: HttpMetrics,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl AppState {
+    pub fn new(config: Config, pool: PgPool) -> Self {
+        Self {
+            pool,
+            keyring: Arc::new(config.keyring),
+            hasher: Hasher::new(config.hash_concurrency, config.hash_queue_timeout),
+            token_lifetime_secs: config.token_lifetime_secs,
+            leeway_secs: config.leeway_secs,
+            metrics: HttpMetrics::new(),
+            request_timeout: config.request_timeout,
+            shutdown_grace: config.shutdown_grace,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "auth-svc", description = "Users, login and token validation of the Task Management API."),
+    components(schemas(platform::ErrorBody)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The routes and their OpenAPI document, from one list so they cannot disagree.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::register))
+        .routes(routes!(routes::login))
+        .routes(routes!(routes::validate))
+        .split_for_parts()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api();
+    let doc = serde_json::to_string(&doc).expect("OpenAPI document serialises");
+    let api = api.route(
+        "/auth/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc) }
+        }),
+    );
+    let metrics = state.metrics.clone();
+    let timeout = state.request_timeout;
+    platform::http::harden(api.with_state(state), metrics, timeout)
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
+/// grace period.
+pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let grace = state.shutdown_grace;
+    let app = router(state);
+    platform::shutdown::serve_with_deadline(
+        |trigger| axum::serve(listener, app).with_graceful_shutdown(trigger).into_future(),
+        shutdown,
+        grace,
+    )
+    .await
+}

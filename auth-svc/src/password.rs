@@ -1,0 +1,110 @@
+//! Password hashing with argon2id (m=19456 KiB, t=2, p=1), off the async runtime and bounded:
+//! at most `concurrency` hashes run at once (each holds ~19 MiB), a request waits at most
+//! `queue_timeout` for a slot, then gets 503. Unknown users are checked against a dummy hash so
+//! the response time does not tell whether a username exists.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::error::ApiError;
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    queue_timeout: Duration,
+    dummy: Arc<OnceCell<String>>,
+}
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19_456, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_blocking(password: &[u8]) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::Internal(format!("argon2 hash: {e}")))
+}
+
+fn verify_blocking(password: &[u8], phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|parsed| argon2().verify_password(password, &parsed).is_ok())
+}
+
+impl Hasher {
+    pub fn new(concurrency: usize, queue_timeout: Duration) -> Self {
+        Self { permits: Arc::new(Semaphore::new(concurrency)), queue_timeout, dummy: Arc::new(OnceCell::new()) }
+    }
+
+    /// Runs `work` on the blocking pool while holding a hashing slot. The slot moves into the
+    /// blocking task, so a cancelled request cannot free it while the hash still runs.
+    async fn bounded<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+        let permit = tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| ApiError::Busy)?
+            .map_err(|_| ApiError::Internal("hashing semaphore closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("hashing task: {e}")))
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        self.bounded(move || hash_blocking(password.as_bytes())).await?
+    }
+
+    /// Verifies `password` against `phc`, or against the dummy hash when there is no user.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, ApiError> {
+        let (phc, real) = match phc {
+            Some(p) => (p, true),
+            None => (self.dummy().await?, false),
+        };
+        let ok = self.bounded(move || verify_blocking(password.as_bytes(), &phc)).await?;
+        Ok(ok && real)
+    }
+
+    async fn dummy(&self) -> Result<String, ApiError> {
+        self.dummy
+            .get_or_try_init(|| async {
+                let random: [u8; 16] = rand::random();
+                self.bounded(move || hash_blocking(&random)).await?
+            })
+            .await
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hash_then_verify_round_trips_with_the_chosen_parameters() {
+        let h = Hasher::new(2, Duration::from_secs(5));
+        let phc = h.hash("correct horse".into()).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(h.verify("correct horse".into(), Some(phc.clone())).await.unwrap());
+        assert!(!h.verify("wrong horse".into(), Some(phc)).await.unwrap());
+        assert!(!h.verify("anything".into(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_instead_of_piling_up() {
+        let h = Hasher::new(1, Duration::from_millis(1));
+        let held = h.permits.clone().acquire_owned().await.unwrap();
+        assert!(matches!(h.hash("password1".into()).await, Err(ApiError::Busy)));
+        drop(held);
+        assert!(h.hash("password1".into()).await.is_ok());
+    }
+}

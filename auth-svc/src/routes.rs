@@ -1,0 +1,243 @@
+//! auth-svc's handlers. Each carries its OpenAPI description, and the router is built from
+//! those descriptions, so the served document cannot drift from the routes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::{DateTime, Utc};
+use platform::ErrorBody;
+use platform::http::ApiJson;
+use platform::keyring::{Claims, Rejection, bearer_token};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::db;
+use crate::error::ApiError;
+use crate::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub service: String,
+}
+
+/// Liveness: the process serves HTTP. Used by the ALB target group and the ECS health check.
+#[utoipa::path(get, path = "/auth/health", tag = "auth", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "healthy".into(), service: "auth".into() })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// 3 to 50 characters: letters, digits, `_`, `.`, `-`.
+    #[schema(example = "testuser")]
+    pub username: Option<String>,
+    /// Up to 100 characters; unique regardless of case.
+    #[schema(example = "test@example.com")]
+    pub email: Option<String>,
+    /// 8 to 128 characters, never truncated.
+    #[schema(example = "SecurePass123!")]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisteredUser {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    #[serde(serialize_with = "platform::timestamp::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterResponse {
+    pub user: RegisteredUser,
+}
+
+fn required(field: Option<String>, name: &str) -> Result<String, ApiError> {
+    match field {
+        Some(v) if !v.is_empty() => {
+            if v.contains('\0') {
+                return Err(ApiError::BadRequest(format!("{name} must not contain NUL characters")));
+            }
+            Ok(v)
+        }
+        _ => Err(ApiError::BadRequest(format!("{name} is required"))),
+    }
+}
+
+fn validate_username(username: &str) -> Result<(), ApiError> {
+    let len = username.chars().count();
+    let charset = username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !(3..=50).contains(&len) || !charset {
+        return Err(ApiError::BadRequest(
+            "username must be 3 to 50 characters: letters, digits, '_', '.' or '-'".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_email(email: &str) -> Result<(), ApiError> {
+    let valid = email.chars().count() <= 100
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.contains('@') && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        });
+    if !valid {
+        return Err(ApiError::BadRequest("email must be a valid address of at most 100 characters".into()));
+    }
+    Ok(())
+}
+
+fn validate_password(password: &str) -> Result<(), ApiError> {
+    let len = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&len) {
+        return Err(ApiError::BadRequest(format!(
+            "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates a user. A taken username or email (emails compare case-insensitively) is 409.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest, responses(
+    (status = 201, body = RegisterResponse),
+    (status = 400, body = ErrorBody, description = "missing or invalid field, malformed JSON"),
+    (status = 409, body = ErrorBody, description = "username or email already exists"),
+    (status = 413, body = ErrorBody),
+    (status = 503, body = ErrorBody, description = "hashing capacity or database unavailable; see Retry-After"),
+))]
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    let username = required(body.username, "username")?;
+    let email = required(body.email, "email")?;
+    let password = required(body.password, "password")?;
+    validate_username(&username)?;
+    validate_email(&email)?;
+    validate_password(&password)?;
+    let hash = state.hasher.hash(password).await?;
+    let user = db::insert_user(&state.pool, &username, &email, &hash).await?;
+    tracing::info!(user_id = user.id, "user registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            user: RegisteredUser { id: user.id, username: user.username, email: user.email, created_at: user.created_at },
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[schema(example = "testuser")]
+    pub username: Option<String>,
+    #[schema(example = "SecurePass123!")]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PublicUser {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LoginResponse {
+    pub token: String,
+    pub user: PublicUser,
+}
+
+/// Issues a token. Unknown user and wrong password give the same 401 and take the same time.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest, responses(
+    (status = 200, body = LoginResponse),
+    (status = 400, body = ErrorBody, description = "missing credentials, malformed JSON"),
+    (status = 401, body = ErrorBody, description = "invalid username or password"),
+    (status = 503, body = ErrorBody, description = "hashing capacity or database unavailable; see Retry-After"),
+))]
+pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> Result<Json<LoginResponse>, ApiError> {
+    let (Some(username), Some(password)) = (body.username, body.password) else {
+        return Err(ApiError::BadRequest("Missing credentials: username and password are required".into()));
+    };
+    if username.is_empty() || password.is_empty() {
+        return Err(ApiError::BadRequest("Missing credentials: username and password are required".into()));
+    }
+    // No stored password can be this long or contain NUL: refuse without touching the database.
+    if password.chars().count() > MAX_PASSWORD_CHARS || username.contains('\0') || username.chars().count() > 50 {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let user = db::credentials_by_username(&state.pool, &username).await?;
+    let (hash, user) = match user {
+        Some(u) => (Some(u.password_hash.clone()), Some(u)),
+        None => (None, None),
+    };
+    if !state.hasher.verify(password, hash).await? {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let user = user.ok_or(ApiError::InvalidCredentials)?;
+    let claims = Claims::new(user.id, &user.username, &user.email, Utc::now().timestamp(), state.token_lifetime_secs);
+    let token = state.keyring.issue(&claims).map_err(|e| ApiError::Internal(format!("sign token: {e}")))?;
+    tracing::info!(user_id = user.id, "login succeeded");
+    Ok(Json(LoginResponse { token, user: PublicUser { id: user.id, username: user.username, email: user.email } }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ValidateResponse {
+    pub valid: bool,
+    pub user: Claims,
+}
+
+/// Verifies the bearer token in `Authorization`. The gateway calls this only for key ids it
+/// does not know.
+#[utoipa::path(post, path = "/auth/validate", tag = "auth", security(("bearer" = [])), responses(
+    (status = 200, body = ValidateResponse),
+    (status = 401, body = ErrorBody, description = "missing, malformed, expired or foreign token"),
+))]
+pub async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<ValidateResponse>, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => return Err(ApiError::InvalidToken(Rejection::Missing)),
+        (Some(v), None) => v.to_str().map_err(|_| ApiError::InvalidToken(Rejection::Malformed))?,
+        (Some(_), Some(_)) => return Err(ApiError::InvalidToken(Rejection::Malformed)),
+    };
+    let token = bearer_token(value).map_err(ApiError::InvalidToken)?;
+    let claims = state.keyring.verify(token, state.leeway_secs).map_err(ApiError::InvalidToken)?;
+    Ok(Json(ValidateResponse { valid: true, user: claims }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rules() {
+        assert!(validate_username("testuser").is_ok());
+        assert!(validate_username("a.b-c_d").is_ok());
+        assert!(validate_username("ab").is_err());
+        assert!(validate_username(&"a".repeat(51)).is_err());
+        assert!(validate_username("white space").is_err());
+        assert!(validate_username("ünïcode").is_err());
+    }
+
+    #[test]
+    fn email_rules() {
+        assert!(validate_email("test@example.com").is_ok());
+        for bad in ["", "no-at", "@example.com", "a@b", "a@@b.com", "a b@c.com", "a@.com", "a@b.com."] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+        assert!(validate_email(&format!("{}@example.com", "a".repeat(90))).is_err());
+    }
+
+    #[test]
+    fn password_length_counts_characters_not_bytes() {
+        assert!(validate_password("1234567").is_err());
+        assert!(validate_password("12345678").is_ok());
+        assert!(validate_password(&"é".repeat(128)).is_ok());
+        assert!(validate_password(&"é".repeat(129)).is_err());
+    }
+}

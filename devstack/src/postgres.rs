@@ -1,0 +1,370 @@
+//! Throwaway PostgreSQL clusters from the machine's server binaries.
+//!
+//! PostgreSQL refuses to run as root, so as root the cluster is created and run as the
+//! `postgres` user (or `nobody`). Clusters listen on 127.0.0.1 only, keep their socket in their
+//! own directory, and trust local connections: they are for tests and local runs, never exposed.
+
+use std::fs;
+use std::io::Write;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Where the PostgreSQL server binaries are: `$PG_BIN`, else the newest
+/// `/usr/lib/postgresql/*/bin`, else `initdb` on `PATH`.
+pub fn bin_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        let dir = PathBuf::from(dir);
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+        bail!("PG_BIN={} has no initdb", dir.display());
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").exists() && dir.join("pg_ctl").exists() {
+                return Ok(dir);
+            }
+        }
+    }
+    bail!(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found. Install them with:\n    sudo apt-get install -y postgresql\n\
+         or set PG_BIN to their directory, or set DATABASE_URL to use an existing server."
+    )
+}
+
+fn is_root() -> bool {
+    // `id -u` avoids unsafe libc calls.
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// The unprivileged user that runs PostgreSQL when we are root.
+fn run_as_user() -> Option<&'static str> {
+    if !is_root() {
+        return None;
+    }
+    let exists = |u: &str| Command::new("id").arg(u).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    Some(if exists("postgres") { "postgres" } else { "nobody" })
+}
+
+fn command(bin: &Path, user: Option<&str>) -> Command {
+    match user {
+        Some(user) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--"]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
+fn run(mut cmd: Command, what: &str, log: &Path) -> Result<()> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("could not run {what}"))?;
+    if !out.status.success() {
+        let _ = fs::OpenOptions::new().create(true).append(true).open(log).and_then(|mut f| {
+            f.write_all(&out.stdout)?;
+            f.write_all(&out.stderr)
+        });
+        bail!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+/// Tuning for a cluster: tests trade durability for speed; a local run keeps the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Durable,
+    Fast,
+}
+
+/// A cluster in `dir`, listening on 127.0.0.1:`port`.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+    user: Option<&'static str>,
+    durability: Durability,
+    stop_on_drop: bool,
+}
+
+impl Cluster {
+    /// Creates the cluster in `dir` if it does not exist yet, and starts it on `port`.
+    pub fn start(dir: &Path, port: u16, durability: Durability) -> Result<Self> {
+        let cluster = Self {
+            dir: dir.to_path_buf(),
+            port,
+            bin: bin_dir()?,
+            user: run_as_user(),
+            durability,
+            stop_on_drop: true,
+        };
+        cluster.init()?;
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    fn init(&self) -> Result<()> {
+        fs::create_dir_all(self.dir.join("socket"))?;
+        if let Some(user) = self.user {
+            // The cluster's user must own its directory.
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg("-R").arg(format!("{user}:")).arg(&self.dir);
+                    c
+                },
+                "chown",
+                &self.log_file(),
+            )?;
+        }
+        if self.data().join("PG_VERSION").exists() {
+            return Ok(());
+        }
+        let mut cmd = command(&self.bin.join("initdb"), self.user);
+        cmd.arg("-D").arg(self.data()).args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"]);
+        if self.durability == Durability::Fast {
+            cmd.arg("--no-sync");
+        }
+        run(cmd, "initdb", &self.log_file())
+    }
+
+    fn start_server(&self) -> Result<()> {
+        let mut opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300",
+            self.port,
+            self.dir.join("socket").display()
+        );
+        if self.durability == Durability::Fast {
+            opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        let mut cmd = command(&self.bin.join("pg_ctl"), self.user);
+        cmd.arg("-D").arg(self.data()).arg("-l").arg(self.log_file()).args(["-o", &opts, "-w", "-t", "30", "start"]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let status = cmd.stdin(Stdio::null()).status().context("could not run pg_ctl")?;
+        if !status.success() {
+            let log = fs::read_to_string(self.log_file()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            if log.contains("Address already in use") {
+                bail!("PostgreSQL could not listen on 127.0.0.1:{}: the port is taken", self.port);
+            }
+            bail!("PostgreSQL did not start (log {}):\n{}", self.log_file().display(), tail.join("\n"));
+        }
+        wait_for_port(self.port, Duration::from_secs(30))
+    }
+
+    /// The URL of database `db` as the superuser.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected), keeping the data.
+    pub fn stop(&self) -> Result<()> {
+        let mut cmd = command(&self.bin.join("pg_ctl"), self.user);
+        cmd.arg("-D").arg(self.data()).args(["-m", "fast", "-w", "-t", "30", "stop"]);
+        run(cmd, "pg_ctl stop", &self.log_file())
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn restart(&self) -> Result<()> {
+        self.start_server()
+    }
+
+    /// Leaves the server running when this handle is dropped.
+    pub fn keep_running(mut self) {
+        self.stop_on_drop = false;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.stop_on_drop && self.data().join("postmaster.pid").exists() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}")
+}
+
+pub mod testing {
+    //! The cluster the tests share, and a fresh database per test.
+    //!
+    //! `DATABASE_URL`, when set, names the server to use. Otherwise the first test starts a
+    //! cluster in the temp directory (a file lock keeps concurrent test processes from racing),
+    //! later tests reuse it, and a watchdog stops it after 15 idle minutes.
+
+    use super::*;
+    use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+    const IDLE_STOP_SECS: u64 = 900;
+
+    fn shared_dir() -> PathBuf {
+        std::env::temp_dir().join("taskmgmt-test-pg")
+    }
+
+    /// The admin URL (ending in `/postgres`) of the server the tests use.
+    pub fn server_url() -> Result<String> {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Ok(url);
+        }
+        let dir = shared_dir();
+        fs::create_dir_all(&dir)?;
+        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.with_extension("lock"))?;
+        lock.lock()?;
+        let heartbeat = dir.with_extension("heartbeat");
+        fs::write(&heartbeat, b"")?;
+        let port_file = dir.with_extension("port");
+        if let Some(port) = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok())
+            && dir.join("data/postmaster.pid").exists()
+            && wait_for_port(port, Duration::from_millis(300)).is_ok()
+        {
+            return Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"));
+        }
+        let port = free_port()?;
+        let cluster = Cluster::start(&dir, port, Durability::Fast)?;
+        fs::write(&port_file, port.to_string())?;
+        spawn_idle_watchdog(&cluster, &heartbeat);
+        let url = cluster.url("postgres");
+        cluster.keep_running();
+        Ok(url)
+    }
+
+    fn spawn_idle_watchdog(cluster: &Cluster, heartbeat: &Path) {
+        let mut stop = command(&cluster.bin.join("pg_ctl"), cluster.user);
+        stop.arg("-D").arg(cluster.data()).args(["-m", "fast", "stop"]);
+        let stop_cmd = format!("{:?}", stop).replace('"', "");
+        let script = format!(
+            "while sleep 20; do [ -f '{pid}' ] || exit 0; age=$(( $(date +%s) - $(stat -c %Y '{hb}') )); \
+             if [ $age -gt {IDLE_STOP_SECS} ]; then {stop_cmd} >/dev/null 2>&1; exit 0; fi; done",
+            pid = cluster.data().join("postmaster.pid").display(),
+            hb = heartbeat.display(),
+        );
+        let _ = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+
+    /// A new, migrated database for one test, dropped when this handle is dropped.
+    pub struct TestDatabase {
+        pub url: String,
+        pub pool: PgPool,
+        admin_url: String,
+        name: String,
+    }
+
+    impl TestDatabase {
+        pub async fn new() -> Self {
+            let admin_url = tokio::task::spawn_blocking(server_url)
+                .await
+                .expect("server_url task")
+                .expect("a PostgreSQL server for the tests");
+            let name = format!("t_{}", uuid_like());
+            let mut admin = PgConnection::connect(&admin_url).await.expect("connect to the test server");
+            admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+            let url = replace_database(&admin_url, &name);
+            let pool = PgPool::connect(&url).await.expect("connect to the test database");
+            platform::db::MIGRATOR.run(&pool).await.expect("migrations apply");
+            Self { url, pool, admin_url, name }
+        }
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            let admin_url = self.admin_url.clone();
+            let name = self.name.clone();
+            // Drop runs inside the test's runtime: do the async clean-up on a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                rt.block_on(async {
+                    if let Ok(mut c) = PgConnection::connect(&admin_url).await {
+                        let _ = c.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    fn uuid_like() -> String {
+        use rand::Rng;
+        let n: u64 = rand::thread_rng().r#gen();
+        format!("{n:016x}")
+    }
+
+    /// `url` with its database name replaced.
+    pub fn replace_database(url: &str, db: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (url, None),
+        };
+        let after_scheme = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[after_scheme..].find('/') {
+            Some(slash) => &base[..after_scheme + slash],
+            None => base,
+        };
+        match query {
+            Some(q) => format!("{base}/{db}?{q}"),
+            None => format!("{base}/{db}"),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::replace_database;
+
+        #[test]
+        fn database_name_is_replaced() {
+            assert_eq!(replace_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
+            assert_eq!(replace_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+            assert_eq!(replace_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The one error body of the HTTP contract: `{"error": "<reason phrase>", "message": "<text>"}`.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The status code's reason phrase, e.g. "Bad Request".
+    pub error: String,
+    /// A human-readable explanation that never contains internals.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            error: status.canonical_reason().unwrap_or("Error").to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The body as JSON bytes, for code that writes responses without axum (the gateway).
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        // Serialising two strings cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A response with this body and the given status.
+    pub fn response(status: StatusCode, message: impl Into<String>) -> Response {
+        (status, Json(Self::new(status, message))).into_response()
+    }
+
+    /// The default message used when a response had no body of ours (404, 405, 408, ...).
+    pub fn default_message(status: StatusCode) -> &'static str {
+        match status {
+            StatusCode::NOT_FOUND => "The requested resource does not exist",
+            StatusCode::METHOD_NOT_ALLOWED => "Method not allowed for this resource",
+            StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large",
+            StatusCode::REQUEST_TIMEOUT => "Request timed out",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "Expected a JSON body with Content-Type: application/json",
+            StatusCode::UNAUTHORIZED => "Authentication required",
+            StatusCode::FORBIDDEN => "You do not have permission to access this resource",
+            StatusCode::SERVICE_UNAVAILABLE => "Service temporarily unavailable, retry later",
+            s if s.is_server_error() => "An internal error occurred",
+            _ => "The request could not be processed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_field_is_the_reason_phrase() {
+        let body = ErrorBody::new(StatusCode::CONFLICT, "taken");
+        assert_eq!(body.error, "Conflict");
+        let json: serde_json::Value = serde_json::from_slice(&body.to_json_bytes()).unwrap();
+        assert_eq!(json, serde_json::json!({"error": "Conflict", "message": "taken"}));
+    }
+}

@@ -1,0 +1,145 @@
+//! The HTTP hardening both axum services share: JSON error bodies for every failure (including
+//! axum's own rejections, unknown routes and 405s), a body limit, a request timeout, request ids,
+//! tracing spans and metrics.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::de::DeserializeOwned;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::ErrorBody;
+use crate::metrics::HttpMetrics;
+
+/// Request bodies larger than this get 413.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// A JSON body extractor whose rejections are the contract's error body, not axum's plain text.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: &JsonRejection) -> Response {
+    let (status, message) = match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            (StatusCode::BAD_REQUEST, "Content-Type must be application/json".to_owned())
+        }
+        JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "Request body is not valid JSON".to_owned()),
+        JsonRejection::JsonDataError(e) => {
+            // serde's message describes the client's input (field names, expected types).
+            let detail = std::error::Error::source(e).map(ToString::to_string).unwrap_or_default();
+            (StatusCode::BAD_REQUEST, format!("Invalid request body: {detail}"))
+        }
+        JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {} KiB", BODY_LIMIT_BYTES / 1024),
+        ),
+        _ => (StatusCode::BAD_REQUEST, "Request body could not be read".to_owned()),
+    };
+    ErrorBody::response(status, message)
+}
+
+/// Replaces any error response that is not already JSON (axum's 404 fallback, 405 with `Allow`,
+/// 413 from the body limit, timeouts) with the contract's error body, keeping its headers.
+async fn json_error_bodies(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = ErrorBody::new(status, ErrorBody::default_message(status));
+    let mut fresh = axum::Json(body).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE {
+            fresh.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    *fresh.status_mut() = status;
+    fresh
+}
+
+/// Answers 503 with `Retry-After` when a handler takes longer than `timeout`.
+async fn request_timeout(timeout: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
+            let mut response = ErrorBody::response(StatusCode::SERVICE_UNAVAILABLE, "Request timed out, retry later");
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+/// JSON 404 for unknown routes.
+pub async fn not_found() -> Response {
+    ErrorBody::response(StatusCode::NOT_FOUND, ErrorBody::default_message(StatusCode::NOT_FOUND))
+}
+
+/// Wraps a service's routes in the shared stack, outermost first: request id, tracing span,
+/// metrics, JSON error bodies, request timeout, body limit.
+pub fn harden(router: Router, metrics: HttpMetrics, timeout: Duration) -> Router {
+    router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn(move |req, next| request_timeout(timeout, req, next)))
+        .layer(middleware::from_fn(json_error_bodies))
+        .layer(middleware::from_fn_with_state(metrics, crate::metrics::track))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                })
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// A query-string extractor whose rejections are the contract's error body.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str::<T>(query)
+            .map(Self)
+            .map_err(|e| ErrorBody::response(StatusCode::BAD_REQUEST, format!("Invalid query string: {e}")))
+    }
+}

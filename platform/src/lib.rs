@@ -1,0 +1,21 @@
+//! Code shared by auth-svc, task-svc and the gateway.
+//!
+//! Kept small on purpose: the JWT keyring and claims (one definition of what a token is),
+//! the JSON error body, typed environment config, telemetry, metrics, graceful shutdown and
+//! the `healthcheck` probe used by ECS container health checks.
+
+pub mod config;
+pub mod db;
+pub mod error_body;
+pub mod healthcheck;
+pub mod http;
+pub mod identity;
+pub mod keyring;
+pub mod metrics;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod timestamp;
+
+pub use error_body::ErrorBody;
+pub use secret::Secret;
