@@ -45,7 +45,9 @@ impl Config {
         let port: u16 = config::parse_or(src, "PORT", DEFAULT_PORT)?;
         let metrics = match config::raw(src, "METRICS_ADDR").as_deref() {
             Some("off") => None,
-            Some(v) => Some(v.parse().map_err(|e| ConfigError::new("METRICS_ADDR", format!("invalid address {v:?}: {e}")))?),
+            Some(v) => {
+                Some(v.parse().map_err(|e| ConfigError::new("METRICS_ADDR", format!("invalid address {v:?}: {e}")))?)
+            }
             None => Some(DEFAULT_METRICS_ADDR.parse().expect("valid default")),
         };
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);

@@ -36,7 +36,10 @@ pub async fn insert_user(
     .await
 }
 
-pub async fn credentials_by_username(db: impl PgExecutor<'_>, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
+pub async fn credentials_by_username(
+    db: impl PgExecutor<'_>,
+    username: &str,
+) -> Result<Option<Credentials>, sqlx::Error> {
     sqlx::query_as::<_, Credentials>("SELECT id, username, email, password_hash FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(db)

@@ -53,11 +53,17 @@ impl IntoResponse for ApiError {
                     }
                 }
                 tracing::error!(error = %e, "database error");
-                (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::default_message(StatusCode::INTERNAL_SERVER_ERROR).to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorBody::default_message(StatusCode::INTERNAL_SERVER_ERROR).to_owned(),
+                )
             }
             Self::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::default_message(StatusCode::INTERNAL_SERVER_ERROR).to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorBody::default_message(StatusCode::INTERNAL_SERVER_ERROR).to_owned(),
+                )
             }
         };
         ErrorBody::response(status, message)

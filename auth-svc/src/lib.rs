@@ -16,6 +16,7 @@ use axum::Router;
 use axum::routing::get;
 use platform::keyring::Keyring;
 use platform::metrics::HttpMetrics;
+use platform::service::BearerAuth;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
@@ -38,14 +39,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, pool: PgPool) -> Self {
+    pub fn new(config: Config, pool: PgPool, metrics: HttpMetrics) -> Self {
         Self {
             pool,
             keyring: Arc::new(config.keyring),
             hasher: Hasher::new(config.hash_concurrency, config.hash_queue_timeout),
             token_lifetime_secs: config.token_lifetime_secs,
             leeway_secs: config.leeway_secs,
-            metrics: HttpMetrics::new(),
+            metrics,
             request_timeout: config.request_timeout,
             shutdown_grace: config.shutdown_grace,
         }
@@ -59,19 +60,6 @@ impl AppState {
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
 
 /// The routes and their OpenAPI document, from one list so they cannot disagree.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -100,7 +88,11 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
 /// grace period.
-pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let grace = state.shutdown_grace;
     let app = router(state);
     platform::shutdown::serve_with_deadline(

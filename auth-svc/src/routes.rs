@@ -84,7 +84,11 @@ fn validate_email(email: &str) -> Result<(), ApiError> {
     let valid = email.chars().count() <= 100
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.contains('@') && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         });
     if !valid {
         return Err(ApiError::BadRequest("email must be a valid address of at most 100 characters".into()));
@@ -126,7 +130,12 @@ pub async fn register(
     Ok((
         StatusCode::CREATED,
         Json(RegisterResponse {
-            user: RegisteredUser { id: user.id, username: user.username, email: user.email, created_at: user.created_at },
+            user: RegisteredUser {
+                id: user.id,
+                username: user.username,
+                email: user.email,
+                created_at: user.created_at,
+            },
         }),
     ))
 }
@@ -160,7 +169,10 @@ pub struct LoginResponse {
     (status = 401, body = ErrorBody, description = "invalid username or password"),
     (status = 503, body = ErrorBody, description = "hashing capacity or database unavailable; see Retry-After"),
 ))]
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> Result<Json<LoginResponse>, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
     let (Some(username), Some(password)) = (body.username, body.password) else {
         return Err(ApiError::BadRequest("Missing credentials: username and password are required".into()));
     };

@@ -1,5 +1,6 @@
 //! The local stack, shared by the run command and the tests so that what the tests start is
 //! what a user runs.
 
+pub mod oneshot;
 pub mod postgres;
 pub mod process;

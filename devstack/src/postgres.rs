@@ -60,7 +60,9 @@ fn run_as_user() -> Option<&'static str> {
     if !is_root() {
         return None;
     }
-    let exists = |u: &str| Command::new("id").arg(u).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let exists = |u: &str| {
+        Command::new("id").arg(u).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    };
     Some(if exists("postgres") { "postgres" } else { "nobody" })
 }
 
@@ -113,14 +115,8 @@ pub struct Cluster {
 impl Cluster {
     /// Creates the cluster in `dir` if it does not exist yet, and starts it on `port`.
     pub fn start(dir: &Path, port: u16, durability: Durability) -> Result<Self> {
-        let cluster = Self {
-            dir: dir.to_path_buf(),
-            port,
-            bin: bin_dir()?,
-            user: run_as_user(),
-            durability,
-            stop_on_drop: true,
-        };
+        let cluster =
+            Self { dir: dir.to_path_buf(), port, bin: bin_dir()?, user: run_as_user(), durability, stop_on_drop: true };
         cluster.init()?;
         cluster.start_server()?;
         Ok(cluster)
@@ -152,7 +148,14 @@ impl Cluster {
             return Ok(());
         }
         let mut cmd = command(&self.bin.join("initdb"), self.user);
-        cmd.arg("-D").arg(self.data()).args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"]);
+        cmd.arg("-D").arg(self.data()).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-instructions",
+        ]);
         if self.durability == Durability::Fast {
             cmd.arg("--no-sync");
         }

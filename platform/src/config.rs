@@ -66,10 +66,7 @@ where
 {
     match raw(src, key) {
         None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::new(key, format!("invalid value {v:?}: {e}"))),
+        Some(v) => v.trim().parse().map_err(|e| ConfigError::new(key, format!("invalid value {v:?}: {e}"))),
     }
 }
 

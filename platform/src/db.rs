@@ -124,7 +124,13 @@ mod tests {
     #[test]
     fn guide_variables_build_the_connection() {
         let cfg = DbConfig::from_source(
-            &src(&[("DB_HOST", "db.local"), ("DB_PORT", "6543"), ("DB_NAME", "tm"), ("DB_USER", "app"), ("DB_PASSWORD", "pw-XYZ")]),
+            &src(&[
+                ("DB_HOST", "db.local"),
+                ("DB_PORT", "6543"),
+                ("DB_NAME", "tm"),
+                ("DB_USER", "app"),
+                ("DB_PASSWORD", "pw-XYZ"),
+            ]),
             "test",
         )
         .unwrap();
@@ -136,12 +142,14 @@ mod tests {
 
     #[test]
     fn missing_and_bad_keys_are_named() {
-        let err = DbConfig::from_source(&src(&[("DB_HOST", "h"), ("DB_NAME", "n"), ("DB_USER", "u")]), "t").unwrap_err();
+        let err =
+            DbConfig::from_source(&src(&[("DB_HOST", "h"), ("DB_NAME", "n"), ("DB_USER", "u")]), "t").unwrap_err();
         assert_eq!(err.key, "DB_PASSWORD");
         let err = DbConfig::from_source(&src(&[("DATABASE_URL", "sekrit-not-a-url")]), "t").unwrap_err();
         assert_eq!(err.key, "DATABASE_URL");
         assert!(!err.to_string().contains("sekrit"));
-        let err = DbConfig::from_source(&src(&[("DATABASE_URL", "postgres://x/y"), ("DB_MAX_CONNECTIONS", "0")]), "t").unwrap_err();
+        let err = DbConfig::from_source(&src(&[("DATABASE_URL", "postgres://x/y"), ("DB_MAX_CONNECTIONS", "0")]), "t")
+            .unwrap_err();
         assert_eq!(err.key, "DB_MAX_CONNECTIONS");
     }
 }

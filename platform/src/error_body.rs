@@ -15,10 +15,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            error: status.canonical_reason().unwrap_or("Error").to_owned(),
-            message: message.into(),
-        }
+        Self { error: status.canonical_reason().unwrap_or("Error").to_owned(), message: message.into() }
     }
 
     /// The body as JSON bytes, for code that writes responses without axum (the gateway).

@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: healthcheck\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: healthcheck\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut head = [0u8; 32];
         let n = stream.read(&mut head).await.ok()?;
@@ -36,10 +37,6 @@ pub fn run(addr: SocketAddr, path: &str) -> ExitCode {
 
 /// The address to probe for a service bound to `bind`: a wildcard bind is probed on loopback.
 pub fn local_addr(bind: std::net::IpAddr, port: u16) -> SocketAddr {
-    let ip = if bind.is_unspecified() {
-        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-    } else {
-        bind
-    };
+    let ip = if bind.is_unspecified() { std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST) } else { bind };
     SocketAddr::new(ip, port)
 }

@@ -49,10 +49,9 @@ fn json_rejection(rejection: &JsonRejection) -> Response {
             let detail = std::error::Error::source(e).map(ToString::to_string).unwrap_or_default();
             (StatusCode::BAD_REQUEST, format!("Invalid request body: {detail}"))
         }
-        JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Request body is larger than {} KiB", BODY_LIMIT_BYTES / 1024),
-        ),
+        JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            (StatusCode::PAYLOAD_TOO_LARGE, format!("Request body is larger than {} KiB", BODY_LIMIT_BYTES / 1024))
+        }
         _ => (StatusCode::BAD_REQUEST, "Request body could not be read".to_owned()),
     };
     ErrorBody::response(status, message)

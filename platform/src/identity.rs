@@ -30,7 +30,9 @@ mod tests {
 
     #[test]
     fn identity_headers_match_in_any_case() {
-        for name in ["X-User-Id", "x-user-id", "X-USER-NAME", "x-user-email", "X-Authenticated-User", "X-Forwarded-User"] {
+        for name in
+            ["X-User-Id", "x-user-id", "X-USER-NAME", "x-user-email", "X-Authenticated-User", "X-Forwarded-User"]
+        {
             assert!(is_identity_header(name), "{name}");
         }
         for name in ["authorization", "x-request-id", "content-type", "x-amzn-trace-id", "x-username"] {

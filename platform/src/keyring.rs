@@ -100,8 +100,7 @@ impl Rejection {
 /// A key id for `secret`: the first 16 hex digits of HMAC-SHA256(secret, "task-mgmt/kid/v1").
 /// Every holder of the secret computes the same id; the id reveals nothing about the secret.
 pub fn key_id(secret: &Secret) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC accepts keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(b"task-mgmt/kid/v1");
     let digest = mac.finalize().into_bytes();
     hex::encode(&digest[..8])
@@ -187,9 +186,8 @@ impl Keyring {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map(|data| data.claims).map_err(|e| {
+            match e.kind() {
                 ErrorKind::InvalidSignature => Rejection::BadSignature,
                 ErrorKind::ExpiredSignature => Rejection::Expired,
                 ErrorKind::ImmatureSignature => Rejection::NotYetValid,
@@ -197,7 +195,8 @@ impl Keyring {
                 ErrorKind::InvalidAudience => Rejection::WrongAudience,
                 ErrorKind::InvalidAlgorithm => Rejection::WrongAlgorithm,
                 _ => Rejection::Malformed,
-            })
+            }
+        })
     }
 }
 

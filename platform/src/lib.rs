@@ -13,6 +13,7 @@ pub mod identity;
 pub mod keyring;
 pub mod metrics;
 pub mod secret;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;

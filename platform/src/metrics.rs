@@ -90,11 +90,8 @@ fn method_label(method: &http::Method) -> &'static str {
 
 /// Middleware recording every request. Add it with `Router::layer` so `MatchedPath` is known.
 pub async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let method = method_label(req.method());
     let start = std::time::Instant::now();
     let response = next.run(req).await;

@@ -1,0 +1,67 @@
+//! task-svc configuration, read once from the environment at start-up. There is no JWT setting:
+//! task-svc never sees a token, only the identity header its gateway sets.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use platform::config::{self, ConfigError, Source};
+use platform::db::DbConfig;
+
+#[derive(Debug)]
+pub struct Config {
+    pub db: DbConfig,
+    /// Loopback by default: only the gateway in the same task may reach task-svc.
+    pub listen: SocketAddr,
+    /// `METRICS_ADDR`; `off` disables the metrics listener.
+    pub metrics: Option<SocketAddr>,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+pub const DEFAULT_PORT: u16 = 3001;
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9102";
+
+impl Config {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let bind: IpAddr = config::parse_or(src, "BIND_ADDR", IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+        let port: u16 = config::parse_or(src, "PORT", DEFAULT_PORT)?;
+        let metrics = match config::raw(src, "METRICS_ADDR").as_deref() {
+            Some("off") => None,
+            Some(v) => {
+                Some(v.parse().map_err(|e| ConfigError::new("METRICS_ADDR", format!("invalid address {v:?}: {e}")))?)
+            }
+            None => Some(DEFAULT_METRICS_ADDR.parse().expect("valid default")),
+        };
+        Ok(Self {
+            db: DbConfig::from_source(src, "task-svc")?,
+            listen: SocketAddr::new(bind, port),
+            metrics,
+            request_timeout: config::seconds_or(src, "REQUEST_TIMEOUT_SECS", 10, 1..=300)?,
+            shutdown_grace: config::seconds_or(src, "SHUTDOWN_GRACE_SECS", 20, 1..=110)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn binds_loopback_by_default() {
+        let env: HashMap<String, String> = [("DATABASE_URL".to_owned(), "postgres://u@127.0.0.1/db".to_owned())].into();
+        let cfg = Config::from_source(&env).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:3001".parse().unwrap());
+        assert_eq!(cfg.metrics, Some("127.0.0.1:9102".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_bind_address_is_named() {
+        let env: HashMap<String, String> = [
+            ("DATABASE_URL".to_owned(), "postgres://u@127.0.0.1/db".to_owned()),
+            ("BIND_ADDR".to_owned(), "localhost:80".to_owned()),
+        ]
+        .into();
+        assert_eq!(Config::from_source(&env).unwrap_err().key, "BIND_ADDR");
+    }
+}

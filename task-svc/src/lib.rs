@@ -1,0 +1,88 @@
+//! task-svc: per-user task CRUD for the Task Management API. It knows the caller only from the
+//! identity header its gateway sidecar sets, and never sees a token.
+//!
+//! The service is a library so tests can drive [`router`] directly or bind port 0 with [`run`].
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod routes;
+pub mod task;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use platform::metrics::HttpMetrics;
+use platform::service::BearerAuth;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Config;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub metrics: HttpMetrics,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl AppState {
+    pub fn new(config: Config, pool: PgPool, metrics: HttpMetrics) -> Self {
+        Self { pool, metrics, request_timeout: config.request_timeout, shutdown_grace: config.shutdown_grace }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "task-svc", description = "Task CRUD of the Task Management API, as served through the gateway (which turns the bearer token into the caller's identity)."),
+    components(schemas(platform::ErrorBody)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+/// The routes and their OpenAPI document, from one list so they cannot disagree.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::create_task, routes::list_tasks))
+        .routes(routes!(routes::get_task, routes::update_task, routes::delete_task))
+        .split_for_parts()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api();
+    let doc = serde_json::to_string(&doc).expect("OpenAPI document serialises");
+    let api = api.route(
+        "/tasks/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc) }
+        }),
+    );
+    let metrics = state.metrics.clone();
+    let timeout = state.request_timeout;
+    platform::http::harden(api.with_state(state), metrics, timeout)
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
+/// grace period.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.shutdown_grace;
+    let app = router(state);
+    platform::shutdown::serve_with_deadline(
+        |trigger| axum::serve(listener, app).with_graceful_shutdown(trigger).into_future(),
+        shutdown,
+        grace,
+    )
+    .await
+}

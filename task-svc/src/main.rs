@@ -1,0 +1,29 @@
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::ExitCode;
+
+use platform::config::Env;
+use platform::metrics::HttpMetrics;
+use platform::service::Service;
+use task_svc::config::{Config, DEFAULT_PORT};
+use task_svc::{AppState, run};
+
+const SERVICE: Service = Service {
+    name: "task-svc",
+    health_path: "/tasks/health",
+    default_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    default_port: DEFAULT_PORT,
+};
+
+fn main() -> ExitCode {
+    if let Some(code) = SERVICE.subcommand() {
+        return code;
+    }
+    SERVICE.main(|| Config::from_source(&Env), serve)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = HttpMetrics::new();
+    let (pool, listener) = SERVICE.start(&config.db, config.listen, config.metrics, metrics.registry()).await?;
+    run(listener, AppState::new(config, pool, metrics), platform::shutdown::signal()).await?;
+    Ok(())
+}
