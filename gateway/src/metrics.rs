@@ -1,0 +1,153 @@
+//! The gateway's Prometheus metrics, in a registry of its own (pingora 0.9.1's core does not
+//! use prometheus, so nothing else registers here), served by [`crate::admin`].
+//! Every label has a small fixed set of values: never paths, users, kids or tokens.
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `result` = allow | deny | unavailable | public; `reason` = ok | a `Rejection::reason()` |
+    /// no_keyring | auth_unavailable | rate_limited | public.
+    pub decisions: IntCounterVec,
+    /// `result` = hit | miss.
+    pub cache_lookups: IntCounterVec,
+    /// `outcome` = valid | invalid | error | timeout | rate_limited.
+    pub fallback_calls: IntCounterVec,
+    pub fallback_duration: Histogram,
+    pub coalesced_waiters: IntCounter,
+    /// `outcome` = success | failure.
+    pub keyring_refreshes: IntCounterVec,
+    pub keyring_age: IntGauge,
+    pub keyring_loaded: IntGauge,
+    /// `outcome` = success | failure.
+    pub dns_resolutions: IntCounterVec,
+    /// `class` = 1xx..5xx of what task-svc answered.
+    pub upstream_responses: IntCounterVec,
+    /// `status` = class of what the client got; `route` = public | protected.
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+    r.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+impl Metrics {
+    /// Builds the registry. The definitions are static, so the `expect`s can only fire on a
+    /// programming error caught by the unit test below.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let decisions = counter_vec(
+            &r,
+            "gateway_auth_decisions_total",
+            "Authentication decisions by result and reason",
+            &["result", "reason"],
+        );
+        let cache_lookups =
+            counter_vec(&r, "gateway_token_cache_lookups_total", "Verified-token cache lookups by result", &["result"]);
+        let fallback_calls = counter_vec(
+            &r,
+            "gateway_fallback_calls_total",
+            "Calls to auth-svc /auth/validate by outcome",
+            &["outcome"],
+        );
+        let fallback_duration = Histogram::with_opts(
+            HistogramOpts::new("gateway_fallback_duration_seconds", "Latency of calls to auth-svc /auth/validate")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(fallback_duration.clone())).expect("metric names are unique");
+        let coalesced_waiters = IntCounter::new(
+            "gateway_fallback_coalesced_waiters_total",
+            "Requests that waited for another request's identical auth-svc call instead of making their own",
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(coalesced_waiters.clone())).expect("metric names are unique");
+        let keyring_refreshes =
+            counter_vec(&r, "gateway_keyring_refreshes_total", "Keyring loads and refreshes by outcome", &["outcome"]);
+        let keyring_age = IntGauge::new("gateway_keyring_age_seconds", "Seconds since the keyring in use was loaded")
+            .expect("static metric definition is valid");
+        r.register(Box::new(keyring_age.clone())).expect("metric names are unique");
+        let keyring_loaded =
+            IntGauge::new("gateway_keyring_loaded", "1 when a keyring is loaded (the gateway is ready)")
+                .expect("static metric definition is valid");
+        r.register(Box::new(keyring_loaded.clone())).expect("metric names are unique");
+        let dns_resolutions = counter_vec(
+            &r,
+            "gateway_dns_resolutions_total",
+            "Re-resolutions of the auth-svc name by outcome",
+            &["outcome"],
+        );
+        let upstream_responses =
+            counter_vec(&r, "gateway_upstream_responses_total", "Responses from task-svc by status class", &["class"]);
+        let requests = counter_vec(
+            &r,
+            "gateway_requests_total",
+            "Requests answered by the gateway by route kind and status class",
+            &["route", "status"],
+        );
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("gateway_request_duration_seconds", "Request latency through the gateway by route kind")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(request_duration.clone())).expect("metric names are unique");
+        Self {
+            registry: r,
+            decisions,
+            cache_lookups,
+            fallback_calls,
+            fallback_duration,
+            coalesced_waiters,
+            keyring_refreshes,
+            keyring_age,
+            keyring_loaded,
+            dns_resolutions,
+            upstream_responses,
+            requests,
+            request_duration,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn render(&self) -> String {
+        platform::metrics::render(&self.registry)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_families_render() {
+        let m = Metrics::new();
+        m.decisions.with_label_values(&["deny", "expired"]).inc();
+        m.cache_lookups.with_label_values(&["hit"]).inc();
+        m.fallback_calls.with_label_values(&["valid"]).inc();
+        m.keyring_refreshes.with_label_values(&["success"]).inc();
+        m.dns_resolutions.with_label_values(&["success"]).inc();
+        m.upstream_responses.with_label_values(&["2xx"]).inc();
+        m.requests.with_label_values(&["protected", "2xx"]).inc();
+        m.request_duration.with_label_values(&["protected"]).observe(0.01);
+        let text = m.render();
+        assert!(text.contains(r#"gateway_auth_decisions_total{reason="expired",result="deny"} 1"#), "{text}");
+        assert!(text.contains("gateway_keyring_age_seconds"), "{text}");
+        assert!(text.contains("gateway_fallback_coalesced_waiters_total 0"), "{text}");
+    }
+}

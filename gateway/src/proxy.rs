@@ -1,0 +1,352 @@
+//! The pingora `ProxyHttp`: decisions in `request_filter`, header rewriting in
+//! `upstream_request_filter`, metrics and the access log in `logging`, and our own JSON error
+//! responses in `fail_to_proxy` (pingora's default ones are empty-bodied).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use pingora::ErrorType;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, Result};
+use platform::ErrorBody;
+use platform::identity;
+
+use crate::authenticator::{Authenticator, credential};
+use crate::config::Config;
+use crate::decision::{Decision, Identity};
+use crate::metrics::Metrics;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that must not reach task-svc. `Transfer-Encoding` is
+/// left to pingora, which owns the body framing.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Headers pingora needs for framing or routing; never removed even if `Connection` names them.
+const KEEP: &[&str] = &["host", "content-length", "transfer-encoding"];
+
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub auth: Arc<Authenticator>,
+    pub metrics: Metrics,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    start: Instant,
+    request_id: HeaderValue,
+    public: bool,
+    identity: Option<Arc<Identity>>,
+    decision: (&'static str, &'static str),
+    /// Status of a response the gateway wrote itself (401, 503, 502, ...).
+    responded: Option<u16>,
+    upstream_status: Option<u16>,
+}
+
+/// The client's `X-Request-Id` when it is a sane token, else a fresh UUID.
+pub fn request_id(existing: Option<&HeaderValue>) -> HeaderValue {
+    existing
+        .filter(|v| {
+            let b = v.as_bytes();
+            !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            // A hyphenated UUID is always a valid header value.
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("-"))
+        })
+}
+
+/// Removes every client-sent identity header and hop-by-hop header (including those named in
+/// `Connection`), any case, any count. The client's `Authorization` is not forwarded either:
+/// task-svc trusts only the gateway's identity headers and has no use for the token.
+pub fn strip_untrusted(req: &mut RequestHeader) {
+    let mut remove: Vec<String> = req
+        .headers
+        .keys()
+        .map(|n| n.as_str())
+        .filter(|n| identity::is_identity_header(n) || HOP_BY_HOP.contains(n) || *n == "authorization")
+        .map(str::to_owned)
+        .collect();
+    for value in req.headers.get_all(header::CONNECTION) {
+        for token in value.to_str().unwrap_or_default().split(',') {
+            let name = token.trim().to_ascii_lowercase();
+            if !name.is_empty() && !KEEP.contains(&name.as_str()) {
+                remove.push(name);
+            }
+        }
+    }
+    for name in remove {
+        // Removes every value of the name.
+        while req.remove_header(name.as_str()).is_some() {}
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    if status == 0 { "none" } else { platform::metrics::status_class(status) }
+}
+
+impl Gateway {
+    fn json_response(
+        status: u16,
+        message: &str,
+        ctx: &RequestCtx,
+        extra: &[(&'static str, String)],
+    ) -> Result<(ResponseHeader, Bytes)> {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = Bytes::from(ErrorBody::new(code, message).to_json_bytes());
+        let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+        resp.insert_header(header::CONTENT_TYPE, "application/json")?;
+        resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header(REQUEST_ID, ctx.request_id.clone())?;
+        resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+        for (name, value) in extra {
+            resp.insert_header(*name, value.as_str())?;
+        }
+        Ok((resp, body))
+    }
+
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        status: u16,
+        message: &str,
+        extra: &[(&'static str, String)],
+    ) -> Result<()> {
+        let (resp, body) = Self::json_response(status, message, ctx, extra)?;
+        ctx.responded = Some(status);
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            start: Instant::now(),
+            request_id: HeaderValue::from_static("-"),
+            public: false,
+            identity: None,
+            decision: ("none", "none"),
+            responded: None,
+            upstream_status: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let req = session.req_header();
+        ctx.request_id = request_id(req.headers.get(REQUEST_ID));
+        ctx.public = self.config.is_public(req.uri.path());
+        if ctx.public {
+            ctx.decision = ("public", "public");
+            self.metrics.decisions.with_label_values(&["public", "public"]).inc();
+            return Ok(false);
+        }
+        let values: Vec<&[u8]> = req.headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes).collect();
+        let decision = match credential(&values) {
+            Err(r) => Decision::Deny(r),
+            Ok(token) => {
+                let token = token.to_owned();
+                self.auth.authenticate(&token).await
+            }
+        };
+        ctx.decision = decision.labels();
+        self.metrics.decisions.with_label_values(&[ctx.decision.0, ctx.decision.1]).inc();
+        match decision {
+            Decision::Allow(id) => {
+                ctx.identity = Some(id);
+                Ok(false)
+            }
+            Decision::Deny(r) => {
+                self.respond(session, ctx, 401, &r.to_string(), &[("www-authenticate", "Bearer".to_owned())]).await?;
+                Ok(true)
+            }
+            Decision::Unavailable(_) => {
+                let retry = self.config.retry_after_secs.to_string();
+                self.respond(
+                    session,
+                    ctx,
+                    503,
+                    "Authentication is temporarily unavailable, retry later",
+                    &[("retry-after", retry)],
+                )
+                .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        let mut peer = HttpPeer::new(self.config.upstream, false, String::new());
+        // pingora sets no upstream timeouts by default; a hung task-svc would hold requests forever.
+        peer.options.connection_timeout = Some(self.config.connect_timeout);
+        peer.options.total_connection_timeout = Some(self.config.total_connect_timeout);
+        peer.options.read_timeout = Some(self.config.read_timeout);
+        peer.options.write_timeout = Some(self.config.write_timeout);
+        peer.options.idle_timeout = Some(self.config.idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        strip_untrusted(upstream);
+        if let Some(id) = &ctx.identity {
+            upstream.insert_header(identity::USER_ID, id.user_id_header.clone())?;
+            upstream.insert_header(identity::USERNAME, id.username.clone())?;
+            upstream.insert_header(identity::EMAIL, id.email.clone())?;
+        }
+        upstream.insert_header(REQUEST_ID, ctx.request_id.clone())?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        if status >= 200 {
+            ctx.upstream_status = Some(status);
+            self.metrics.upstream_responses.with_label_values(&[status_class(status)]).inc();
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        resp.insert_header(REQUEST_ID, ctx.request_id.clone())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
+        let (code, message) = match (e.esource(), e.etype()) {
+            (_, ErrorType::HTTPStatus(c)) => (*c, None),
+            (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => {
+                (0, None)
+            }
+            (ErrorSource::Downstream, ErrorType::ReadTimedout) => (408, None),
+            (ErrorSource::Downstream, _) => (400, None),
+            (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
+                (504, Some("The upstream service did not answer in time"))
+            }
+            (ErrorSource::Upstream, _)
+            | (_, ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError) => {
+                (502, Some("The upstream service is unavailable"))
+            }
+            _ => (500, None),
+        };
+        if code > 0 && session.response_written().is_none() {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let message = message.unwrap_or_else(|| ErrorBody::default_message(status));
+            let extra: Vec<(&'static str, String)> =
+                if code == 503 { vec![("retry-after", self.config.retry_after_secs.to_string())] } else { vec![] };
+            match Self::json_response(code, message, ctx, &extra) {
+                Ok((resp, body)) => {
+                    ctx.responded = Some(code);
+                    if let Err(err) = session.as_downstream_mut().write_error_response(resp, body).await {
+                        tracing::debug!(error = %err, "could not write the error response");
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "could not build the error response"),
+            }
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.responded).unwrap_or(0);
+        let route = if ctx.public { "public" } else { "protected" };
+        let elapsed = ctx.start.elapsed();
+        self.metrics.requests.with_label_values(&[route, status_class(status)]).inc();
+        self.metrics.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+        let req = session.req_header();
+        // Path only: query strings can carry anything. Never the token.
+        tracing::info!(
+            target: "access",
+            method = %req.method,
+            path = %req.uri.path(),
+            status,
+            upstream_status = ctx.upstream_status.unwrap_or(0),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
+            decision = ctx.decision.0,
+            reason = ctx.decision.1,
+            user_id = ctx.identity.as_ref().map_or(0, |i| i.user_id),
+            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_identity_and_hop_by_hop_headers_in_any_case_and_count() {
+        let mut req = RequestHeader::build("GET", b"/tasks", None).unwrap();
+        req.append_header("X-User-Id", "1").unwrap();
+        req.append_header("x-user-id", "2").unwrap();
+        req.append_header("X-USER-EMAIL", "e@x.io").unwrap();
+        req.append_header("X-Authenticated-User", "root").unwrap();
+        req.append_header("Connection", "keep-alive, X-Custom-Hop").unwrap();
+        req.append_header("X-Custom-Hop", "v").unwrap();
+        req.append_header("Keep-Alive", "timeout=5").unwrap();
+        req.append_header("Upgrade", "websocket").unwrap();
+        req.append_header("TE", "trailers").unwrap();
+        req.append_header("Authorization", "Bearer x").unwrap();
+        req.append_header("X-Amzn-Trace-Id", "Root=1-abc").unwrap();
+        req.append_header("Content-Type", "application/json").unwrap();
+        strip_untrusted(&mut req);
+        let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["content-type", "x-amzn-trace-id"], "{left:?}");
+    }
+
+    #[test]
+    fn connection_cannot_remove_framing_headers() {
+        let mut req = RequestHeader::build("POST", b"/tasks", None).unwrap();
+        req.append_header("Connection", "content-length, host").unwrap();
+        req.append_header("Content-Length", "2").unwrap();
+        req.append_header("Host", "x").unwrap();
+        strip_untrusted(&mut req);
+        assert!(req.headers.get("content-length").is_some());
+        assert!(req.headers.get("host").is_some());
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_created_otherwise() {
+        let good = HeaderValue::from_static("abc-123");
+        assert_eq!(request_id(Some(&good)), good);
+        let bad = HeaderValue::from_static("has space");
+        assert_ne!(request_id(Some(&bad)), bad);
+        assert_eq!(request_id(None).len(), 36);
+    }
+}

@@ -1,0 +1,161 @@
+//! The verified-token cache: SHA-256 of the token (the raw token is never kept) → the decision.
+//! An allowed entry expires at the token's `exp` at the latest (moka `Expiry`, checked again on
+//! read); a rejection lives only `negative_ttl`. A hit does no signature work.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use moka::Expiry;
+use moka::future::Cache;
+use platform::keyring::Rejection;
+use sha2::{Digest, Sha256};
+
+use crate::decision::Identity;
+
+pub type TokenKey = [u8; 32];
+
+/// The cache key of a token.
+pub fn token_key(token: &str) -> TokenKey {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// What a cache entry holds: only final decisions (never "auth-svc unavailable").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached {
+    Allow(Arc<Identity>),
+    Deny(Rejection),
+}
+
+pub fn now_unix_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Per-entry lifetime: until `exp` (capped at `max_ttl`) for identities, `negative_ttl` for
+/// rejections.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionExpiry {
+    pub max_ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+impl DecisionExpiry {
+    pub fn ttl(&self, value: &Cached) -> Duration {
+        match value {
+            Cached::Allow(id) => {
+                let remaining_ms = id.exp.saturating_mul(1000).saturating_sub(now_unix_millis()).max(0);
+                Duration::from_millis(remaining_ms as u64).min(self.max_ttl)
+            }
+            Cached::Deny(_) => self.negative_ttl,
+        }
+    }
+}
+
+impl Expiry<TokenKey, Cached> for DecisionExpiry {
+    fn expire_after_create(&self, _key: &TokenKey, value: &Cached, _created_at: Instant) -> Option<Duration> {
+        Some(self.ttl(value))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &TokenKey,
+        value: &Cached,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.ttl(value))
+    }
+}
+
+/// Builds a bounded moka cache with [`DecisionExpiry`].
+pub fn build(capacity: u64, expiry: DecisionExpiry) -> Cache<TokenKey, Cached> {
+    Cache::builder().max_capacity(capacity).expire_after(expiry).build()
+}
+
+/// The cache, or nothing at all when disabled (benchmarks compare both).
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: Option<Cache<TokenKey, Cached>>,
+    negative_ttl: Duration,
+}
+
+impl TokenCache {
+    pub fn new(capacity: Option<u64>, expiry: DecisionExpiry) -> Self {
+        Self { inner: capacity.map(|c| build(c, expiry)), negative_ttl: expiry.negative_ttl }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// A cached decision still valid now. An identity past its `exp` is never returned, even
+    /// if moka has not evicted it yet.
+    pub async fn get(&self, key: &TokenKey) -> Option<Cached> {
+        let cache = self.inner.as_ref()?;
+        match cache.get(key).await? {
+            Cached::Allow(id) if id.is_expired_at(now_unix_millis() / 1000) => {
+                cache.invalidate(key).await;
+                None
+            }
+            hit => Some(hit),
+        }
+    }
+
+    pub async fn insert(&self, key: TokenKey, value: Cached) {
+        let Some(cache) = &self.inner else { return };
+        if matches!(value, Cached::Deny(_)) && self.negative_ttl.is_zero() {
+            return;
+        }
+        cache.insert(key, value).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::keyring::Claims;
+
+    fn identity(exp_in: i64) -> Arc<Identity> {
+        let now = now_unix_millis() / 1000;
+        let claims = Claims::new(1, "u", "u@example.com", now, exp_in);
+        Arc::new(Identity::from_claims(&claims).unwrap())
+    }
+
+    const EXPIRY: DecisionExpiry =
+        DecisionExpiry { max_ttl: Duration::from_secs(300), negative_ttl: Duration::from_secs(5) };
+
+    #[test]
+    fn entries_never_outlive_exp_nor_max_ttl() {
+        let ttl = EXPIRY.ttl(&Cached::Allow(identity(2)));
+        assert!(ttl <= Duration::from_secs(2) && ttl > Duration::from_millis(500), "{ttl:?}");
+        assert_eq!(EXPIRY.ttl(&Cached::Allow(identity(10_000))), Duration::from_secs(300));
+        assert_eq!(EXPIRY.ttl(&Cached::Allow(identity(-10))), Duration::ZERO);
+        assert_eq!(EXPIRY.ttl(&Cached::Deny(Rejection::Expired)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn keys_are_hashes_not_tokens() {
+        let k = token_key("abc.def.ghi");
+        assert_eq!(k.len(), 32);
+        assert_ne!(&k[..11], b"abc.def.ghi");
+        assert_eq!(k, token_key("abc.def.ghi"));
+    }
+
+    #[tokio::test]
+    async fn expired_identity_is_not_served_from_cache() {
+        let cache = TokenCache::new(Some(100), EXPIRY);
+        let key = token_key("t");
+        cache.insert(key, Cached::Allow(identity(1))).await;
+        assert!(cache.get(&key).await.is_some());
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(cache.get(&key).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn disabled_cache_stores_nothing() {
+        let cache = TokenCache::new(None, EXPIRY);
+        let key = token_key("t");
+        cache.insert(key, Cached::Allow(identity(60))).await;
+        assert!(cache.get(&key).await.is_none());
+        assert!(!cache.is_enabled());
+    }
+}

@@ -1,0 +1,321 @@
+//! The stack the gateway tests run: real PostgreSQL, the real auth-svc, task-svc and gateway
+//! binaries on loopback ports picked at run time, and moto for Secrets Manager.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use devstack::postgres::free_port;
+use devstack::postgres::testing::TestDatabase;
+use devstack::process::{Output, Process, bin_dir, wait_healthy};
+use platform::Secret;
+use platform::keyring::{Claims, Keyring};
+use serde_json::{Value, json};
+
+pub const OLD_SECRET: &str = "old-secret-0123456789abcdef0123456789abcdef";
+pub const NEW_SECRET: &str = "new-secret-0123456789abcdef0123456789abcdef";
+
+/// A binary of the workspace, with a clear message when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().expect("binary directory").join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --workspace` first (the gateway tests start the real binaries)",
+        path.display()
+    );
+    path
+}
+
+pub fn log_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join("gateway-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn log_file(name: &str, port: u16) -> Output {
+    let path = log_dir().join(format!("{name}-{port}.log"));
+    eprintln!("{name} log: {}", path.display());
+    Output::File(path)
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+pub struct Service {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl Service {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+pub async fn start_auth(db_url: &str, secret: &str, previous: Option<&str>) -> Service {
+    let port = free_port().unwrap();
+    let metrics = loopback(free_port().unwrap());
+    let mut env = vec![
+        ("DATABASE_URL".to_owned(), db_url.to_owned()),
+        ("JWT_SECRET".to_owned(), secret.to_owned()),
+        ("PORT".to_owned(), port.to_string()),
+        ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned()),
+        ("METRICS_ADDR".to_owned(), metrics.to_string()),
+        ("SHUTDOWN_GRACE_SECS".to_owned(), "2".to_owned()),
+    ];
+    if let Some(p) = previous {
+        env.push(("JWT_SECRET_PREVIOUS".to_owned(), p.to_owned()));
+    }
+    let mut process = Process::spawn("auth-svc", &bin("auth-svc"), &[], &env, &log_file("auth-svc", port)).unwrap();
+    wait_healthy(&mut process, loopback(port), "/auth/health", Duration::from_secs(60)).await.unwrap();
+    Service { process, addr: loopback(port), metrics }
+}
+
+pub async fn start_task(db_url: &str) -> Service {
+    let port = free_port().unwrap();
+    let metrics = loopback(free_port().unwrap());
+    let env = vec![
+        ("DATABASE_URL".to_owned(), db_url.to_owned()),
+        ("PORT".to_owned(), port.to_string()),
+        ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned()),
+        ("METRICS_ADDR".to_owned(), metrics.to_string()),
+        ("SHUTDOWN_GRACE_SECS".to_owned(), "2".to_owned()),
+    ];
+    let mut process = Process::spawn("task-svc", &bin("task-svc"), &[], &env, &log_file("task-svc", port)).unwrap();
+    wait_healthy(&mut process, loopback(port), "/tasks/health", Duration::from_secs(60)).await.unwrap();
+    Service { process, addr: loopback(port), metrics }
+}
+
+/// The sidecar.toml the tests write; only the keys the tests vary.
+#[derive(Clone)]
+pub struct GatewayToml {
+    pub leeway_secs: u64,
+    pub grace_period_secs: u64,
+    pub graceful_shutdown_timeout_secs: u64,
+    pub read_timeout_ms: u64,
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub refresh_interval_secs: u64,
+    pub deadline_ms: u64,
+    pub cache_enabled: bool,
+}
+
+impl Default for GatewayToml {
+    fn default() -> Self {
+        Self {
+            leeway_secs: 0,
+            grace_period_secs: 2,
+            graceful_shutdown_timeout_secs: 1,
+            read_timeout_ms: 10_000,
+            rate_limit_per_sec: 20,
+            rate_limit_burst: 40,
+            refresh_interval_secs: 300,
+            deadline_ms: 1000,
+            cache_enabled: true,
+        }
+    }
+}
+
+impl GatewayToml {
+    fn render(&self) -> String {
+        format!(
+            "[server]\nthreads = 2\n\n[upstream]\nread_timeout_ms = {}\nwrite_timeout_ms = 5000\nconnect_timeout_ms = 500\n\n\
+             [auth]\nresolve_interval_secs = 1\ndeadline_ms = {}\nrate_limit_per_sec = {}\nrate_limit_burst = {}\nretry_after_secs = 1\n\n\
+             [jwt]\nleeway_secs = {}\nrefresh_interval_secs = {}\n\n[cache]\nenabled = {}\n\n\
+             [shutdown]\ngrace_period_secs = {}\ngraceful_shutdown_timeout_secs = {}\n\n[routes]\npublic = [\"/tasks/health\"]\n",
+            self.read_timeout_ms,
+            self.deadline_ms,
+            self.rate_limit_per_sec,
+            self.rate_limit_burst,
+            self.leeway_secs,
+            self.refresh_interval_secs,
+            self.cache_enabled,
+            self.grace_period_secs,
+            self.graceful_shutdown_timeout_secs,
+        )
+    }
+}
+
+pub struct Gateway {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics)).await.unwrap().text().await.unwrap()
+    }
+}
+
+/// Starts the gateway with `keyring_env` (JWT_SECRET... or JWT_SECRET_ARN + AWS settings).
+/// With `wait_ready`, returns once `/ready` answers 200.
+pub async fn start_gateway(
+    toml: &GatewayToml,
+    upstream: SocketAddr,
+    auth_url: &str,
+    keyring_env: &[(&str, &str)],
+    wait_ready: bool,
+) -> Gateway {
+    let port = free_port().unwrap();
+    let metrics = loopback(free_port().unwrap());
+    let config = log_dir().join(format!("sidecar-{port}.toml"));
+    std::fs::write(&config, toml.render()).unwrap();
+    let mut env: Vec<(String, String)> = vec![
+        ("GATEWAY_LISTEN".into(), loopback(port).to_string()),
+        ("UPSTREAM_ADDR".into(), upstream.to_string()),
+        ("AUTH_SERVICE_URL".into(), auth_url.to_owned()),
+        ("METRICS_ADDR".into(), metrics.to_string()),
+        ("RUST_LOG".into(), "info".into()),
+    ];
+    env.extend(keyring_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let config_arg = config.to_str().unwrap().to_owned();
+    let mut process =
+        Process::spawn("gateway", &bin("gateway"), &["--config", &config_arg], &env, &log_file("gateway", port))
+            .unwrap();
+    if wait_ready {
+        wait_healthy(&mut process, metrics, "/ready", Duration::from_secs(30)).await.unwrap();
+    } else {
+        devstack::postgres::wait_for_port(metrics.port(), Duration::from_secs(30)).unwrap();
+    }
+    devstack::postgres::wait_for_port(port, Duration::from_secs(30)).unwrap();
+    Gateway { process, addr: loopback(port), metrics }
+}
+
+/// The usual stack: one database, auth-svc (`auth_secret`, `auth_previous`), task-svc, and a
+/// gateway holding `gateway_secret` only.
+pub struct Stack {
+    pub db: TestDatabase,
+    pub auth: Service,
+    pub task: Service,
+    pub gateway: Gateway,
+}
+
+impl Stack {
+    pub async fn start(
+        auth_secret: &str,
+        auth_previous: Option<&str>,
+        gateway_secret: &str,
+        toml: &GatewayToml,
+    ) -> Self {
+        let db = TestDatabase::new().await;
+        let auth = start_auth(&db.url, auth_secret, auth_previous).await;
+        let task = start_task(&db.url).await;
+        let gateway =
+            start_gateway(toml, task.addr, &format!("http://{}", auth.addr), &[("JWT_SECRET", gateway_secret)], true)
+                .await;
+        Self { db, auth, task, gateway }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(256).timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// Registers and logs in a fresh user through auth-svc; returns (token, user id).
+pub async fn login(auth: &Service, name: &str) -> (String, i64) {
+    let c = client();
+    let username = format!("{name}{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let password = "correct-horse-battery";
+    let r = c
+        .post(auth.url("/auth/register"))
+        .json(&json!({"username": username, "email": format!("{username}@example.com"), "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = c
+        .post(auth.url("/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    (body["token"].as_str().unwrap().to_owned(), body["user"]["id"].as_i64().unwrap())
+}
+
+/// A token signed with `secret` for `user_id`, living `lifetime` seconds from now.
+pub fn mint(secret: &str, user_id: i64, lifetime: i64) -> String {
+    let ring = Keyring::new(&Secret::new(secret), None).unwrap();
+    ring.issue(&Claims::new(user_id, &format!("user{user_id}"), "minted@example.com", unix_now(), lifetime)).unwrap()
+}
+
+/// Parses a Prometheus text exposition strictly enough to catch a broken one: every line is a
+/// comment (`# HELP`/`# TYPE name ...`) or `name{labels} value`. Returns sample → value, with
+/// labels sorted as the encoder writes them.
+pub fn parse_exposition(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            assert!(kind == "HELP" || kind == "TYPE", "bad comment line {line:?}");
+            let name = parts.next().unwrap();
+            assert!(valid_metric_name(name), "bad metric name in {line:?}");
+            if kind == "TYPE" {
+                let t = parts.next().unwrap();
+                assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&t), "bad type in {line:?}");
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(valid_metric_name(name), "bad metric name in {line:?}");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "bad labels in {line:?}");
+        }
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+fn valid_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+}
+
+/// A sample's value, 0 when absent (a counter vec has no series until first used).
+pub fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
+    samples.get(series).copied().unwrap_or(0.0)
+}
+
+/// auth-svc's count of `/auth/validate` calls (any status).
+pub async fn auth_validate_calls(auth: &Service) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", auth.metrics)).await.unwrap().text().await.unwrap();
+    parse_exposition(&text)
+        .iter()
+        .filter(|(k, _)| k.starts_with("http_requests_total{") && k.contains(r#"route="/auth/validate""#))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+pub async fn create_task(gateway: &Gateway, token: &str, title: &str) -> Value {
+    let r =
+        client().post(gateway.url("/tasks")).bearer_auth(token).json(&json!({"title": title})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["task"].clone()
+}
