@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# Container images of the three binaries, built and smoke-tested without a Docker engine.
+#
+#   ecs/images/images.sh build [--no-cargo]   cargo build --release (shared target/), then one
+#                                             FROM scratch image per binary with
+#                                             `buildah bud --isolation chroot`; prints sizes
+#   ecs/images/images.sh smoke                task-svc + gateway in ONE podman pod (shared
+#                                             localhost, like the awsvpc task), auth-svc beside
+#                                             them, PostgreSQL on the host loopback; requests go
+#                                             through the gateway
+#   ecs/images/images.sh push REGISTRY        push the three images to REGISTRY (the ECR host,
+#                                             ACCOUNT.dkr.ecr.REGION.amazonaws.com) after
+#                                             `aws ecr get-login-password | buildah login ...`
+#
+# Env: TAG (default: git describe --always --dirty; ECR tags are immutable, so never reuse one),
+# TARGET_DIR (default <repo>/target), BIN_DIR (default $TARGET_DIR/release), DATABASE_URL (smoke: use this server instead of a
+# throwaway cluster; it must be reachable from the pod), KEEP=1 (smoke: leave pod and
+# database running for inspection).
+#
+# Needs (Debian): buildah podman runc slirp4netns catatonit, and for smoke curl and the
+# PostgreSQL server binaries (initdb, pg_ctl).
+#
+# Binaries are dynamically linked against glibc (the only Rust target installed is
+# x86_64-unknown-linux-gnu, and rustup cannot fetch musl); each image carries the few .so files
+# `ldd` lists. This reuses the workspace's one `cargo build --release` instead of a second,
+# differently-flagged build, and keeps glibc's getaddrinfo working (Cloud Map and RDS names),
+# which a static glibc binary cannot fully promise.
+set -euo pipefail
+
+IMAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$IMAGES_DIR/../.." && pwd)
+TARGET_DIR=${TARGET_DIR:-$ROOT/target}
+RELEASE=${BIN_DIR:-$TARGET_DIR/release}
+TAG=${TAG:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev)}
+# binary -> image (= ECR repository name)
+declare -A IMAGE=([auth-svc]=task-mgmt-auth-service [task-svc]=task-mgmt-task-service [gateway]=task-mgmt-gateway)
+BINARIES=(auth-svc task-svc gateway)
+UID_GID=65532:65532
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'images.sh: %s\n' "$*" >&2; exit 1; }
+
+# Podman settings for this machine kind: crun refuses the hybrid cgroup layout and the sandbox
+# refuses raising RLIMIT_NPROC/NOFILE, so use runc and limits at or below the current ones.
+podman_conf() {
+    local conf=$STATE/containers.conf nofile nproc runtime=""
+    nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=65536; [ "$nofile" -gt 65536 ] && nofile=65536
+    nproc=$(ulimit -Hu); [ "$nproc" = unlimited ] && nproc=4096; [ "$nproc" -gt 4096 ] && nproc=4096
+    command -v runc >/dev/null && runtime='runtime = "runc"'
+    printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n[engine]\n%s\n' \
+        "$nofile" "$nofile" "$nproc" "$nproc" "$runtime" >"$conf"
+    export CONTAINERS_CONF=$conf
+}
+
+# Copies the binary's shared libraries (and the loader) into rootfs/, at the paths ldd reports.
+stage_libs() {
+    local bin=$1 rootfs=$2 lib
+    for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+        mkdir -p "$rootfs$(dirname "$lib")"
+        cp -L "$lib" "$rootfs$lib"
+    done
+}
+
+stage() {
+    local bin=$1 ctx=$2 rootfs=$2/rootfs
+    mkdir -p "$rootfs/etc/ssl/certs"
+    install -d -m 1777 "$rootfs/tmp"
+    stage_libs "$RELEASE/$bin" "$rootfs"
+    # CA roots: the gateway's AWS SDK client verifies Secrets Manager's TLS with them.
+    cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
+    printf 'nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' >"$rootfs/etc/passwd"
+    printf 'nonroot:x:65532:\n' >"$rootfs/etc/group"
+    cp "$RELEASE/$bin" "$ctx/$bin"
+    if [ "$bin" = gateway ]; then cp "$ROOT/sidecar.toml" "$ctx/sidecar.toml"; fi
+}
+
+cmd_build() {
+    if [ "${1:-}" != "--no-cargo" ]; then
+        log "cargo build --release -p auth-svc -p task-svc -p gateway (shares $TARGET_DIR)"
+        (cd "$ROOT" && cargo build --release -p auth-svc -p task-svc -p gateway)
+    fi
+    local built=() missing=() bin
+    for bin in "${BINARIES[@]}"; do
+        [ -x "$RELEASE/$bin" ] && built+=("$bin") || missing+=("$bin")
+    done
+    [ ${#built[@]} -gt 0 ] || die "no binaries in $RELEASE"
+    for bin in "${built[@]}"; do
+        local ctx=$STATE/ctx-$bin
+        rm -rf "$ctx"; mkdir -p "$ctx"
+        stage "$bin" "$ctx"
+        log "buildah bud --isolation chroot ${IMAGE[$bin]}:$TAG"
+        buildah bud --isolation chroot --format docker --layers=false --quiet \
+            -f "$IMAGES_DIR/Dockerfile.$bin" -t "${IMAGE[$bin]}:$TAG" -t "${IMAGE[$bin]}:latest" "$ctx" >/dev/null
+        rm -rf "$ctx"
+    done
+    echo
+    printf '%-28s %-16s %10s  %s\n' IMAGE TAG SIZE LINKED
+    for bin in "${built[@]}"; do
+        local size libs
+        size=$(podman image inspect --format '{{.Size}}' "${IMAGE[$bin]}:$TAG")
+        libs=$(ldd "$RELEASE/$bin" | awk '$1 ~ /^\// || $2 == "=>" {print $1}' | xargs -n1 basename | paste -sd, -)
+        printf '%-28s %-16s %7.1f MB  %s\n' "${IMAGE[$bin]}" "$TAG" "$(awk -v s="$size" 'BEGIN {print s / 1000000}')" "$libs"
+    done
+    [ ${#missing[@]} -eq 0 ] || die "not built (binary missing in $RELEASE): ${missing[*]}"
+}
+
+wait_for() { # what, timeout seconds, command...
+    local what=$1 timeout=$2 start=$SECONDS
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        [ $((SECONDS - start)) -lt "$timeout" ] || { log "timed out waiting for $what"; return 1; }
+        sleep 0.5
+    done
+    log "$what after $((SECONDS - start)) s"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+pg_bin() {
+    local d
+    for d in "${PG_BIN:-}" $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r) "$(dirname "$(command -v initdb 2>/dev/null || echo /x/x)")"; do
+        [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && { echo "$d"; return; }
+    done
+    die "PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN or DATABASE_URL)"
+}
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+SMOKE_POD=""
+PG_DATA=""
+smoke_cleanup() {
+    local rc=$?
+    if [ "${KEEP:-0}" = 1 ]; then log "KEEP=1: pod $SMOKE_POD and database left running"; return $rc; fi
+    [ -n "$SMOKE_POD" ] && podman pod rm -f -t 0 "$SMOKE_POD" >/dev/null 2>&1 || true
+    if [ -n "$PG_DATA" ]; then as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true; fi
+    rm -rf "$STATE"
+    return $rc
+}
+
+# HTTP helper: method url [bearer] [body] -> prints "STATUS BODY"
+http() {
+    local args=(-s -o "$STATE/body" -w '%{http_code}' -X "$1" "$2" --max-time 10)
+    [ -n "${3:-}" ] && args+=(-H "Authorization: Bearer $3")
+    [ -n "${4:-}" ] && args+=(-H 'Content-Type: application/json' --data "$4")
+    local code
+    code=$(curl "${args[@]}")
+    echo "$code $(cat "$STATE/body")"
+}
+
+expect() { # description expected-status "STATUS BODY"
+    local got=${3%% *}
+    if [ "$got" = "$2" ]; then
+        printf '  ok    %-52s %s\n' "$1" "$(echo "${3#* }" | cut -c1-100)"
+    else
+        printf '  FAIL  %-52s expected %s, got: %s\n' "$1" "$2" "$3"
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+cmd_smoke() {
+    local bin
+    for bin in auth-svc task-svc gateway; do
+        podman image exists "${IMAGE[$bin]}:$TAG" || die "image ${IMAGE[$bin]}:$TAG missing: run images.sh build first (same TAG)"
+    done
+    trap smoke_cleanup EXIT
+    local db_url
+    if [ -n "${DATABASE_URL:-}" ]; then
+        db_url=$DATABASE_URL
+    else
+        local pg port
+        pg=$(pg_bin); port=$(free_port)
+        PG_DATA=$STATE/pg/data
+        mkdir -p "$STATE/pg/socket"
+        [ "$(id -u)" = 0 ] && chown -R postgres: "$STATE/pg" && chmod 755 "$STATE"
+        log "throwaway PostgreSQL on 127.0.0.1:$port ($pg)"
+        as_pg "$pg/initdb" -D "$PG_DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 --no-sync --no-instructions >/dev/null
+        as_pg "$pg/pg_ctl" -D "$PG_DATA" -l "$STATE/pg/postgres.log" -w -t 30 \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $STATE/pg/socket -c fsync=off" start >/dev/null
+        as_pg "$pg/createdb" -h 127.0.0.1 -p "$port" -U postgres taskmanagement
+        # The pod reaches the host's loopback as 10.0.2.2 (slirp4netns allow_host_loopback).
+        db_url="postgres://postgres@10.0.2.2:$port/taskmanagement"
+    fi
+
+    local gw_port auth_port metrics_port secret
+    gw_port=$(free_port); auth_port=$(free_port); metrics_port=$(free_port)
+    secret=$(head -c 48 /dev/urandom | base64 | tr -d '/+=' | cut -c1-64)
+    SMOKE_POD=tm-smoke-$$
+    # One pod = one network namespace: like the awsvpc task, its containers share localhost.
+    # Only the gateway (3000), its metrics (9100) and auth-svc (3100, its own ECS service in AWS)
+    # are published, on the host loopback. task-svc's 3001 is not published and binds loopback.
+    podman pod create --name "$SMOKE_POD" --network slirp4netns:allow_host_loopback=true \
+        -p "127.0.0.1:$gw_port:3000" -p "127.0.0.1:$metrics_port:9100" -p "127.0.0.1:$auth_port:3100" >/dev/null
+    # The task definitions' hardening: non-root, read-only root, no capabilities, init process.
+    local hard=(--pod "$SMOKE_POD" --user "$UID_GID" --read-only --cap-drop ALL
+        --security-opt no-new-privileges --init --log-driver k8s-file
+        # The image HEALTHCHECK needs systemd timers in podman; the same probe is run by hand below.
+        --no-healthcheck)
+    log "auth-svc (port 3100 in the pod)"
+    podman run -d --name "$SMOKE_POD-auth" "${hard[@]}" \
+        -e DATABASE_URL="$db_url" -e JWT_SECRET="$secret" -e PORT=3100 -e METRICS_ADDR=127.0.0.1:9101 \
+        -e SHUTDOWN_GRACE_SECS=5 "${IMAGE[auth-svc]}:$TAG" >/dev/null
+    log "task-svc (127.0.0.1:3001 in the pod)"
+    podman run -d --name "$SMOKE_POD-task" "${hard[@]}" \
+        -e DATABASE_URL="$db_url" -e PORT=3001 -e BIND_ADDR=127.0.0.1 -e METRICS_ADDR=127.0.0.1:9102 \
+        -e SHUTDOWN_GRACE_SECS=20 "${IMAGE[task-svc]}:$TAG" >/dev/null
+    # dependsOn task-svc HEALTHY: the gateway starts only once task-svc's own probe passes.
+    wait_for "task-svc healthy (task-svc healthcheck)" 60 podman exec "$SMOKE_POD-task" /usr/local/bin/task-svc healthcheck \
+        || { podman logs "$SMOKE_POD-task" | tail -20; return 1; }
+    log "gateway (0.0.0.0:3000 and :9100 in the pod)"
+    podman run -d --name "$SMOKE_POD-gateway" "${hard[@]}" --tmpfs /tmp:rw,size=16m,mode=1777 \
+        -e JWT_SECRET="$secret" -e AUTH_SERVICE_URL=http://127.0.0.1:3100 "${IMAGE[gateway]}:$TAG" >/dev/null
+    wait_for "gateway healthy (gateway healthcheck)" 60 podman exec "$SMOKE_POD-gateway" /usr/local/bin/gateway healthcheck \
+        || { podman logs "$SMOKE_POD-gateway" | tail -20; return 1; }
+    wait_for "auth-svc healthy (auth-svc healthcheck)" 60 podman exec "$SMOKE_POD-auth" /usr/local/bin/auth-svc healthcheck \
+        || { podman logs "$SMOKE_POD-auth" | tail -20; return 1; }
+
+    FAILED=0
+    local gw=http://127.0.0.1:$gw_port auth=http://127.0.0.1:$auth_port user token resp task_id
+    user=smoke$RANDOM
+    echo
+    echo "smoke test through the gateway ($gw):"
+    expect "GET /tasks/health (public route)" 200 "$(http GET "$gw/tasks/health")"
+    expect "GET /tasks without a token" 401 "$(http GET "$gw/tasks")"
+    expect "GET /tasks with a forged token" 401 "$(http GET "$gw/tasks" "eyJhbGciOiJIUzI1NiJ9.e30.AAAA")"
+    expect "POST /auth/register (auth-svc)" 201 "$(http POST "$auth/auth/register" "" \
+        "{\"username\":\"$user\",\"email\":\"$user@example.com\",\"password\":\"smoke-Passw0rd-123\"}")"
+    resp=$(http POST "$auth/auth/login" "" "{\"username\":\"$user\",\"password\":\"smoke-Passw0rd-123\"}")
+    expect "POST /auth/login (auth-svc)" 200 "$resp"
+    token=$(echo "${resp#* }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    resp=$(http POST "$gw/tasks" "$token" '{"title":"smoke test","priority":"high"}')
+    expect "POST /tasks with the token" 201 "$resp"
+    task_id=$(echo "${resp#* }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["task"]["id"])')
+    expect "GET /tasks (list)" 200 "$(http GET "$gw/tasks" "$token")"
+    expect "GET /tasks/$task_id" 200 "$(http GET "$gw/tasks/$task_id" "$token")"
+    expect "PUT /tasks/$task_id" 200 "$(http PUT "$gw/tasks/$task_id" "$token" '{"status":"completed"}')"
+    expect "DELETE /tasks/$task_id" 204 "$(http DELETE "$gw/tasks/$task_id" "$token")"
+    expect "GET /ready (gateway metrics port)" 200 "$(http GET "http://127.0.0.1:$metrics_port/ready")"
+    resp=$(http GET "http://127.0.0.1:$metrics_port/metrics")
+    expect "GET /metrics (gateway metrics port)" 200 "${resp%%$'\n'*}"
+
+    echo
+    log "stopping like ECS: gateway first (dependsOn reversed), then task-svc"
+    # stopTimeout in the task definition: gateway 35 s, task-svc 30 s (SIGKILL after that).
+    local name timeout t0 code
+    for spec in gateway:35 task:30; do
+        name=${spec%%:*}; timeout=${spec#*:}; t0=$SECONDS
+        podman stop -t "$timeout" "$SMOKE_POD-$name" >/dev/null
+        code=$(podman inspect --format '{{.State.ExitCode}}' "$SMOKE_POD-$name")
+        if [ "$code" = 0 ]; then
+            printf '  ok    %-52s exit 0 after %s s (stopTimeout %s s)\n' "$name stops cleanly on SIGTERM" "$((SECONDS - t0))" "$timeout"
+        else
+            printf '  FAIL  %-52s exit %s after %s s\n' "$name stops cleanly on SIGTERM" "$code" "$((SECONDS - t0))"
+            FAILED=$((FAILED + 1))
+        fi
+    done
+    if [ "$FAILED" -gt 0 ]; then
+        for c in auth task gateway; do echo "--- $c logs"; podman logs "$SMOKE_POD-$c" 2>&1 | tail -15; done
+        die "smoke test: $FAILED check(s) failed"
+    fi
+    echo "smoke: all checks passed"
+}
+
+cmd_push() {
+    local registry=${1:?usage: images.sh push REGISTRY (ACCOUNT.dkr.ecr.REGION.amazonaws.com)} bin
+    for bin in "${BINARIES[@]}"; do
+        log "push ${IMAGE[$bin]}:$TAG -> $registry/${IMAGE[$bin]}:$TAG"
+        buildah push "${IMAGE[$bin]}:$TAG" "docker://$registry/${IMAGE[$bin]}:$TAG"
+    done
+    echo "pushed tag $TAG; deploy with AuthImageTag=$TAG TaskImageTag=$TAG GatewayImageTag=$TAG"
+}
+
+STATE=$(mktemp -d /tmp/ecs-images.XXXXXX)
+podman_conf
+case "${1:-}" in
+    build) shift; cmd_build "$@"; rm -rf "$STATE" ;;
+    smoke) shift; cmd_smoke "$@" ;;
+    push) shift; cmd_push "$@"; rm -rf "$STATE" ;;
+    *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
