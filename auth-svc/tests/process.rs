@@ -1,0 +1,90 @@
+//! auth-svc as a process: SIGTERM with a request in flight, the `healthcheck` subcommand, and
+//! refusing to start with a weak secret.
+
+use std::path::Path;
+use std::time::Duration;
+
+use devstack::postgres::free_port;
+use devstack::postgres::testing::TestDatabase;
+use devstack::process::{Output, Process, wait_healthy};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
+const SECRET: &str = "process-test-secret-0123456789-abcdefgh";
+
+async fn start(db: &TestDatabase, port: u16) -> Process {
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("JWT_SECRET", SECRET),
+        ("PORT", &port.to_string()),
+        ("BIND_ADDR", "127.0.0.1"),
+        ("METRICS_ADDR", "off"),
+        ("SHUTDOWN_GRACE_SECS", "10"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let mut p = Process::spawn("auth-svc", Path::new(BIN), &[], &env, &Output::Inherit).unwrap();
+    wait_healthy(&mut p, ([127, 0, 0, 1], port).into(), "/auth/health", Duration::from_secs(60)).await.unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_in_flight_registration_finish() {
+    let db = TestDatabase::new().await;
+    let port = free_port().unwrap();
+    let mut svc = start(&db, port).await;
+
+    // Block inserts into users so the registration is in flight when SIGTERM arrives.
+    let mut lock = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE users IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let register = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/auth/register"))
+            .json(&json!({"username": "inflight", "email": "i@example.com", "password": "SecurePass123!"}))
+            .timeout(Duration::from_secs(30))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!register.is_finished(), "registration is blocked on the lock");
+    svc.terminate().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(svc.is_running(), "draining");
+    lock.commit().await.unwrap();
+
+    let r = register.await.unwrap().unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["username"], "inflight");
+    let status = tokio::task::spawn_blocking(move || svc.wait_timeout(Duration::from_secs(10)).unwrap()).await.unwrap();
+    assert!(status.expect("exited within the grace").success());
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE username = 'inflight'").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(stored, 1, "the acknowledged registration is stored");
+}
+
+#[tokio::test]
+async fn healthcheck_subcommand_reports_the_local_service() {
+    let db = TestDatabase::new().await;
+    let port = free_port().unwrap();
+    let _svc = start(&db, port).await;
+    let ok = std::process::Command::new(BIN).arg("healthcheck").env("PORT", port.to_string()).status().unwrap();
+    assert!(ok.success());
+    let closed = free_port().unwrap();
+    let down = std::process::Command::new(BIN).arg("healthcheck").env("PORT", closed.to_string()).status().unwrap();
+    assert_eq!(down.code(), Some(1));
+}
+
+#[test]
+fn a_short_jwt_secret_refuses_to_start_naming_the_key() {
+    let out = std::process::Command::new(BIN)
+        .env_clear()
+        .env("DATABASE_URL", "postgres://u@127.0.0.1:1/db")
+        .env("JWT_SECRET", "short-secret-value")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JWT_SECRET") && stderr.contains("at least 32"), "{stderr}");
+    assert!(!stderr.contains("short-secret-value"), "the secret is never echoed: {stderr}");
+}

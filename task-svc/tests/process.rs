@@ -1,0 +1,170 @@
+//! task-svc as a process: the real binary on a loopback port, stopped and restarted databases,
+//! SIGTERM with a request in flight, the `healthcheck` subcommand.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use devstack::postgres::testing::TestDatabase;
+use devstack::postgres::{Cluster, Durability, free_port};
+use devstack::process::{Output, Process, wait_healthy};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_task-svc");
+
+async fn start(database_url: &str, port: u16, extra: &[(&str, &str)]) -> Process {
+    let mut env = vec![
+        ("DATABASE_URL".to_owned(), database_url.to_owned()),
+        ("PORT".to_owned(), port.to_string()),
+        ("METRICS_ADDR".to_owned(), "off".to_owned()),
+        ("DB_ACQUIRE_TIMEOUT_SECS".to_owned(), "2".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let mut p = Process::spawn("task-svc", Path::new(BIN), &[], &env, &Output::Inherit).unwrap();
+    wait_healthy(&mut p, ([127, 0, 0, 1], port).into(), "/tasks/health", Duration::from_secs(60)).await.unwrap();
+    p
+}
+
+async fn user(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO users (username, email, password_hash) VALUES ('proc', 'p@example.com', 'x') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_gives_503_then_recovers_without_restart() {
+    let dir = std::env::temp_dir().join(format!("task-svc-outage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || Cluster::start(&dir, free_port().unwrap(), Durability::Fast).unwrap()
+    })
+    .await
+    .unwrap();
+    let url = cluster.url("postgres");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    platform::db::MIGRATOR.run(&pool).await.unwrap();
+    let uid = user(&pool).await.to_string();
+    pool.close().await;
+
+    let port = free_port().unwrap();
+    let mut svc = start(&url, port, &[]).await;
+    let pid = svc.pid();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client();
+    let create =
+        || http.post(format!("{base}/tasks")).header("x-user-id", &uid).json(&json!({"title": "survives"})).send();
+    assert_eq!(create().await.unwrap().status(), 201);
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop().unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let r = http.get(format!("{base}/tasks")).header("x-user-id", &uid).send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "Service Unavailable");
+    assert!(!body.to_string().to_lowercase().contains("sqlx"), "no internals: {body}");
+    assert!(took < Duration::from_secs(5), "503 comes quickly, took {took:?}");
+    assert!(svc.is_running(), "the service stays up while the database is down");
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.restart().unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http.get(format!("{base}/tasks")).header("x-user-id", &uid).send().await.unwrap();
+        if r.status() == 200 {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["tasks"][0]["title"], "survives");
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(Instant::now() < deadline, "service did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(create().await.unwrap().status(), 201);
+    assert_eq!(svc.pid(), pid);
+    svc.stop(Duration::from_secs(10)).unwrap();
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_in_flight_request_finish() {
+    let db = TestDatabase::new().await;
+    let uid = user(&db.pool).await;
+    let task_id: i64 = sqlx::query_scalar("INSERT INTO tasks (user_id, title) VALUES ($1, 'locked') RETURNING id")
+        .bind(uid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let port = free_port().unwrap();
+    let mut svc = start(&db.url, port, &[("SHUTDOWN_GRACE_SECS", "10")]).await;
+
+    // Hold the row so the PUT blocks inside its UPDATE.
+    let mut lock = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE").bind(task_id).execute(&mut *lock).await.unwrap();
+    let http = client();
+    let put = tokio::spawn(
+        http.put(format!("http://127.0.0.1:{port}/tasks/{task_id}"))
+            .header("x-user-id", uid.to_string())
+            .json(&json!({"status": "completed"}))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!put.is_finished(), "the request is in flight");
+    svc.terminate().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(svc.is_running(), "still draining the in-flight request");
+    // New connections are refused once shutdown has begun.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "listener closed");
+    lock.commit().await.unwrap();
+
+    let r = put.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["task"]["status"], "completed");
+    let status = tokio::task::spawn_blocking(move || svc.wait_timeout(Duration::from_secs(10)).unwrap()).await.unwrap();
+    assert!(status.expect("exited within the grace").success());
+}
+
+#[tokio::test]
+async fn healthcheck_subcommand_reports_the_local_service() {
+    let db = TestDatabase::new().await;
+    let port = free_port().unwrap();
+    let _svc = start(&db.url, port, &[]).await;
+    let ok = std::process::Command::new(BIN).arg("healthcheck").env("PORT", port.to_string()).status().unwrap();
+    assert!(ok.success());
+    let closed = free_port().unwrap();
+    let down = std::process::Command::new(BIN).arg("healthcheck").env("PORT", closed.to_string()).status().unwrap();
+    assert_eq!(down.code(), Some(1));
+}
+
+#[test]
+fn bad_configuration_exits_78_naming_the_key() {
+    let out = std::process::Command::new(BIN)
+        .env_clear()
+        .env("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db")
+        .env("PORT", "not-a-port")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PORT"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
