@@ -1,5 +1,7 @@
 //! auth-svc handler tests: the router driven in-process against a fresh PostgreSQL database.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::collections::HashMap;
 
 use auth_svc::config::Config;

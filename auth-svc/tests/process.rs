@@ -1,6 +1,8 @@
 //! auth-svc as a process: SIGTERM with a request in flight, the `healthcheck` subcommand, and
 //! refusing to start with a weak secret.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::path::Path;
 use std::time::Duration;
 

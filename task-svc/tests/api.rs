@@ -1,6 +1,8 @@
 //! task-svc handler tests: the router driven in-process against a fresh PostgreSQL database,
 //! with the identity header set by the test as the gateway would set it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::collections::HashMap;
 
 use axum::Router;

@@ -1,6 +1,8 @@
 //! task-svc as a process: the real binary on a loopback port, stopped and restarted databases,
 //! SIGTERM with a request in flight, the `healthcheck` subcommand.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
