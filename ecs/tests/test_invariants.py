@@ -213,7 +213,20 @@ def test_auth_svc_configuration(containers):
     assert e["BIND_ADDR"] == "0.0.0.0" and int(e["PORT"]) == AUTH_PORT
     assert e["DB_SSLMODE"] == "require"
     secrets = {s["name"] for s in auth["secrets"]}
-    assert {"DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "JWT_SECRET", "JWT_EXPIRATION"} <= secrets
+    assert {"DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD", "JWT_SECRET", "JWT_EXPIRATION"} <= secrets
+
+
+def test_db_settings_match_the_instance(containers, resources):
+    port = resources["Database"]["Properties"]["Port"]
+    for name in ("auth-service", "task-service"):
+        _, c = containers[name]
+        e = env(c)
+        assert e["DB_PORT"] == port, f"{name}: DB_PORT {e['DB_PORT']} but the instance listens on {port}"
+        assert e["DB_SSLMODE"] == "require", "rds.force_ssl=1 refuses plain connections"
+        injected = {s["name"] for s in c["secrets"]}
+        assert {"DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD"} <= injected, name
+        assert not injected & set(e), f"{name}: set both as environment and secret"
+    assert resources["DbParameterGroup"]["Properties"]["Parameters"]["rds.force_ssl"] == "1"
 
 
 # ----------------------------------------------------------------------------- secrets and IAM
