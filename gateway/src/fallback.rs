@@ -219,7 +219,19 @@ enum Failure {
 
 impl From<reqwest::Error> for Failure {
     fn from(e: reqwest::Error) -> Self {
-        if e.is_timeout() { Self::Timeout } else { Self::Other(e.without_url().to_string()) }
+        if e.is_timeout() {
+            return Self::Timeout;
+        }
+        // reqwest's own message ("error sending request") hides the cause; the chain names it.
+        let e = e.without_url();
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::Other(text)
     }
 }
 

@@ -1,0 +1,51 @@
+//! SIGTERM during a slow request: the gateway stops accepting, lets the request finish, and
+//! exits within its configured grace.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_slow_request_finish_and_exits_within_the_grace() {
+    let toml = GatewayToml { grace_period_secs: 3, graceful_shutdown_timeout_secs: 1, ..Default::default() };
+    let mut stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &toml).await;
+    let (token, _) = login(&stack.auth, "slow").await;
+    let task = create_task(&stack.gateway, &token, "to be updated").await;
+    let id = task["id"].as_i64().unwrap();
+
+    // Hold the row so task-svc's UPDATE blocks: a slow request in flight.
+    let mut tx = stack.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE").bind(id).execute(&mut *tx).await.unwrap();
+    let c = client();
+    let url = stack.gateway.url(&format!("/tasks/{id}"));
+    let put = tokio::spawn(async move {
+        let r = c.put(url).bearer_auth(token).json(&json!({"title": "updated"})).send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!put.is_finished(), "the request should be blocked on the row lock");
+
+    stack.gateway.process.terminate().unwrap();
+    let sigterm = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // New connections are no longer accepted.
+    let refused = tokio::net::TcpStream::connect(stack.gateway.addr).await.is_err();
+    assert!(refused, "the listener should be closed after SIGTERM");
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    tx.commit().await.unwrap();
+    let (status, body) = put.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["task"]["title"], "updated");
+
+    let exit = tokio::task::block_in_place(|| stack.gateway.process.wait_timeout(Duration::from_secs(8))).unwrap();
+    let took = sigterm.elapsed();
+    let exit = exit.expect("gateway did not exit");
+    assert!(exit.success(), "{exit:?}");
+    // grace (3 s) + final timeout (1 s) + process start/stop slack.
+    assert!(took <= Duration::from_millis(5500), "exited after {took:?}");
+}
