@@ -15,7 +15,8 @@
 # Env: TAG (default: git describe --always --dirty; ECR tags are immutable, so never reuse one),
 # TARGET_DIR (default <repo>/target), BIN_DIR (default $TARGET_DIR/release), DATABASE_URL (smoke: use this server instead of a
 # throwaway cluster; it must be reachable from the pod), KEEP=1 (smoke: leave pod and
-# database running for inspection).
+# database running for inspection), VENV (default <repo>/.venv: with moto_server and boto3 in
+# it, smoke gives the gateway its keyring from Secrets Manager on moto and rotates the secret).
 #
 # Needs (Debian): buildah podman runc slirp4netns catatonit, and for smoke curl and the
 # PostgreSQL server binaries (initdb, pg_ctl).
@@ -36,6 +37,7 @@ TAG=${TAG:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev)}
 declare -A IMAGE=([auth-svc]=task-mgmt-auth-service [task-svc]=task-mgmt-task-service [gateway]=task-mgmt-gateway)
 BINARIES=(auth-svc task-svc gateway)
 UID_GID=65532:65532
+VENV=${VENV:-$ROOT/.venv}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'images.sh: %s\n' "$*" >&2; exit 1; }
@@ -128,10 +130,12 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 
 SMOKE_POD=""
 PG_DATA=""
+MOTO_PID=""
 smoke_cleanup() {
     local rc=$?
     if [ "${KEEP:-0}" = 1 ]; then log "KEEP=1: pod $SMOKE_POD and database left running"; return $rc; fi
     [ -n "$SMOKE_POD" ] && podman pod rm -f -t 0 "$SMOKE_POD" >/dev/null 2>&1 || true
+    [ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null || true
     if [ -n "$PG_DATA" ]; then as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true; fi
     rm -rf "$STATE"
     return $rc
@@ -183,7 +187,21 @@ cmd_smoke() {
 
     local gw_port auth_port metrics_port secret
     gw_port=$(free_port); auth_port=$(free_port); metrics_port=$(free_port)
-    secret=$(head -c 48 /dev/urandom | base64 | tr -d '/+=' | cut -c1-64)
+    secret=$(new_secret)
+    # The gateway's keyring: from Secrets Manager (JWT_SECRET_ARN, as in ECS) when moto_server is
+    # in the venv, else from JWT_SECRET.
+    local gw_keyring=(-e JWT_SECRET="$secret") moto_port="" arn=""
+    if [ -x "$VENV/bin/moto_server" ]; then
+        moto_port=$(free_port)
+        "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$STATE/moto.log" 2>&1 &
+        MOTO_PID=$!
+        wait_for "moto_server (Secrets Manager) on 127.0.0.1:$moto_port" 30 curl -s "http://127.0.0.1:$moto_port/" || return 1
+        arn=$(sm "$moto_port" create "$secret")
+        gw_keyring=(-e JWT_SECRET_ARN="$arn" -e AWS_ENDPOINT_URL_SECRETS_MANAGER="http://10.0.2.2:$moto_port"
+            -e AWS_REGION=us-east-1 -e AWS_ACCESS_KEY_ID=smoke -e AWS_SECRET_ACCESS_KEY=smoke)
+    else
+        log "no $VENV/bin/moto_server: gateway keyring from JWT_SECRET, rotation not exercised"
+    fi
     SMOKE_POD=tm-smoke-$$
     # One pod = one network namespace: like the awsvpc task, its containers share localhost.
     # Only the gateway (3000), its metrics (9100) and auth-svc (3100, its own ECS service in AWS)
@@ -195,10 +213,13 @@ cmd_smoke() {
         --security-opt no-new-privileges --init --log-driver k8s-file
         # The image HEALTHCHECK needs systemd timers in podman; the same probe is run by hand below.
         --no-healthcheck)
-    log "auth-svc (port 3100 in the pod)"
-    podman run -d --name "$SMOKE_POD-auth" "${hard[@]}" \
-        -e DATABASE_URL="$db_url" -e JWT_SECRET="$secret" -e PORT=3100 -e METRICS_ADDR=127.0.0.1:9101 \
-        -e SHUTDOWN_GRACE_SECS=5 "${IMAGE[auth-svc]}:$TAG" >/dev/null
+    start_auth() { # secret
+        log "auth-svc (port 3100 in the pod)"
+        podman run -d --name "$SMOKE_POD-auth" "${hard[@]}" \
+            -e DATABASE_URL="$db_url" -e JWT_SECRET="$1" -e PORT=3100 -e METRICS_ADDR=127.0.0.1:9101 \
+            -e SHUTDOWN_GRACE_SECS=5 "${IMAGE[auth-svc]}:$TAG" >/dev/null
+    }
+    start_auth "$secret"
     log "task-svc (127.0.0.1:3001 in the pod)"
     podman run -d --name "$SMOKE_POD-task" "${hard[@]}" \
         -e DATABASE_URL="$db_url" -e PORT=3001 -e BIND_ADDR=127.0.0.1 -e METRICS_ADDR=127.0.0.1:9102 \
@@ -208,7 +229,7 @@ cmd_smoke() {
         || { podman logs "$SMOKE_POD-task" | tail -20; return 1; }
     log "gateway (0.0.0.0:3000 and :9100 in the pod)"
     podman run -d --name "$SMOKE_POD-gateway" "${hard[@]}" --tmpfs /tmp:rw,size=16m,mode=1777 \
-        -e JWT_SECRET="$secret" -e AUTH_SERVICE_URL=http://127.0.0.1:3100 "${IMAGE[gateway]}:$TAG" >/dev/null
+        "${gw_keyring[@]}" -e AUTH_SERVICE_URL=http://127.0.0.1:3100 "${IMAGE[gateway]}:$TAG" >/dev/null
     wait_for "gateway healthy (gateway healthcheck)" 60 podman exec "$SMOKE_POD-gateway" /usr/local/bin/gateway healthcheck \
         || { podman logs "$SMOKE_POD-gateway" | tail -20; return 1; }
     wait_for "auth-svc healthy (auth-svc healthcheck)" 60 podman exec "$SMOKE_POD-auth" /usr/local/bin/auth-svc healthcheck \
@@ -238,18 +259,41 @@ cmd_smoke() {
     resp=$(http GET "http://127.0.0.1:$metrics_port/metrics")
     expect "GET /metrics (gateway metrics port)" 200 "${resp%%$'\n'*}"
 
+    if [ -n "$arn" ]; then
+        # The README's rotation: put a new value (the old one becomes AWSPREVIOUS), redeploy
+        # auth-svc with it; gateways learn the new key id and keep accepting old tokens.
+        echo
+        echo "JWT secret rotation (gateway keyring from Secrets Manager, moto):"
+        # A token signed with the old key that the gateway has never seen (so not in its cache).
+        local old_token new
+        resp=$(http POST "$auth/auth/login" "" "{\"username\":\"$user\",\"password\":\"smoke-Passw0rd-123\"}")
+        old_token=$(echo "${resp#* }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+        new=$(new_secret)
+        sm "$moto_port" put "$new" "$arn" >/dev/null
+        podman rm -f -t 5 "$SMOKE_POD-auth" >/dev/null
+        start_auth "$new"
+        wait_for "auth-svc healthy with the new secret" 60 podman exec "$SMOKE_POD-auth" /usr/local/bin/auth-svc healthcheck || return 1
+        resp=$(http POST "$auth/auth/login" "" "{\"username\":\"$user\",\"password\":\"smoke-Passw0rd-123\"}")
+        expect "POST /auth/login after rotation" 200 "$resp"
+        token=$(echo "${resp#* }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+        expect "GET /tasks with a new-key token" 200 "$(http GET "$gw/tasks" "$token")"
+        expect "GET /tasks with an unseen old-key token (AWSPREVIOUS)" 200 "$(http GET "$gw/tasks" "$old_token")"
+    fi
+
     echo
     log "stopping like ECS: gateway first (dependsOn reversed), then task-svc"
     # stopTimeout in the task definition: gateway 35 s, task-svc 30 s (SIGKILL after that).
     local name timeout t0 code
+    local label
     for spec in gateway:35 task:30; do
         name=${spec%%:*}; timeout=${spec#*:}; t0=$SECONDS
+        label=$([ "$name" = task ] && echo task-svc || echo gateway)
         podman stop -t "$timeout" "$SMOKE_POD-$name" >/dev/null
         code=$(podman inspect --format '{{.State.ExitCode}}' "$SMOKE_POD-$name")
         if [ "$code" = 0 ]; then
-            printf '  ok    %-52s exit 0 after %s s (stopTimeout %s s)\n' "$name stops cleanly on SIGTERM" "$((SECONDS - t0))" "$timeout"
+            printf '  ok    %-52s exit 0 after %s s (stopTimeout %s s)\n' "$label stops cleanly on SIGTERM" "$((SECONDS - t0))" "$timeout"
         else
-            printf '  FAIL  %-52s exit %s after %s s\n' "$name stops cleanly on SIGTERM" "$code" "$((SECONDS - t0))"
+            printf '  FAIL  %-52s exit %s after %s s\n' "$label stops cleanly on SIGTERM" "$code" "$((SECONDS - t0))"
             FAILED=$((FAILED + 1))
         fi
     done
@@ -258,6 +302,24 @@ cmd_smoke() {
         die "smoke test: $FAILED check(s) failed"
     fi
     echo "smoke: all checks passed"
+}
+
+new_secret() { head -c 96 /dev/urandom | base64 | tr -d '/+=\n' | cut -c1-64; }
+
+# Secrets Manager on moto: sm PORT create SECRET -> ARN; sm PORT put SECRET ARN
+sm() {
+    "$VENV/bin/python" - "$@" <<'PY'
+import json, sys
+import boto3
+port, op, secret = sys.argv[1:4]
+c = boto3.client("secretsmanager", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                 aws_access_key_id="smoke", aws_secret_access_key="smoke")
+value = json.dumps({"secret": secret, "expiration": "3600"})
+if op == "create":
+    print(c.create_secret(Name="task-mgmt-jwt-secret", SecretString=value)["ARN"])
+else:
+    print(c.put_secret_value(SecretId=sys.argv[4], SecretString=value)["VersionId"])
+PY
 }
 
 cmd_push() {
