@@ -334,3 +334,48 @@ async fn openapi_document_lists_every_route() {
         }
     }
 }
+
+/// A router whose pool is built from the service's own DB settings (statement timeout included).
+async fn api_with_env(extra: &[(&str, &str)]) -> Api {
+    let db = TestDatabase::new().await;
+    let mut env: HashMap<String, String> = [("DATABASE_URL".to_owned(), db.url.clone())].into();
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let config = Config::from_source(&env).expect("valid test config");
+    let pool = config.db.pool();
+    let app = router(AppState::new(config, pool, HttpMetrics::new()));
+    Api { app, db }
+}
+
+/// Holds a row lock on task `id` until the returned transaction ends.
+async fn lock_task(api: &Api, id: i64) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = api.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE").bind(id).execute(&mut *tx).await.unwrap();
+    tx
+}
+
+#[tokio::test]
+async fn a_statement_stuck_past_the_statement_timeout_is_503() {
+    let api = api_with_env(&[("DB_STATEMENT_TIMEOUT_SECS", "1"), ("REQUEST_TIMEOUT_SECS", "30")]).await;
+    let alice = api.user("alice").await;
+    let id = api.create_id(&alice, "locked").await;
+    let _lock = lock_task(&api, id).await;
+    let started = std::time::Instant::now();
+    let r = api.call(Method::PUT, &format!("/tasks/{id}"), Some(&alice), Some(json!({"title": "x"}))).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_request_past_the_request_timeout_is_503() {
+    let api = api_with_env(&[("DB_STATEMENT_TIMEOUT_SECS", "30"), ("REQUEST_TIMEOUT_SECS", "1")]).await;
+    let alice = api.user("alice").await;
+    let id = api.create_id(&alice, "locked").await;
+    let lock = lock_task(&api, id).await;
+    let r = api.call(Method::PUT, &format!("/tasks/{id}"), Some(&alice), Some(json!({"title": "x"}))).await;
+    assert!(r.assert_error(StatusCode::SERVICE_UNAVAILABLE).contains("timed out"));
+    lock.rollback().await.unwrap();
+    // The timed-out request did not poison the pool: the service answers normally again.
+    let r = api.call(Method::GET, &format!("/tasks/{id}"), Some(&alice), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+}

@@ -170,3 +170,52 @@ fn bad_configuration_exits_78_naming_the_key() {
     assert!(stderr.contains("PORT"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
+    let db = TestDatabase::new().await;
+    let port = free_port().unwrap();
+    let metrics_port = free_port().unwrap();
+    let log = std::env::temp_dir().join(format!("task-svc-json-{}-{port}.log", std::process::id()));
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("PORT", &port.to_string()),
+        ("METRICS_ADDR", &format!("127.0.0.1:{metrics_port}")),
+        ("LOG_FORMAT", "json"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let mut svc = Process::spawn("task-svc", Path::new(BIN), &[], &env, &Output::File(log.clone())).unwrap();
+    wait_healthy(&mut svc, ([127, 0, 0, 1], port).into(), "/tasks/health", Duration::from_secs(60)).await.unwrap();
+
+    let http = client();
+    let r = http
+        .get(format!("http://127.0.0.1:{port}/tasks/77"))
+        .header("x-user-id", "5")
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["x-request-id"], "req-abc-123", "the request id is passed back");
+    let r = http.get(format!("http://127.0.0.1:{port}/tasks/health")).send().await.unwrap();
+    assert!(r.headers().contains_key("x-request-id"), "a request id is created when absent");
+
+    let text = http.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/tasks/{id}",status="4xx"} 1"#), "{text}");
+    let on_api_port = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+    assert_eq!(on_api_port.status(), 404, "metrics are not on the API port");
+
+    svc.stop(Duration::from_secs(10)).unwrap();
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let mut saw_request_id = false;
+    for line in lines.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v.to_string().contains("req-abc-123") {
+            saw_request_id = true;
+        }
+    }
+    assert!(saw_request_id, "a log line carries the request id:\n{lines}");
+    let _ = std::fs::remove_file(&log);
+}
