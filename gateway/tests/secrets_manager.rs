@@ -144,3 +144,55 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     assert!(sample(&m, r#"gateway_keyring_refreshes_total{outcome="success"}"#) >= 2.0);
     assert_eq!(sample(&m, "gateway_keyring_loaded"), 1.0);
 }
+
+#[tokio::test]
+async fn a_new_kid_accepted_by_auth_svc_triggers_an_early_keyring_refresh() {
+    let (_moto, endpoint) = start_moto().await;
+    let sm = sm_client(&endpoint);
+    let name = "task-mgmt/jwt-secret-early";
+    sm.create_secret()
+        .name(name)
+        .secret_string(format!(r#"{{"secret":"{S1}","expiration":"3600"}}"#))
+        .send()
+        .await
+        .unwrap();
+    let db = TestDatabase::new().await;
+    // auth-svc already signs with S2; the gateway's periodic refresh is far away (300 s).
+    let auth = start_auth(&db.url, S2, Some(S1)).await;
+    let task = start_task(&db.url).await;
+    let env = [
+        ("JWT_SECRET_ARN", name),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let gateway = start_gateway(&GatewayToml::default(), task.addr, &format!("http://{}", auth.addr), &env, true).await;
+    sm.put_secret_value()
+        .secret_id(name)
+        .secret_string(format!(r#"{{"secret":"{S2}","expiration":"3600"}}"#))
+        .send()
+        .await
+        .unwrap();
+
+    let (token, user_id) = login(&auth, "early").await;
+    let c = client();
+    let url = gateway.url("/tasks");
+    assert_eq!(status(&c, &url, &token).await, 200, "validated through auth-svc");
+    let t = Instant::now();
+    loop {
+        let m = parse_exposition(&gateway.metrics_text().await);
+        if sample(&m, r#"gateway_keyring_refreshes_total{outcome="success"}"#) >= 2.0 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "no early refresh after the fallback saw a new kid");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // New S2 tokens are now verified locally: no further auth-svc calls.
+    for _ in 0..5 {
+        assert_eq!(status(&c, &url, &mint(S2, user_id, 600)).await, 200);
+    }
+    let m = parse_exposition(&gateway.metrics_text().await);
+    assert_eq!(sample(&m, r#"gateway_fallback_calls_total{outcome="valid"}"#), 1.0);
+}
