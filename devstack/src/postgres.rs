@@ -305,6 +305,13 @@ pub mod testing {
 
     impl TestDatabase {
         pub async fn new() -> Self {
+            let db = Self::empty().await;
+            platform::db::MIGRATOR.run(&db.pool).await.expect("migrations apply");
+            db
+        }
+
+        /// A new database without the schema, for tests of start-up migration.
+        pub async fn empty() -> Self {
             let admin_url = tokio::task::spawn_blocking(server_url)
                 .await
                 .expect("server_url task")
@@ -314,7 +321,6 @@ pub mod testing {
             admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
             let url = replace_database(&admin_url, &name);
             let pool = PgPool::connect(&url).await.expect("connect to the test database");
-            platform::db::MIGRATOR.run(&pool).await.expect("migrations apply");
             Self { url, pool, admin_url, name }
         }
     }

@@ -219,3 +219,36 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
     assert!(saw_request_id, "a log line carries the request id:\n{lines}");
     let _ = std::fs::remove_file(&log);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_starting_together_on_a_fresh_database_migrate_once() {
+    let db = TestDatabase::empty().await;
+    let ports = [free_port().unwrap(), free_port().unwrap(), free_port().unwrap()];
+    let env = |port: u16| {
+        vec![
+            ("DATABASE_URL".to_owned(), db.url.clone()),
+            ("PORT".to_owned(), port.to_string()),
+            ("METRICS_ADDR".to_owned(), "off".to_owned()),
+        ]
+    };
+    // Spawned back to back: they race for the schema; sqlx's advisory lock lets one migrate.
+    let mut procs: Vec<Process> = ports
+        .iter()
+        .map(|p| Process::spawn("task-svc", Path::new(BIN), &[], &env(*p), &Output::Inherit).unwrap())
+        .collect();
+    for (p, port) in procs.iter_mut().zip(ports) {
+        wait_healthy(p, ([127, 0, 0, 1], port).into(), "/tasks/health", Duration::from_secs(60)).await.unwrap();
+    }
+    let applied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(applied, platform::db::MIGRATOR.iter().count() as i64);
+    let uid = user(&db.pool).await;
+    let r = client()
+        .post(format!("http://127.0.0.1:{}/tasks", ports[2]))
+        .header("x-user-id", uid.to_string())
+        .json(&json!({"title": "schema works"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
