@@ -43,13 +43,7 @@ impl Config {
         }
         let bind: IpAddr = config::parse_or(src, "BIND_ADDR", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
         let port: u16 = config::parse_or(src, "PORT", DEFAULT_PORT)?;
-        let metrics = match config::raw(src, "METRICS_ADDR").as_deref() {
-            Some("off") => None,
-            Some(v) => {
-                Some(v.parse().map_err(|e| ConfigError::new("METRICS_ADDR", format!("invalid address {v:?}: {e}")))?)
-            }
-            None => Some(DEFAULT_METRICS_ADDR.parse().expect("valid default")),
-        };
+        let metrics = config::address_or_off(src, "METRICS_ADDR", DEFAULT_METRICS_ADDR)?;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let hash_concurrency: usize = config::parse_or(src, "HASH_CONCURRENCY", cpus)?;
         if hash_concurrency == 0 {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
 use platform::keyring::Keyring;
 use platform::metrics::HttpMetrics;
 use platform::service::BearerAuth;
@@ -73,16 +72,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api();
-    let doc = serde_json::to_string(&doc).expect("OpenAPI document serialises");
-    let api = api.route(
-        "/auth/openapi.json",
-        get(move || {
-            let doc = doc.clone();
-            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc) }
-        }),
-    );
     let metrics = state.metrics.clone();
     let timeout = state.request_timeout;
+    let api = platform::http::serve_openapi(api, "/auth/openapi.json", &doc);
     platform::http::harden(api.with_state(state), metrics, timeout)
 }
 
@@ -94,11 +86,5 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = state.shutdown_grace;
-    let app = router(state);
-    platform::shutdown::serve_with_deadline(
-        |trigger| axum::serve(listener, app).with_graceful_shutdown(trigger).into_future(),
-        shutdown,
-        grace,
-    )
-    .await
+    platform::shutdown::serve(listener, router(state), shutdown, grace).await
 }

@@ -87,6 +87,15 @@ pub fn seconds_or(
     Ok(Duration::from_secs(secs))
 }
 
+/// A socket address, or `None` when the value is `off` (a listener that can be disabled).
+pub fn address_or_off(src: &dyn Source, key: &str, default: &str) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let value = raw(src, key).unwrap_or_else(|| default.to_owned());
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.trim().parse().map(Some).map_err(|e| ConfigError::new(key, format!("invalid address {value:?}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +116,13 @@ mod tests {
     fn empty_values_count_as_unset() {
         assert_eq!(parse_or::<u16>(&src(&[("PORT", "  ")]), "PORT", 3000).unwrap(), 3000);
         assert!(required_string(&src(&[("X", "")]), "X").is_err());
+    }
+
+    #[test]
+    fn addresses_can_be_turned_off() {
+        assert_eq!(address_or_off(&src(&[]), "M", "127.0.0.1:9").unwrap(), Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(address_or_off(&src(&[("M", "off")]), "M", "127.0.0.1:9").unwrap(), None);
+        assert_eq!(address_or_off(&src(&[("M", "nine")]), "M", "127.0.0.1:9").unwrap_err().key, "M");
     }
 
     #[test]

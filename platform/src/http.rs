@@ -142,3 +142,19 @@ where
             .map_err(|e| ErrorBody::response(StatusCode::BAD_REQUEST, format!("Invalid query string: {e}")))
     }
 }
+
+/// Adds `GET path` serving `doc` (serialised once) to a service's routes.
+pub fn serve_openapi<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    path: &str,
+    doc: &utoipa::openapi::OpenApi,
+) -> Router<S> {
+    let doc = serde_json::to_string(doc).unwrap_or_default();
+    router.route(
+        path,
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+        }),
+    )
+}

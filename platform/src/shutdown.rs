@@ -53,3 +53,19 @@ where
         }
     }
 }
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests for at
+/// most `grace`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    serve_with_deadline(
+        |trigger| axum::serve(listener, app).with_graceful_shutdown(trigger).into_future(),
+        shutdown,
+        grace,
+    )
+    .await
+}

@@ -25,13 +25,7 @@ impl Config {
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let bind: IpAddr = config::parse_or(src, "BIND_ADDR", IpAddr::V4(Ipv4Addr::LOCALHOST))?;
         let port: u16 = config::parse_or(src, "PORT", DEFAULT_PORT)?;
-        let metrics = match config::raw(src, "METRICS_ADDR").as_deref() {
-            Some("off") => None,
-            Some(v) => {
-                Some(v.parse().map_err(|e| ConfigError::new("METRICS_ADDR", format!("invalid address {v:?}: {e}")))?)
-            }
-            None => Some(DEFAULT_METRICS_ADDR.parse().expect("valid default")),
-        };
+        let metrics = config::address_or_off(src, "METRICS_ADDR", DEFAULT_METRICS_ADDR)?;
         Ok(Self {
             db: DbConfig::from_source(src, "task-svc")?,
             listen: SocketAddr::new(bind, port),
