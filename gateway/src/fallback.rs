@@ -65,6 +65,15 @@ struct ErrorReply {
     message: String,
 }
 
+/// What a probe learnt about a kid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KidVerdict {
+    /// auth-svc holds the key (the token itself may still have been refused).
+    Known,
+    /// auth-svc does not hold it either.
+    Unknown,
+}
+
 pub struct FallbackConfig {
     pub base_url: String,
     pub deadline: Duration,
@@ -82,6 +91,8 @@ pub struct Fallback {
     deadline: Duration,
     limiter: RateLimiter,
     answers: Cache<TokenKey, Cached>,
+    /// In-flight (and just finished) probes per unknown kid; see [`Fallback::gated_call`].
+    kid_probes: Cache<String, KidVerdict>,
     unknown_kids: Cache<String, ()>,
     keyring: Arc<KeyringStore>,
     metrics: Metrics,
@@ -111,6 +122,7 @@ impl Fallback {
             deadline: cfg.deadline,
             limiter: RateLimiter::new(cfg.rate_limit_per_sec, cfg.rate_limit_burst),
             answers: token_cache::build(10_000, expiry),
+            kid_probes: Cache::builder().max_capacity(10_000).time_to_live(cfg.answer_ttl).build(),
             unknown_kids: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(cfg.unknown_kid_ttl.max(Duration::from_millis(1)))
@@ -130,13 +142,42 @@ impl Fallback {
             .answers
             .try_get_with(key, async {
                 ran.store(true, Ordering::Relaxed);
-                self.call(token, kid).await
+                self.gated_call(token, kid).await
             })
             .await;
         if !ran.load(Ordering::Relaxed) {
             self.metrics.coalesced_waiters.inc();
         }
         result.map_err(|e| *e)
+    }
+
+    /// One probe per kid at a time: the first token with an unknown kid calls auth-svc; other
+    /// tokens with the same kid wait for that answer. If auth-svc did not know the kid either,
+    /// they are refused without a call; if it was unreachable, they get 503 without a call; only
+    /// if the kid is real does each token get its own call (it may still be expired or forged).
+    async fn gated_call(&self, token: &str, kid: &str) -> Result<Cached, Unavailable> {
+        let mine: Mutex<Option<Result<Cached, Unavailable>>> = Mutex::new(None);
+        let verdict = self
+            .kid_probes
+            .try_get_with(kid.to_owned(), async {
+                let result = self.call(token, kid).await;
+                *mine.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.clone());
+                match result {
+                    Ok(Cached::Deny(Rejection::UnknownKid)) => Ok(KidVerdict::Unknown),
+                    Ok(_) => Ok(KidVerdict::Known),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        if let Some(result) = mine.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return result;
+        }
+        self.metrics.coalesced_waiters.inc();
+        match verdict {
+            Err(e) => Err(*e),
+            Ok(KidVerdict::Unknown) => Ok(Cached::Deny(Rejection::UnknownKid)),
+            Ok(KidVerdict::Known) => self.call(token, kid).await,
+        }
     }
 
     async fn call(&self, token: &str, kid: &str) -> Result<Cached, Unavailable> {

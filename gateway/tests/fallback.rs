@@ -44,6 +44,40 @@ async fn new_kid_under_200_concurrent_requests_makes_one_auth_call() {
 }
 
 #[tokio::test]
+async fn distinct_tokens_with_one_unknown_kid_share_one_probe() {
+    let stack = Stack::start(NEW_SECRET, Some(OLD_SECRET), OLD_SECRET, &GatewayToml::default()).await;
+    let (_, user_id) = login(&stack.auth, "probe").await;
+    let c = client();
+    let url = stack.gateway.url("/tasks");
+
+    // 200 different tokens, all with one kid that neither the gateway nor auth-svc holds.
+    let bogus = "bogus-secret-0123456789abcdef0123456789abcdef";
+    let before = auth_validate_calls(&stack.auth).await;
+    let mut set = JoinSet::new();
+    for _ in 0..200 {
+        let (c, url, token) = (c.clone(), url.clone(), mint(bogus, user_id, 600));
+        set.spawn(async move { c.get(url).bearer_auth(token).send().await.map(|r| r.status().as_u16()) });
+    }
+    while let Some(res) = set.join_next().await {
+        assert_eq!(res.unwrap().unwrap(), 401);
+    }
+    assert_eq!(auth_validate_calls(&stack.auth).await - before, 1.0, "one probe for the unknown kid");
+
+    // 30 different tokens with a kid auth-svc does hold: each is validated (and accepted).
+    let before = auth_validate_calls(&stack.auth).await;
+    let mut set = JoinSet::new();
+    for i in 0..30 {
+        let (c, url, token) = (c.clone(), url.clone(), mint(NEW_SECRET, user_id, 600 + i));
+        set.spawn(async move { c.get(url).bearer_auth(token).send().await.map(|r| r.status().as_u16()) });
+    }
+    while let Some(res) = set.join_next().await {
+        assert_eq!(res.unwrap().unwrap(), 200);
+    }
+    let calls = auth_validate_calls(&stack.auth).await - before;
+    assert!((1.0..=30.0).contains(&calls), "{calls}");
+}
+
+#[tokio::test]
 async fn random_unknown_kids_cause_a_bounded_number_of_auth_calls() {
     let toml = GatewayToml { rate_limit_per_sec: 20, rate_limit_burst: 40, ..Default::default() };
     let stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &toml).await;
