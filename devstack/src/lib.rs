@@ -1,6 +1,8 @@
 //! The local stack, shared by the run command and the tests so that what the tests start is
 //! what a user runs.
 
+pub mod front_door;
 pub mod oneshot;
 pub mod postgres;
 pub mod process;
+pub mod stack;

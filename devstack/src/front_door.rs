@@ -1,0 +1,493 @@
+//! The local stand-in for the ALB (and, on a second port, for Cloud Map's health-checked
+//! `auth-service` records): path routing to target pools, round-robin over healthy targets,
+//! active health checks, and JSON errors when no target can answer.
+//!
+//! It is deliberately small: one HTTP/1.1 hop with streaming bodies, hop-by-hop headers
+//! removed and `X-Forwarded-*` added, as the ALB does. No retries: the ALB does not retry a
+//! request either, so what clients see locally during a failure is what they see on AWS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use platform::error_body::ErrorBody;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::process::LogSink;
+
+/// Active health-check settings, named after the ALB target group's.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes before an unhealthy target gets traffic again.
+    pub healthy_threshold: u32,
+    /// Consecutive failures before a healthy target leaves the rotation.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        // Faster than the ALB's 30 s default so a local failure shows within seconds.
+        Self {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+        }
+    }
+}
+
+/// Which target pool a request belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    Auth,
+    Tasks,
+}
+
+impl PoolKind {
+    pub fn health_path(self) -> &'static str {
+        match self {
+            PoolKind::Auth => "/auth/health",
+            PoolKind::Tasks => "/tasks/health",
+        }
+    }
+
+    fn service(self) -> &'static str {
+        match self {
+            PoolKind::Auth => "auth-svc",
+            PoolKind::Tasks => "task-svc",
+        }
+    }
+
+    /// The ALB listener rules: `/auth`, `/auth/*` and `/tasks`, `/tasks/*` (both forms, which
+    /// the guide's `/tasks/*`-only rule missed). Like ALB path patterns, case-sensitive.
+    pub fn route(path: &str) -> Option<Self> {
+        let under =
+            |prefix: &str| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if under("/auth") {
+            Some(PoolKind::Auth)
+        } else if under("/tasks") {
+            Some(PoolKind::Tasks)
+        } else {
+            None
+        }
+    }
+}
+
+/// One target: an auth-svc instance, or the gateway of one task.
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub kind: PoolKind,
+    healthy: AtomicBool,
+    requests: AtomicU64,
+    streak: AtomicU32,
+}
+
+/// A snapshot of one target, for the tests and the run command's status lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendStatus {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub kind: PoolKind,
+    pub healthy: bool,
+    /// Requests the front door (either listener) sent to this target.
+    pub requests: u64,
+}
+
+struct Pool {
+    backends: Vec<Arc<Backend>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    /// Round-robin over the targets that are healthy right now.
+    fn pick(&self) -> Option<Arc<Backend>> {
+        let n = self.backends.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|i| &self.backends[(start + i) % n]).find(|b| b.healthy.load(Ordering::Relaxed)).cloned()
+    }
+}
+
+struct Shared {
+    auth: Pool,
+    tasks: Pool,
+    client: Client<HttpConnector, Body>,
+    upstream_timeout: Duration,
+    logs: LogSink,
+}
+
+impl Shared {
+    fn pool(&self, kind: PoolKind) -> &Pool {
+        match kind {
+            PoolKind::Auth => &self.auth,
+            PoolKind::Tasks => &self.tasks,
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.auth.backends.iter().chain(self.tasks.backends.iter())
+    }
+}
+
+/// Settings of the front door.
+#[derive(Debug, Clone)]
+pub struct FrontDoorConfig {
+    pub health: HealthCheck,
+    /// How long a proxied request may take (the ALB's idle timeout is 60 s).
+    pub upstream_timeout: Duration,
+    /// How long in-flight requests may finish after shutdown starts.
+    pub drain: Duration,
+}
+
+impl Default for FrontDoorConfig {
+    fn default() -> Self {
+        Self {
+            health: HealthCheck::default(),
+            upstream_timeout: Duration::from_secs(60),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Listener {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The running front door: the public listener, the internal auth listener, the health checker.
+pub struct FrontDoor {
+    shared: Arc<Shared>,
+    public: Option<Listener>,
+    internal: Option<Listener>,
+    health: JoinHandle<()>,
+    drain: Duration,
+}
+
+/// Binds 127.0.0.1:`port` (0 = any), with a message that says what to do when it is taken.
+pub async fn bind(port: u16, what: &str, flag: &str) -> Result<TcpListener> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "{addr} ({what}) is already in use - is another devstack running? Choose another port with {flag}"
+            )
+        } else {
+            anyhow::anyhow!("could not listen on {addr} ({what}): {e}")
+        }
+    })
+}
+
+impl FrontDoor {
+    /// Serves on the two listeners. Every target starts unhealthy, as a new ALB target does,
+    /// and gets traffic once it has passed `healthy_threshold` checks.
+    pub fn start(
+        public: TcpListener,
+        internal: TcpListener,
+        targets: Vec<(String, SocketAddr, PoolKind)>,
+        config: FrontDoorConfig,
+        logs: LogSink,
+    ) -> Result<Self> {
+        let mut auth = Vec::new();
+        let mut tasks = Vec::new();
+        for (name, addr, kind) in targets {
+            let backend = Arc::new(Backend {
+                name,
+                addr,
+                kind,
+                healthy: AtomicBool::new(false),
+                requests: AtomicU64::new(0),
+                streak: AtomicU32::new(0),
+            });
+            match kind {
+                PoolKind::Auth => auth.push(backend),
+                PoolKind::Tasks => tasks.push(backend),
+            }
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            // Shorter than the services' keep-alive so we never reuse a connection they closed.
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let shared = Arc::new(Shared {
+            auth: Pool { backends: auth, next: AtomicUsize::new(0) },
+            tasks: Pool { backends: tasks, next: AtomicUsize::new(0) },
+            client,
+            upstream_timeout: config.upstream_timeout,
+            logs,
+        });
+
+        let public_app = Router::new().fallback(public_proxy).with_state(shared.clone());
+        let internal_app = Router::new().fallback(internal_proxy).with_state(shared.clone());
+        let public = serve(public, public_app)?;
+        let internal = serve(internal, internal_app)?;
+        let health = tokio::spawn(health_loop(shared.clone(), config.health));
+        Ok(Self { shared, public: Some(public), internal: Some(internal), health, drain: config.drain })
+    }
+
+    /// The ALB stand-in's address.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public.as_ref().map(|l| l.addr)
+    }
+
+    /// The Cloud Map stand-in's address (balances over healthy auth-svc instances).
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal.as_ref().map(|l| l.addr)
+    }
+
+    pub fn backends(&self) -> Vec<BackendStatus> {
+        self.shared
+            .all()
+            .map(|b| BackendStatus {
+                name: b.name.clone(),
+                addr: b.addr,
+                kind: b.kind,
+                healthy: b.healthy.load(Ordering::Relaxed),
+                requests: b.requests.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Stops the public listener: no new connections, in-flight requests get `drain` to finish.
+    pub async fn stop_public(&mut self) {
+        if let Some(l) = self.public.take() {
+            stop_listener(l, self.drain).await;
+        }
+    }
+
+    /// Stops the internal listener and the health checks.
+    pub async fn stop_internal(&mut self) {
+        if let Some(l) = self.internal.take() {
+            stop_listener(l, self.drain).await;
+        }
+        self.health.abort();
+    }
+}
+
+impl Drop for FrontDoor {
+    fn drop(&mut self) {
+        self.health.abort();
+        for l in [self.public.take(), self.internal.take()].into_iter().flatten() {
+            l.task.abort();
+        }
+    }
+}
+
+fn serve(listener: TcpListener, app: Router) -> Result<Listener> {
+    let addr = listener.local_addr().context("listener address")?;
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+    });
+    Ok(Listener { addr, stop, task })
+}
+
+async fn stop_listener(mut l: Listener, drain: Duration) {
+    let _ = l.stop.send(true);
+    if tokio::time::timeout(drain, &mut l.task).await.is_err() {
+        l.task.abort();
+    }
+}
+
+async fn health_loop(shared: Arc<Shared>, hc: HealthCheck) {
+    let mut tick = tokio::time::interval(hc.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // All targets are probed at once: each probe has its own timeout, so one hung target
+        // does not delay the verdict on the others.
+        let mut checks = tokio::task::JoinSet::new();
+        for b in shared.all() {
+            let b = b.clone();
+            checks.spawn(async move {
+                let ok = platform::healthcheck::probe(b.addr, b.kind.health_path(), hc.timeout).await;
+                (b, ok)
+            });
+        }
+        while let Some(Ok((b, ok))) = checks.join_next().await {
+            let healthy = b.healthy.load(Ordering::Relaxed);
+            if ok == healthy {
+                b.streak.store(0, Ordering::Relaxed);
+                continue;
+            }
+            // A streak counts consecutive results that disagree with the current state.
+            let streak = b.streak.fetch_add(1, Ordering::Relaxed) + 1;
+            let threshold = if healthy { hc.unhealthy_threshold } else { hc.healthy_threshold };
+            if streak >= threshold.max(1) {
+                b.healthy.store(ok, Ordering::Relaxed);
+                b.streak.store(0, Ordering::Relaxed);
+                let msg = if ok {
+                    format!("{} ({}) passed {streak} health checks: in rotation", b.name, b.addr)
+                } else {
+                    format!(
+                        "{} ({}) failed {streak} health checks on {}: out of rotation",
+                        b.name,
+                        b.addr,
+                        b.kind.health_path()
+                    )
+                };
+                shared.logs.line("front-door", &msg);
+            }
+        }
+    }
+}
+
+async fn public_proxy(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let Some(kind) = PoolKind::route(req.uri().path()) else {
+        return ErrorBody::response(StatusCode::NOT_FOUND, "No route for this path: the API is under /auth and /tasks");
+    };
+    forward(&shared, kind, Some(peer), req).await
+}
+
+/// The Cloud Map stand-in: every path goes to the auth pool, and no `X-Forwarded-*` is added
+/// because on ECS this hop is a DNS answer, not a proxy.
+async fn internal_proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    forward(&shared, PoolKind::Auth, None, req).await
+}
+
+async fn forward(shared: &Shared, kind: PoolKind, peer: Option<SocketAddr>, req: Request) -> Response {
+    let Some(backend) = shared.pool(kind).pick() else {
+        return ErrorBody::response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("No healthy {} instance is available, retry later", kind.service()),
+        );
+    };
+    backend.requests.fetch_add(1, Ordering::Relaxed);
+
+    let (mut parts, body) = req.into_parts();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let uri = match format!("http://{}{path_and_query}", backend.addr).parse::<Uri>() {
+        Ok(uri) => uri,
+        Err(_) => return ErrorBody::response(StatusCode::BAD_REQUEST, "The request target is not a valid URI"),
+    };
+    parts.uri = uri;
+    parts.version = axum::http::Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(peer) = peer {
+        add_forwarded(&mut parts.headers, peer);
+    }
+    let upstream = Request::from_parts(parts, body);
+
+    match tokio::time::timeout(shared.upstream_timeout, shared.client.request(upstream)).await {
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Ok(Err(e)) => {
+            shared.logs.line("front-door", &format!("{} ({}) failed: {e}", backend.name, backend.addr));
+            ErrorBody::response(StatusCode::BAD_GATEWAY, format!("The {} instance did not answer", kind.service()))
+        }
+        Err(_) => ErrorBody::response(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("The {} instance did not answer in time", kind.service()),
+        ),
+    }
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Removes the hop-by-hop headers (RFC 9110 7.6.1), including any the `Connection` header
+/// names. `Transfer-Encoding` goes too: the body is re-framed for the next hop.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// What the ALB adds: the client address appended to `X-Forwarded-For`, and the scheme/port.
+fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_like_the_alb_rules() {
+        assert_eq!(PoolKind::route("/auth"), Some(PoolKind::Auth));
+        assert_eq!(PoolKind::route("/auth/login"), Some(PoolKind::Auth));
+        assert_eq!(PoolKind::route("/tasks"), Some(PoolKind::Tasks));
+        assert_eq!(PoolKind::route("/tasks/12"), Some(PoolKind::Tasks));
+        assert_eq!(PoolKind::route("/tasksx"), None);
+        assert_eq!(PoolKind::route("/authz"), None);
+        assert_eq!(PoolKind::route("/"), None);
+        assert_eq!(PoolKind::route("/Tasks"), None);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("authorization", HeaderValue::from_static("Bearer t"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("authorization"));
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        add_forwarded(&mut h, "127.0.0.1:5000".parse().unwrap_or_else(|_| unreachable!()));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    }
+}

@@ -1,0 +1,203 @@
+//! `cargo run --release -p devstack`: the whole system on 127.0.0.1, shaped like the ECS
+//! deployment, until Ctrl-C or SIGTERM. See docs/local-run.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use devstack::front_door::{FrontDoorConfig, HealthCheck};
+use devstack::process::LogSink;
+use devstack::stack::{Options, Stack, repo_root};
+
+/// Runs the Task Management API locally the way it runs on ECS: PostgreSQL, auth-svc
+/// instances, task-svc + gateway "tasks", and a front door standing in for the ALB.
+#[derive(Debug, Parser)]
+#[command(name = "devstack", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Front door (ALB stand-in) port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+
+    /// Number of auth-svc instances (the auth-service ECS service's desired count).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    auth_instances: u16,
+
+    /// Number of task-service "tasks" (each a task-svc with its own gateway sidecar).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    task_instances: u16,
+
+    /// First of the internal ports (auth discovery, services, gateways, metrics), used
+    /// consecutively. Default: free ports picked at start and printed.
+    #[arg(long)]
+    base_port: Option<u16>,
+
+    /// PostgreSQL's port. Default: a free port.
+    #[arg(long)]
+    pg_port: Option<u16>,
+
+    /// Keep the PostgreSQL cluster here and reuse it on the next run. Default: a temporary
+    /// directory that is removed on exit.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Use this PostgreSQL database instead of starting a cluster (it is migrated on start).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+
+    /// The gateway's config file.
+    #[arg(long, value_name = "PATH", default_value_os_t = repo_root().join("sidecar.toml"))]
+    sidecar_config: PathBuf,
+
+    /// Override the gateways' shutdown grace (sidecar.toml [shutdown] grace_period_secs, 15 s
+    /// there: pingora waits all of it on SIGTERM, so Ctrl-C takes that long by default).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=100))]
+    gateway_grace: Option<u64>,
+
+    /// auth-svc/task-svc SHUTDOWN_GRACE_SECS (their default: 20).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=110))]
+    service_grace: Option<u64>,
+
+    /// Front door health-check interval (the ALB target groups' HealthCheckIntervalSeconds).
+    #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    health_interval_ms: u64,
+
+    /// Also print the services' access-log lines for passing health checks (hidden by default).
+    #[arg(long)]
+    show_health_checks: bool,
+
+    /// Do not run `cargo build` for the sibling binaries even when launched by cargo.
+    #[arg(long)]
+    no_build: bool,
+}
+
+const AFTER_HELP: &str = "\
+Routes: /auth, /auth/* -> auth-svc; /tasks, /tasks/* -> the gateways (-> task-svc); anything
+else is a JSON 404. Stop with Ctrl-C or SIGTERM: front door, gateways, services, then
+PostgreSQL stop in that order. Logs of every process are printed with its name as prefix.
+Binaries: when started by cargo, `cargo build -p auth-svc -p task-svc -p gateway` runs first
+(same profile); otherwise they must be beside this executable (or in $TASKMGMT_BIN_DIR).
+See docs/local-run.md.";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let logs = LogSink::stdout().with_health_checks(args.show_health_checks);
+    if let Err(e) = build_siblings(&args, &logs) {
+        logs.line("devstack", &format!("error: {e:#}"));
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("devstack: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, logs.clone())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable message, not a backtrace: most failures are the environment's
+            // (a port taken, PostgreSQL missing) and the message says what to do.
+            logs.line("devstack", &format!("error: {e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Under `cargo run`, builds the other binaries with the profile this one was built with, so
+/// the one command works on a fresh clone.
+fn build_siblings(args: &Args, logs: &LogSink) -> Result<()> {
+    let Some(cargo) = std::env::var_os("CARGO") else { return Ok(()) };
+    if args.no_build {
+        return Ok(());
+    }
+    let manifest = repo_root().join("Cargo.toml");
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.arg("build").arg("--manifest-path").arg(&manifest).args(["-p", "auth-svc", "-p", "task-svc", "-p", "gateway"]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    logs.line("devstack", &format!("building auth-svc, task-svc and gateway ({:?})", cmd));
+    let status = cmd.status().context("could not run cargo")?;
+    if !status.success() {
+        bail!("cargo build of auth-svc, task-svc and gateway failed ({status})");
+    }
+    Ok(())
+}
+
+async fn run(args: Args, logs: LogSink) -> Result<()> {
+    let bin_dir = devstack::process::bin_dir()?;
+    let mut opts = Options::new(bin_dir);
+    opts.port = args.port;
+    opts.auth_instances = usize::from(args.auth_instances);
+    opts.task_instances = usize::from(args.task_instances);
+    opts.base_port = args.base_port;
+    opts.pg_port = args.pg_port;
+    opts.data_dir = args.data_dir;
+    opts.database_url = args.database_url.filter(|u| !u.trim().is_empty());
+    opts.sidecar_config = args.sidecar_config;
+    opts.gateway_grace_secs = args.gateway_grace;
+    opts.service_grace_secs = args.service_grace;
+    opts.front_door = FrontDoorConfig {
+        health: HealthCheck { interval: Duration::from_millis(args.health_interval_ms), ..HealthCheck::default() },
+        ..FrontDoorConfig::default()
+    };
+    opts.logs = logs.clone();
+
+    // Signals are hooked before anything starts: a Ctrl-C during start-up still stops what
+    // was started (the stack's Drop kills the children; PostgreSQL is stopped).
+    let signal = tokio::spawn(platform::shutdown::signal());
+    let mut signal = std::pin::pin!(signal);
+    let mut stack = tokio::select! {
+        stack = Stack::start(opts) => stack?,
+        _ = &mut signal => bail!("interrupted during start-up"),
+    };
+    logs.block(&banner(&stack));
+
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = check.tick() => {
+                for (name, status) in stack.exited() {
+                    logs.line("devstack", &format!("{name} exited unexpectedly ({status}); the front door's health checks take it out of rotation"));
+                }
+            }
+        }
+    }
+    logs.line("devstack", "shutting down");
+    stack.shutdown().await
+}
+
+fn banner(stack: &Stack) -> String {
+    let url = stack.url();
+    let alb = url.trim_start_matches("http://");
+    let mut processes = String::new();
+    for (name, pid, addr) in stack.processes() {
+        processes.push_str(&format!("    {name:<11} pid {pid:<8} {addr}\n"));
+    }
+    format!(
+        r#"
+================================================================================
+ Task Management API is running: {url}
+   /auth, /auth/*   -> auth-svc instances      /tasks, /tasks/* -> gateways -> task-svc
+   gateways reach auth-svc at {discovery} (Cloud Map stand-in)
+{processes}
+ Try it (the guide's Phase 8):
+   ALB_DNS={alb}
+   curl -X POST http://${{ALB_DNS}}/auth/register -H "Content-Type: application/json" \
+     -d '{{"username": "testuser", "email": "test@example.com", "password": "SecurePass123!"}}'
+   curl -X POST http://${{ALB_DNS}}/auth/login -H "Content-Type: application/json" \
+     -d '{{"username": "testuser", "password": "SecurePass123!"}}'
+   TOKEN=$(curl -s -X POST http://${{ALB_DNS}}/auth/login -H "Content-Type: application/json" \
+     -d '{{"username": "testuser", "password": "SecurePass123!"}}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+   curl -X POST http://${{ALB_DNS}}/tasks -H "Content-Type: application/json" -H "Authorization: Bearer ${{TOKEN}}" \
+     -d '{{"title": "Learn AWS ECS", "description": "Complete the ECS implementation guide", "status": "in_progress", "priority": "high", "due_date": "2024-01-15T00:00:00Z"}}'
+   curl http://${{ALB_DNS}}/tasks -H "Authorization: Bearer ${{TOKEN}}"
+
+ Stop with Ctrl-C (or SIGTERM).
+================================================================================"#,
+        discovery = stack.auth_discovery_url(),
+    )
+}

@@ -1,0 +1,645 @@
+//! The whole system on 127.0.0.1, shaped like the ECS deployment: PostgreSQL (the RDS
+//! stand-in), N auth-svc instances, N "tasks" of task-svc + its gateway sidecar, and the front
+//! door (the ALB stand-in, plus the Cloud Map stand-in the gateways reach auth-svc through).
+//!
+//! The run command (`cargo run --release -p devstack`) and the e2e tests both start it through
+//! [`Stack::start`], so what the tests exercise is what a user runs.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::front_door::{self, BackendStatus, FrontDoor, FrontDoorConfig, PoolKind};
+use crate::postgres::{Cluster, Durability, free_port};
+use crate::process::{LogSink, Output, Process, wait_healthy};
+
+/// The database the local run uses inside its own cluster.
+pub const DATABASE_NAME: &str = "taskmgmt";
+
+/// What to start, and how. [`Options::new`] gives the run command's defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The front door (ALB stand-in) port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    pub auth_instances: usize,
+    pub task_instances: usize,
+    /// First of the internal ports, used consecutively (see [`Stack::start`]); `None` picks
+    /// free ports.
+    pub base_port: Option<u16>,
+    /// PostgreSQL's port; `None` picks a free one.
+    pub pg_port: Option<u16>,
+    /// Keeps the cluster and the run's files here between runs; `None` uses a temporary
+    /// directory that is removed on shutdown.
+    pub data_dir: Option<PathBuf>,
+    /// Use this server instead of starting a cluster (the services migrate it on start).
+    pub database_url: Option<String>,
+    /// Where the auth-svc, task-svc and gateway binaries are.
+    pub bin_dir: PathBuf,
+    /// The gateway's config file (the repository's `sidecar.toml`).
+    pub sidecar_config: PathBuf,
+    /// Overrides `[shutdown] grace_period_secs` of the sidecar config (in a copy in the run
+    /// directory): pingora waits the whole grace on SIGTERM even when idle.
+    pub gateway_grace_secs: Option<u64>,
+    /// Overrides `[shutdown] graceful_shutdown_timeout_secs` likewise.
+    pub gateway_shutdown_timeout_secs: Option<u64>,
+    /// `SHUTDOWN_GRACE_SECS` for auth-svc and task-svc; `None` keeps their default (20 s).
+    pub service_grace_secs: Option<u64>,
+    pub front_door: FrontDoorConfig,
+    /// The shared HS256 secret; `None` generates 32 random bytes (hex) for this run.
+    pub jwt_secret: Option<String>,
+    pub logs: LogSink,
+    /// How long each process may take to become healthy.
+    pub ready_timeout: Duration,
+}
+
+impl Options {
+    pub fn new(bin_dir: PathBuf) -> Self {
+        Self {
+            port: 8080,
+            auth_instances: 2,
+            task_instances: 2,
+            base_port: None,
+            pg_port: None,
+            data_dir: None,
+            database_url: None,
+            bin_dir,
+            sidecar_config: repo_root().join("sidecar.toml"),
+            gateway_grace_secs: None,
+            gateway_shutdown_timeout_secs: None,
+            service_grace_secs: None,
+            front_door: FrontDoorConfig::default(),
+            jwt_secret: None,
+            logs: LogSink::stdout(),
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The workspace root this crate was built from (where `sidecar.toml` and `Cargo.toml` are).
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// 32 random bytes, hex: the run's JWT secret (the services refuse fewer than 32 bytes).
+pub fn generate_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One child process and how to start it again.
+struct Child {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    health_path: &'static str,
+    process: Option<Process>,
+}
+
+impl Child {
+    fn spawn(&mut self, logs: &LogSink) -> Result<()> {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut env = self.env.clone();
+        if !logs.is_terminal() {
+            env.push(("NO_COLOR".to_owned(), "1".to_owned()));
+        }
+        let process = Process::spawn(&self.name, &self.program, &args, &env, &Output::Prefixed(logs.clone()))?;
+        logs.line("devstack", &format!("started {} (pid {}) on {}", self.name, process.pid(), self.addr));
+        self.process = Some(process);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let Some(process) = self.process.as_mut() else { bail!("{} is not running", self.name) };
+        wait_healthy(process, self.addr, self.health_path, timeout).await
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+}
+
+/// One ECS task of the task service: task-svc and its gateway sidecar.
+struct TaskPair {
+    svc: Child,
+    gateway: Child,
+}
+
+/// Internal ports: consecutive from `--base-port`, or free ones.
+struct Ports {
+    next: Option<u16>,
+    used: HashSet<u16>,
+}
+
+impl Ports {
+    fn take(&mut self, what: &str) -> Result<u16> {
+        match self.next.as_mut() {
+            Some(next) => {
+                let port = *next;
+                *next = next.checked_add(1).context("--base-port leaves too few ports below 65536")?;
+                if StdListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+                    bail!("127.0.0.1:{port} ({what}) is already in use; choose another --base-port");
+                }
+                Ok(port)
+            }
+            None => loop {
+                // Ports picked one after another can repeat; the set keeps them distinct.
+                let port = free_port()?;
+                if self.used.insert(port) {
+                    return Ok(port);
+                }
+            },
+        }
+    }
+}
+
+/// Removes a temporary run directory when dropped (last field of [`Stack`]).
+struct RunDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// The running system. Dropping it kills everything at once; [`Stack::shutdown`] stops it in
+/// order, the way a user's Ctrl-C does.
+pub struct Stack {
+    front_door: FrontDoor,
+    tasks: Vec<TaskPair>,
+    auth: Vec<Child>,
+    database: Option<Cluster>,
+    database_url: String,
+    jwt_secret: String,
+    logs: LogSink,
+    gateway_stop_wait: Duration,
+    service_stop_wait: Duration,
+    run_dir: RunDir,
+}
+
+impl Stack {
+    /// Starts everything and returns once every front door target passes its health checks.
+    ///
+    /// With `base_port = B` the internal ports are: B the Cloud Map stand-in, then per auth-svc
+    /// instance its port and metrics port, then per task the task-svc port, its metrics port,
+    /// the gateway port and the gateway's metrics port.
+    pub async fn start(opts: Options) -> Result<Self> {
+        if opts.auth_instances == 0 || opts.task_instances == 0 {
+            bail!("at least one auth-svc instance and one task are needed");
+        }
+        let logs = opts.logs.clone();
+        let binary = |name: &str| -> Result<PathBuf> {
+            let path = opts.bin_dir.join(name);
+            if !path.exists() {
+                bail!(
+                    "{name} not found in {}: build the binaries first with `cargo build -p auth-svc -p task-svc -p gateway` \
+                     (add --release for a release run)",
+                    opts.bin_dir.display()
+                );
+            }
+            Ok(path)
+        };
+        let (auth_bin, task_bin, gateway_bin) = (binary("auth-svc")?, binary("task-svc")?, binary("gateway")?);
+        if !opts.sidecar_config.exists() {
+            bail!("gateway config {} not found (pass --sidecar-config)", opts.sidecar_config.display());
+        }
+
+        // The listeners first: a taken port should fail the run before anything is started.
+        let public = front_door::bind(opts.port, "front door", "--port").await?;
+        let mut ports = Ports { next: opts.base_port, used: HashSet::new() };
+        let internal = front_door::bind(ports.take("auth discovery")?, "auth discovery", "--base-port").await?;
+        let internal_port = internal.local_addr()?.port();
+        ports.used.insert(internal_port);
+        if let Ok(a) = public.local_addr() {
+            ports.used.insert(a.port());
+        }
+
+        let run_dir = match &opts.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+                RunDir { path: std::fs::canonicalize(dir)?, remove: false }
+            }
+            None => {
+                let path =
+                    std::env::temp_dir().join(format!("devstack-{}-{}", std::process::id(), &generate_secret()[..8]));
+                std::fs::create_dir_all(&path)?;
+                RunDir { path, remove: true }
+            }
+        };
+        let (gateway_config, gateway_grace, gateway_timeout) = gateway_config(&opts, &run_dir.path)?;
+        let jwt_secret = opts.jwt_secret.clone().unwrap_or_else(generate_secret);
+
+        let (database, database_url) = match &opts.database_url {
+            Some(url) => {
+                logs.line("devstack", "using the database from DATABASE_URL / --database-url");
+                (None, url.clone())
+            }
+            None => {
+                let port = match opts.pg_port {
+                    Some(p) => p,
+                    None => ports.take("postgres")?,
+                };
+                ports.used.insert(port);
+                // A kept data directory is a local database worth keeping: durable settings.
+                let durability = if opts.data_dir.is_some() { Durability::Durable } else { Durability::Fast };
+                let dir = run_dir.path.join("postgres");
+                logs.line("devstack", &format!("starting PostgreSQL on 127.0.0.1:{port} (data in {})", dir.display()));
+                let cluster = tokio::task::spawn_blocking(move || Cluster::start(&dir, port, durability))
+                    .await
+                    .context("PostgreSQL start-up task")??;
+                let url = cluster.url(DATABASE_NAME);
+                create_database(&cluster.url("postgres"), DATABASE_NAME).await?;
+                logs.line("devstack", &format!("PostgreSQL is up: {url} (log {})", cluster.log_file().display()));
+                (Some(cluster), url)
+            }
+        };
+
+        let mut service_env =
+            vec![("DATABASE_URL".to_owned(), database_url.clone()), ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned())];
+        if let Some(g) = opts.service_grace_secs {
+            service_env.push(("SHUTDOWN_GRACE_SECS".to_owned(), g.to_string()));
+        }
+
+        let mut auth = Vec::new();
+        for i in 1..=opts.auth_instances {
+            let port = ports.take(&format!("auth-{i}"))?;
+            let metrics = loopback(ports.take(&format!("auth-{i} metrics"))?);
+            let mut env = service_env.clone();
+            env.push(("PORT".to_owned(), port.to_string()));
+            env.push(("METRICS_ADDR".to_owned(), metrics.to_string()));
+            env.push(("JWT_SECRET".to_owned(), jwt_secret.clone()));
+            auth.push(Child {
+                name: format!("auth-{i}"),
+                program: auth_bin.clone(),
+                args: vec![],
+                env,
+                addr: loopback(port),
+                metrics,
+                health_path: PoolKind::Auth.health_path(),
+                process: None,
+            });
+        }
+        // Like Cloud Map's name: one address the gateways re-resolve; behind it, the healthy
+        // auth-svc instances. `localhost` keeps it a DNS name, as AUTH_SERVICE_URL is on ECS.
+        let auth_url = format!("http://localhost:{internal_port}");
+        let mut tasks = Vec::new();
+        for i in 1..=opts.task_instances {
+            let svc_port = ports.take(&format!("task-svc-{i}"))?;
+            let svc_metrics = loopback(ports.take(&format!("task-svc-{i} metrics"))?);
+            let gw_port = ports.take(&format!("gateway-{i}"))?;
+            let gw_metrics = loopback(ports.take(&format!("gateway-{i} metrics"))?);
+            let mut env = service_env.clone();
+            env.push(("PORT".to_owned(), svc_port.to_string()));
+            env.push(("METRICS_ADDR".to_owned(), svc_metrics.to_string()));
+            let svc = Child {
+                name: format!("task-svc-{i}"),
+                program: task_bin.clone(),
+                args: vec![],
+                env,
+                addr: loopback(svc_port),
+                metrics: svc_metrics,
+                health_path: PoolKind::Tasks.health_path(),
+                process: None,
+            };
+            let gateway = Child {
+                name: format!("gateway-{i}"),
+                program: gateway_bin.clone(),
+                args: vec!["--config".to_owned(), gateway_config.display().to_string()],
+                env: vec![
+                    ("GATEWAY_LISTEN".to_owned(), loopback(gw_port).to_string()),
+                    ("UPSTREAM_ADDR".to_owned(), loopback(svc_port).to_string()),
+                    ("METRICS_ADDR".to_owned(), gw_metrics.to_string()),
+                    ("AUTH_SERVICE_URL".to_owned(), auth_url.clone()),
+                    ("JWT_SECRET".to_owned(), jwt_secret.clone()),
+                ],
+                addr: loopback(gw_port),
+                metrics: gw_metrics,
+                health_path: PoolKind::Tasks.health_path(),
+                process: None,
+            };
+            tasks.push(TaskPair { svc, gateway });
+        }
+
+        // Services first (they migrate the database, advisory-locked, so starting them
+        // together is safe), then each gateway once its task-svc answers: the task
+        // definition's dependsOn HEALTHY.
+        for child in auth.iter_mut().chain(tasks.iter_mut().map(|t| &mut t.svc)) {
+            child.spawn(&logs)?;
+        }
+        for child in auth.iter_mut().chain(tasks.iter_mut().map(|t| &mut t.svc)) {
+            child.wait_ready(opts.ready_timeout).await?;
+        }
+        for t in &mut tasks {
+            t.gateway.spawn(&logs)?;
+        }
+        for t in &mut tasks {
+            t.gateway.wait_ready(opts.ready_timeout).await?;
+        }
+
+        let mut targets: Vec<(String, SocketAddr, PoolKind)> = Vec::new();
+        for a in &auth {
+            targets.push((a.name.clone(), a.addr, PoolKind::Auth));
+        }
+        for (i, t) in tasks.iter().enumerate() {
+            targets.push((format!("task-{}", i + 1), t.gateway.addr, PoolKind::Tasks));
+        }
+        let front_door = FrontDoor::start(public, internal, targets, opts.front_door.clone(), logs.clone())?;
+        let slack = Duration::from_secs(5);
+        let stack = Self {
+            front_door,
+            tasks,
+            auth,
+            database,
+            database_url,
+            jwt_secret,
+            logs,
+            gateway_stop_wait: Duration::from_secs(gateway_grace + gateway_timeout) + slack,
+            service_stop_wait: Duration::from_secs(opts.service_grace_secs.unwrap_or(20)) + slack,
+            run_dir,
+        };
+        let deadline = opts.ready_timeout;
+        let start = Instant::now();
+        while stack.backends().iter().any(|b| !b.healthy) {
+            if start.elapsed() > deadline {
+                let down: Vec<String> = stack.backends().into_iter().filter(|b| !b.healthy).map(|b| b.name).collect();
+                bail!("front door targets still unhealthy after {deadline:?}: {}", down.join(", "));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(stack)
+    }
+
+    /// The front door's base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.front_door_addr())
+    }
+
+    pub fn front_door_addr(&self) -> SocketAddr {
+        self.front_door.public_addr().unwrap_or_else(|| loopback(0))
+    }
+
+    /// What the gateways have as AUTH_SERVICE_URL (the Cloud Map stand-in).
+    pub fn auth_discovery_url(&self) -> String {
+        format!("http://localhost:{}", self.front_door.internal_addr().map_or(0, |a| a.port()))
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    pub fn jwt_secret(&self) -> &str {
+        &self.jwt_secret
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir.path
+    }
+
+    /// The front door's view of its targets: health and per-target request counts.
+    pub fn backends(&self) -> Vec<BackendStatus> {
+        self.front_door.backends()
+    }
+
+    pub fn auth_count(&self) -> usize {
+        self.auth.len()
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// auth-svc instance `i` (0-based): its address and metrics address.
+    pub fn auth_addrs(&self, i: usize) -> (SocketAddr, SocketAddr) {
+        (self.auth[i].addr, self.auth[i].metrics)
+    }
+
+    /// Task `i`'s gateway: its address and metrics address.
+    pub fn gateway_addrs(&self, i: usize) -> (SocketAddr, SocketAddr) {
+        (self.tasks[i].gateway.addr, self.tasks[i].gateway.metrics)
+    }
+
+    /// Task `i`'s task-svc: its address and metrics address.
+    pub fn task_svc_addrs(&self, i: usize) -> (SocketAddr, SocketAddr) {
+        (self.tasks[i].svc.addr, self.tasks[i].svc.metrics)
+    }
+
+    /// Every running child: name, pid and address.
+    pub fn processes(&self) -> Vec<(String, u32, SocketAddr)> {
+        self.auth
+            .iter()
+            .chain(self.tasks.iter().flat_map(|t| [&t.svc, &t.gateway]))
+            .filter_map(|c| c.process.as_ref().map(|p| (c.name.clone(), p.pid(), c.addr)))
+            .collect()
+    }
+
+    /// Kills auth-svc instance `i` (SIGKILL, like a crashed task).
+    pub fn kill_auth(&mut self, i: usize) {
+        self.logs.line("devstack", &format!("killing {}", self.auth[i].name));
+        self.auth[i].kill();
+    }
+
+    /// Starts auth-svc instance `i` again on the same ports and waits until it answers.
+    pub async fn restart_auth(&mut self, i: usize) -> Result<()> {
+        let child = &mut self.auth[i];
+        child.kill();
+        child.spawn(&self.logs)?;
+        child.wait_ready(Duration::from_secs(60)).await
+    }
+
+    /// Kills task `i`'s task-svc; its gateway keeps running (and answers 502 for it).
+    pub fn kill_task_svc(&mut self, i: usize) {
+        self.logs.line("devstack", &format!("killing {}", self.tasks[i].svc.name));
+        self.tasks[i].svc.kill();
+    }
+
+    /// Starts task `i`'s task-svc again on the same ports and waits until it answers.
+    pub async fn restart_task_svc(&mut self, i: usize) -> Result<()> {
+        let child = &mut self.tasks[i].svc;
+        child.kill();
+        child.spawn(&self.logs)?;
+        child.wait_ready(Duration::from_secs(60)).await
+    }
+
+    /// Waits until the front door sees target `name` (e.g. `task-1`) as `healthy`.
+    pub async fn wait_for_target(&self, name: &str, healthy: bool, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let Some(b) = self.backends().into_iter().find(|b| b.name == name) else {
+                bail!("no front door target named {name}");
+            };
+            if b.healthy == healthy {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!("{name} is not {} after {timeout:?}", if healthy { "healthy" } else { "unhealthy" });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Children that have exited since the last call (for the run command to report).
+    pub fn exited(&mut self) -> Vec<(String, ExitStatus)> {
+        let mut out = Vec::new();
+        for c in self.auth.iter_mut().chain(self.tasks.iter_mut().flat_map(|t| [&mut t.svc, &mut t.gateway])) {
+            if let Some(status) = c.process.as_mut().and_then(Process::try_status) {
+                out.push((c.name.clone(), status));
+                c.process = None;
+            }
+        }
+        out
+    }
+
+    /// Stops everything in order, as ECS and the ALB would: the front door stops taking
+    /// requests and drains, then the gateways (SIGTERM, their configured grace), then the
+    /// Cloud Map stand-in, then the services, then PostgreSQL; finally the temporary
+    /// directory goes. Returns an error naming whatever had to be killed.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let logs = self.logs.clone();
+        let start = Instant::now();
+        let mut problems = Vec::new();
+        logs.line("devstack", "stopping the front door (draining in-flight requests)");
+        self.front_door.stop_public().await;
+
+        let gateways: Vec<Process> = self.tasks.iter_mut().filter_map(|t| t.gateway.process.take()).collect();
+        if !gateways.is_empty() {
+            logs.line(
+                "devstack",
+                &format!("stopping the gateways (SIGTERM; up to {:?} for their grace period)", self.gateway_stop_wait),
+            );
+        }
+        problems.extend(stop_all(gateways, self.gateway_stop_wait, &logs).await);
+        self.front_door.stop_internal().await;
+
+        let services: Vec<Process> = self
+            .auth
+            .iter_mut()
+            .chain(self.tasks.iter_mut().map(|t| &mut t.svc))
+            .filter_map(|c| c.process.take())
+            .collect();
+        logs.line("devstack", "stopping auth-svc and task-svc (SIGTERM)");
+        problems.extend(stop_all(services, self.service_stop_wait, &logs).await);
+
+        if let Some(cluster) = self.database.take() {
+            logs.line("devstack", "stopping PostgreSQL");
+            match tokio::task::spawn_blocking(move || cluster.stop()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("PostgreSQL: {e:#}")),
+                Err(e) => problems.push(format!("PostgreSQL: {e}")),
+            }
+        }
+        if self.run_dir.remove {
+            logs.line("devstack", &format!("removing {}", self.run_dir.path.display()));
+        } else {
+            logs.line("devstack", &format!("kept {}", self.run_dir.path.display()));
+        }
+        logs.line("devstack", &format!("stopped in {:.1} s", start.elapsed().as_secs_f64()));
+        drop(self);
+        if problems.is_empty() { Ok(()) } else { bail!("{}", problems.join("; ")) }
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// SIGTERM to all at once, then waits for each (SIGKILL after `wait`); returns what went wrong.
+async fn stop_all(processes: Vec<Process>, wait: Duration, logs: &LogSink) -> Vec<String> {
+    let handles: Vec<_> = processes
+        .into_iter()
+        .map(|mut p| {
+            // SIGTERM to all of them before waiting for any, so they drain in parallel.
+            let sent = p.terminate();
+            tokio::task::spawn_blocking(move || {
+                let result = match sent {
+                    // `kill` fails only if the process is already gone.
+                    Err(_) => Ok(p.try_status()),
+                    Ok(()) => p.wait_timeout(wait).inspect(|status| {
+                        if status.is_none() {
+                            p.kill();
+                        }
+                    }),
+                };
+                (p.name.clone(), result)
+            })
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok((name, Ok(Some(status)))) => {
+                logs.line("devstack", &format!("{name} exited ({status})"));
+                // 143 = killed by our SIGTERM before it installed its handler: still stopped.
+                if !status.success() && status.code() != Some(143) {
+                    problems.push(format!("{name} exited with {status}"));
+                }
+            }
+            Ok((name, Ok(None))) => problems.push(format!("{name} did not stop within {wait:?} and was killed")),
+            Ok((name, Err(e))) => problems.push(format!("{name}: {e:#}")),
+            Err(e) => problems.push(format!("stop task: {e}")),
+        }
+    }
+    problems
+}
+
+/// The gateway config to pass: the given file, or a copy in `run_dir` with the shutdown
+/// overrides applied. Also returns the effective grace and shutdown timeout.
+fn gateway_config(opts: &Options, run_dir: &Path) -> Result<(PathBuf, u64, u64)> {
+    let text = std::fs::read_to_string(&opts.sidecar_config)
+        .with_context(|| format!("could not read {}", opts.sidecar_config.display()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", opts.sidecar_config.display()))?;
+    let shutdown = table.get("shutdown").and_then(toml::Value::as_table);
+    let get = |key: &str, default: u64| {
+        shutdown
+            .and_then(|s| s.get(key))
+            .and_then(toml::Value::as_integer)
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(default)
+    };
+    // The gateway's own defaults when the file leaves them out.
+    let grace = opts.gateway_grace_secs.unwrap_or_else(|| get("grace_period_secs", 15));
+    let timeout = opts.gateway_shutdown_timeout_secs.unwrap_or_else(|| get("graceful_shutdown_timeout_secs", 5));
+    if opts.gateway_grace_secs.is_none() && opts.gateway_shutdown_timeout_secs.is_none() {
+        return Ok((opts.sidecar_config.clone(), grace, timeout));
+    }
+    let section = table.entry("shutdown").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(s) = section.as_table_mut() {
+        s.insert("grace_period_secs".into(), toml::Value::Integer(i64::try_from(grace)?));
+        s.insert("graceful_shutdown_timeout_secs".into(), toml::Value::Integer(i64::try_from(timeout)?));
+    }
+    let path = run_dir.join("sidecar.toml");
+    let header = format!(
+        "# Generated by devstack from {} with [shutdown] overridden; edit that file instead.\n",
+        opts.sidecar_config.display()
+    );
+    std::fs::write(&path, header + &toml::to_string(&table)?)?;
+    Ok((path, grace, timeout))
+}
+
+/// Creates `name` in the cluster unless it exists (a kept data directory already has it).
+async fn create_database(admin_url: &str, name: &str) -> Result<()> {
+    let mut conn = PgConnection::connect(admin_url).await.context("could not connect to the new PostgreSQL")?;
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1").bind(name).fetch_optional(&mut conn).await?;
+    if exists.is_none() {
+        conn.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+    }
+    Ok(())
+}
