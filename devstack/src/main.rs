@@ -28,8 +28,8 @@ struct Args {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
     task_instances: u16,
 
-    /// First of the internal ports (auth discovery, services, gateways, metrics), used
-    /// consecutively. Default: free ports picked at start and printed.
+    /// First of the internal ports (auth discovery, PostgreSQL, services, gateways, metrics),
+    /// used consecutively. Default: free ports picked at start and printed.
     #[arg(long)]
     base_port: Option<u16>,
 
@@ -174,8 +174,11 @@ fn banner(stack: &Stack) -> String {
     let url = stack.url();
     let alb = url.trim_start_matches("http://");
     let mut processes = String::new();
-    for (name, pid, addr) in stack.processes() {
-        processes.push_str(&format!("    {name:<11} pid {pid:<8} {addr}\n"));
+    for p in stack.processes() {
+        processes.push_str(&format!(
+            "   {:<11} pid {:<8} http://{:<16} metrics http://{}/metrics\n",
+            p.name, p.pid, p.addr, p.metrics
+        ));
     }
     format!(
         r#"

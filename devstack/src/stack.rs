@@ -94,6 +94,16 @@ pub fn generate_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A running child, for the run command's banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub name: String,
+    pub pid: u32,
+    pub addr: SocketAddr,
+    /// Its Prometheus endpoint (`/metrics`).
+    pub metrics: SocketAddr,
+}
+
 /// One child process and how to start it again.
 struct Child {
     name: String,
@@ -197,8 +207,9 @@ pub struct Stack {
 impl Stack {
     /// Starts everything and returns once every front door target passes its health checks.
     ///
-    /// With `base_port = B` the internal ports are: B the Cloud Map stand-in, then per auth-svc
-    /// instance its port and metrics port, then per task the task-svc port, its metrics port,
+    /// With `base_port = B` the internal ports are: B the Cloud Map stand-in, then PostgreSQL
+    /// (when started here and `pg_port` is not set), then per auth-svc instance its port and
+    /// metrics port, then per task the task-svc port, its metrics port,
     /// the gateway port and the gateway's metrics port.
     pub async fn start(opts: Options) -> Result<Self> {
         if opts.auth_instances == 0 || opts.task_instances == 0 {
@@ -221,6 +232,11 @@ impl Stack {
             bail!("gateway config {} not found (pass --sidecar-config)", opts.sidecar_config.display());
         }
 
+        // PostgreSQL's binaries, checked before anything starts: the message says how to
+        // install them.
+        if opts.database_url.is_none() {
+            crate::postgres::bin_dir()?;
+        }
         // The listeners first: a taken port should fail the run before anything is started.
         let public = front_door::bind(opts.port, "front door", "--port").await?;
         let mut ports = Ports { next: opts.base_port, used: HashSet::new() };
@@ -253,7 +269,12 @@ impl Stack {
             }
             None => {
                 let port = match opts.pg_port {
-                    Some(p) => p,
+                    Some(p) => {
+                        if StdListener::bind((Ipv4Addr::LOCALHOST, p)).is_err() {
+                            bail!("127.0.0.1:{p} (PostgreSQL) is already in use; choose another --pg-port");
+                        }
+                        p
+                    }
                     None => ports.take("postgres")?,
                 };
                 ports.used.insert(port);
@@ -440,12 +461,19 @@ impl Stack {
         (self.tasks[i].svc.addr, self.tasks[i].svc.metrics)
     }
 
-    /// Every running child: name, pid and address.
-    pub fn processes(&self) -> Vec<(String, u32, SocketAddr)> {
+    /// Every running child.
+    pub fn processes(&self) -> Vec<ProcessInfo> {
         self.auth
             .iter()
             .chain(self.tasks.iter().flat_map(|t| [&t.svc, &t.gateway]))
-            .filter_map(|c| c.process.as_ref().map(|p| (c.name.clone(), p.pid(), c.addr)))
+            .filter_map(|c| {
+                c.process.as_ref().map(|p| ProcessInfo {
+                    name: c.name.clone(),
+                    pid: p.pid(),
+                    addr: c.addr,
+                    metrics: c.metrics,
+                })
+            })
             .collect()
     }
 
