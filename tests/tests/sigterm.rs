@@ -130,6 +130,20 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
     println!("devstack exited {took:?} after SIGTERM");
     assert!(took <= EXIT_WITHIN, "devstack took {took:?} to stop, more than the configured {EXIT_WITHIN:?}");
 
+    // In order: front door, gateways, services (PostgreSQL is external here).
+    let mut after = Vec::new();
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), lines.recv()).await {
+        after.push(line);
+    }
+    let at = |needle: &str| {
+        after.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} line after SIGTERM"))
+    };
+    let front_door = at("stopping the front door");
+    let gateways = at("gateway-1 exited").max(at("gateway-2 exited"));
+    let first_service = ["auth-1 exited", "auth-2 exited", "task-svc-1 exited", "task-svc-2 exited"].map(at);
+    assert!(front_door < at("stopping the gateways"), "{after:#?}");
+    assert!(first_service.iter().all(|s| gateways < *s), "services stopped before the gateways: {after:#?}");
+
     // Every child is gone too (not left behind in its own process group).
     for pid in &pids {
         let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
