@@ -1,0 +1,561 @@
+//! One benchmark run: build, start, seed, measure every cell, report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use devstack::postgres::Durability;
+use serde::Serialize;
+
+use crate::options::Options;
+use crate::report;
+use crate::seed;
+use crate::stack::{self, Stack};
+use crate::wrk;
+use crate::{procstat, wrk::Load};
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn workspace_root() -> PathBuf {
+    manifest_dir().parent().map(Path::to_path_buf).unwrap_or_else(manifest_dir)
+}
+
+/// auth-svc, task-svc and gateway: `--bin-dir`, else `target/<profile>` beside this binary,
+/// else this binary's own directory.
+fn bin_dir(o: &Options) -> Result<PathBuf> {
+    if let Some(dir) = &o.bin_dir {
+        return Ok(dir.clone());
+    }
+    let own = devstack::process::bin_dir()?;
+    match &o.profile {
+        Some(profile) => Ok(own.parent().context("binary directory has no parent")?.join(profile)),
+        None => Ok(own),
+    }
+}
+
+fn build_release() -> Result<()> {
+    let args = ["build", "--release", "-p", "auth-svc", "-p", "task-svc", "-p", "gateway", "-p", "bench"];
+    eprintln!("==> cargo {}", args.join(" "));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo).args(args).current_dir(workspace_root()).status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    Ok(())
+}
+
+/// A process whose CPU and memory each cell records.
+struct Watched {
+    name: &'static str,
+    pid: u32,
+}
+
+/// A way into the system.
+struct Route {
+    name: &'static str,
+    url: String,
+    /// bearer: the client's token; identity: X-User-Id straight into task-svc.
+    mode: &'static str,
+    /// The process this path adds in front of task-svc (its CPU and memory are the cost).
+    edge: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub workload: String,
+    pub path: String,
+    pub connections: u32,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub rps: f64,
+    pub latency_ms: BTreeMap<&'static str, f64>,
+    pub non_2xx: u64,
+    pub socket_errors: u64,
+    pub statuses: BTreeMap<String, u64>,
+    /// Statuses this cell may answer besides 2xx (login: 401, 503).
+    pub allowed: Vec<u16>,
+    pub ok: bool,
+    pub cpu_s_per_1k: BTreeMap<String, f64>,
+    pub peak_rss_mib: BTreeMap<String, f64>,
+    pub validate_calls_per_1k: f64,
+    pub edge: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Login {
+    pub permits: usize,
+    pub time_per_hash_ms: f64,
+    pub theoretical_rps: f64,
+    pub measured_rps: f64,
+    pub measured_connections: u32,
+    pub ratio: f64,
+    pub flood_connections: u32,
+    pub flood_statuses: BTreeMap<String, u64>,
+    pub flood_completed_rps: f64,
+    pub auth_rss_mib_measured: f64,
+    pub auth_rss_mib_flood: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub value: String,
+    pub target: String,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub date: String,
+    pub command: String,
+    pub mode: &'static str,
+    pub bin_dir: String,
+    pub commit: String,
+    pub machine: BTreeMap<&'static str, String>,
+    pub settings: BTreeMap<&'static str, String>,
+    pub ready_ms: BTreeMap<String, f64>,
+    pub cells: Vec<Cell>,
+    pub login: Option<Login>,
+    pub targets: Vec<Target>,
+    pub problems: Vec<String>,
+    pub elapsed_s: f64,
+}
+
+async fn validate_calls(stack: &Stack) -> f64 {
+    let Some(metrics) = stack.auth.metrics else { return 0.0 };
+    let Ok(r) = reqwest::get(format!("http://{metrics}/metrics")).await else { return f64::NAN };
+    let Ok(text) = r.text().await else { return f64::NAN };
+    text.lines()
+        .filter(|l| l.starts_with("http_requests_total{") && l.contains(r#"route="/auth/validate""#))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+fn cpu_snapshot(watched: &[Watched], postgres: Option<u32>) -> HashMap<String, u64> {
+    let mut snap = HashMap::new();
+    for w in watched {
+        snap.insert(w.name.to_owned(), procstat::cpu_ticks(w.pid).unwrap_or(0));
+    }
+    if let Some(pm) = postgres {
+        for pid in procstat::with_children(pm) {
+            snap.insert(format!("pg:{pid}"), procstat::cpu_ticks(pid).unwrap_or(0));
+        }
+    }
+    snap.insert("wrk".into(), procstat::children_cpu_ticks().unwrap_or(0));
+    snap
+}
+
+fn cpu_delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (k, v) in after {
+        let d = v.saturating_sub(before.get(k).copied().unwrap_or(0));
+        let key = if k.starts_with("pg:") { "postgres".to_owned() } else { k.clone() };
+        *out.entry(key).or_insert(0) += d;
+    }
+    out
+}
+
+struct Ctx<'a> {
+    o: &'a Options,
+    lua_dir: PathBuf,
+    data_dir: PathBuf,
+    stack: &'a Stack,
+    watched: Vec<Watched>,
+    postgres: Option<u32>,
+    ticks: f64,
+}
+
+impl Ctx<'_> {
+    /// Runs one cell: optional warm-up, then the measured wrk run with CPU, RSS and auth-svc
+    /// call counts taken around it.
+    async fn cell(
+        &self,
+        workload: &str,
+        route: &Route,
+        load: Load<'static>,
+        allowed: &[u16],
+        warmup: Duration,
+    ) -> Result<(Cell, wrk::Run)> {
+        if !warmup.is_zero() {
+            let warm = Load { duration: warmup, args: load.args.clone(), url: load.url.clone(), ..load };
+            let lua = self.lua_dir.clone();
+            tokio::task::spawn_blocking(move || wrk::run(&lua, &warm)).await??;
+        }
+        for w in &self.watched {
+            procstat::reset_peak_rss(w.pid);
+        }
+        let calls_before = validate_calls(self.stack).await;
+        let before = cpu_snapshot(&self.watched, self.postgres);
+        let lua = self.lua_dir.clone();
+        let connections = load.connections;
+        let run = tokio::task::spawn_blocking(move || wrk::run(&lua, &load)).await??;
+        let after = cpu_snapshot(&self.watched, self.postgres);
+        let calls_after = validate_calls(self.stack).await;
+        let per_1k = |x: f64| if run.requests == 0 { 0.0 } else { x * 1000.0 / run.requests as f64 };
+        let cpu_s_per_1k =
+            cpu_delta(&before, &after).into_iter().map(|(k, t)| (k, per_1k(t as f64 / self.ticks))).collect();
+        let peak_rss_mib = self
+            .watched
+            .iter()
+            .filter_map(|w| procstat::peak_rss_kib(w.pid).ok().map(|k| (w.name.to_owned(), k as f64 / 1024.0)))
+            .collect();
+        let non_2xx = if run.statuses.is_empty() {
+            run.errors.status
+        } else {
+            run.statuses.iter().filter(|(s, _)| !s.starts_with('2')).map(|(_, n)| n).sum()
+        };
+        let unexpected: u64 = if run.statuses.is_empty() {
+            if allowed.is_empty() { run.errors.status } else { 0 }
+        } else {
+            run.statuses
+                .iter()
+                .filter(|(s, _)| !s.starts_with('2') && !allowed.iter().any(|a| a.to_string() == **s))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let ms = |us: u64| us as f64 / 1000.0;
+        let cell = Cell {
+            workload: workload.to_owned(),
+            path: route.name.to_owned(),
+            connections,
+            duration_s: run.duration_us as f64 / 1e6,
+            requests: run.requests,
+            rps: run.rps(),
+            latency_ms: BTreeMap::from([
+                ("p50", ms(run.latency_us.p50)),
+                ("p90", ms(run.latency_us.p90)),
+                ("p99", ms(run.latency_us.p99)),
+                ("max", ms(run.latency_us.max)),
+                ("mean", run.latency_us.mean / 1000.0),
+            ]),
+            non_2xx,
+            socket_errors: run.socket_errors(),
+            statuses: run.statuses.clone(),
+            allowed: allowed.to_vec(),
+            ok: unexpected == 0 && run.socket_errors() == 0 && run.requests > 0,
+            cpu_s_per_1k,
+            peak_rss_mib,
+            validate_calls_per_1k: per_1k(calls_after - calls_before),
+            edge: route.edge.map(str::to_owned),
+        };
+        eprintln!(
+            "    {:<7} {:<16} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  non-2xx {}{}",
+            workload,
+            route.name,
+            cell.rps,
+            cell.latency_ms["p50"],
+            cell.latency_ms["p99"],
+            cell.non_2xx,
+            if cell.ok { "" } else { "  <-- unexpected answers or socket errors" }
+        );
+        Ok((cell, run))
+    }
+
+    fn task_load(&self, workload: &str, route: &Route) -> Load<'static> {
+        let data = self.data_dir.join("tasks.txt").to_string_lossy().into_owned();
+        let (script, url, args) = if workload == "health" {
+            ("health.lua", format!("{}/tasks/health", route.url), Vec::new())
+        } else {
+            ("tasks.lua", format!("{}/tasks", route.url), vec![workload.to_owned(), route.mode.to_owned(), data])
+        };
+        Load {
+            url,
+            script,
+            args,
+            threads: self.o.threads,
+            connections: self.o.connections,
+            duration: self.o.duration,
+            count_statuses: false,
+        }
+    }
+
+    fn login_load(&self, url: &str, connections: u32, duration: Duration) -> Load<'static> {
+        let users = self.data_dir.join("users.txt").to_string_lossy().into_owned();
+        Load {
+            url: format!("{url}/auth/login"),
+            script: "login.lua",
+            args: vec![users, seed::PASSWORD.to_owned(), "10".to_owned()],
+            threads: self.o.threads.max(if connections > 50 { 2 } else { 1 }),
+            connections,
+            duration,
+            count_statuses: true,
+        }
+    }
+}
+
+fn machine() -> BTreeMap<&'static str, String> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    let mem_kib: u64 = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let command_out = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .map(|o| {
+                let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+                String::from_utf8_lossy(&text).lines().next().unwrap_or_default().trim().to_owned()
+            })
+            .unwrap_or_default()
+    };
+    BTreeMap::from([
+        ("cpus", cpus.to_string()),
+        ("cpu_model", model),
+        ("memory_gib", format!("{:.1}", mem_kib as f64 / 1024.0 / 1024.0)),
+        ("kernel", command_out("uname", &["-r"])),
+        ("wrk", command_out("wrk", &["--version"])),
+        (
+            "note",
+            format!("{cpus} cores shared by the load generator (wrk), the services and PostgreSQL; loopback only"),
+        ),
+    ])
+}
+
+pub async fn run(o: Options) -> Result<()> {
+    let started = Instant::now();
+    wrk::check_installed()?;
+    if !o.no_build && o.bin_dir.is_none() && o.profile.as_deref().is_none_or(|p| p == "release") {
+        build_release()?;
+    }
+    let bin_dir = bin_dir(&o)?;
+    let self_exe = std::env::current_exe()?;
+    let lua_dir = manifest_dir().join("lua");
+    let sidecar = workspace_root().join("sidecar.toml");
+    let run_dir = std::env::temp_dir().join(format!("taskmgmt-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&run_dir)?;
+    eprintln!("==> run directory {} (binaries from {})", run_dir.display(), bin_dir.display());
+
+    let durability = if o.durable { Durability::Durable } else { Durability::Fast };
+    let start = stack::StartOptions {
+        bin_dir: &bin_dir,
+        self_exe: &self_exe,
+        run_dir: &run_dir,
+        sidecar: &sidecar,
+        durability,
+        extra_env: &o.env,
+    };
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let stack =
+        stack::start(&start).await.with_context(|| format!("starting the stack (logs in {})", run_dir.display()))?;
+    let ready_ms: BTreeMap<String, f64> =
+        [&stack.auth, &stack.task, &stack.gateway, &stack.gateway_nocache, &stack.validate_proxy]
+            .iter()
+            .map(|s| (s.name.to_owned(), s.ready.as_secs_f64() * 1000.0))
+            .collect();
+    for (name, ms) in &ready_ms {
+        eprintln!("    {name:<16} ready {ms:.1} ms after spawn");
+    }
+
+    eprintln!("==> seeding {} users x {} tasks", o.users, o.tasks_per_user);
+    let users =
+        seed::seed(&stack.auth.url(), &stack.task.url(), &stack.database_url, o.users, o.tasks_per_user).await?;
+    seed::write_data(&run_dir, &users)?;
+
+    let postgres = stack.postgres_pid(&run_dir);
+    let watched = [&stack.auth, &stack.task, &stack.gateway, &stack.gateway_nocache, &stack.validate_proxy]
+        .iter()
+        .map(|s| Watched { name: s.name, pid: s.pid() })
+        .collect();
+    let ctx = Ctx {
+        o: &o,
+        lua_dir,
+        data_dir: run_dir.clone(),
+        stack: &stack,
+        watched,
+        postgres,
+        ticks: procstat::clock_ticks(),
+    };
+
+    let mut routes = vec![
+        Route { name: "direct", url: stack.task.url(), mode: "identity", edge: None },
+        Route { name: "gateway", url: stack.gateway.url(), mode: "bearer", edge: Some("gateway") },
+        Route {
+            name: "gateway-nocache",
+            url: stack.gateway_nocache.url(),
+            mode: "bearer",
+            edge: Some("gateway-nocache"),
+        },
+        Route { name: "validate", url: stack.validate_proxy.url(), mode: "bearer", edge: Some("validate-proxy") },
+    ];
+    if let Some(url) = &o.front_door {
+        routes.push(Route {
+            name: "front-door",
+            url: url.trim_end_matches('/').to_owned(),
+            mode: "bearer",
+            edge: None,
+        });
+    }
+    routes.retain(|r| o.wants_path(r.name));
+
+    let mut cells = Vec::new();
+    eprintln!("==> task workloads ({} s per cell, {} connections)", o.duration.as_secs_f64(), o.connections);
+    // POST last: it grows the users' lists, which GET /tasks reads.
+    for workload in ["health", "get", "list", "put", "post"] {
+        if !o.wants_workload(workload) {
+            continue;
+        }
+        for route in &routes {
+            let load = ctx.task_load(workload, route);
+            let (cell, _) = ctx.cell(workload, route, load, &[], o.warmup).await?;
+            cells.push(cell);
+        }
+    }
+
+    let mut login = None;
+    if o.wants_workload("login") {
+        let permits = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let auth_route = Route { name: "auth-svc", url: stack.auth.url(), mode: "bearer", edge: None };
+        eprintln!("==> login (HASH_CONCURRENCY default = {permits} permits)");
+        let calib_secs = if o.quick { o.duration } else { o.duration.div_f64(2.0).max(Duration::from_secs(5)) };
+        let (calib, calib_run) = ctx
+            .cell("login-1", &auth_route, ctx.login_load(&auth_route.url, 1, calib_secs), &[401], Duration::ZERO)
+            .await?;
+        let measured_connections = (permits * 4) as u32;
+        let (measured, measured_run) = ctx
+            .cell(
+                "login-n",
+                &auth_route,
+                ctx.login_load(&auth_route.url, measured_connections, o.duration),
+                &[401, 503],
+                Duration::ZERO,
+            )
+            .await?;
+        let flood_secs =
+            if o.quick { o.duration.max(Duration::from_secs(3)) } else { o.duration.max(Duration::from_secs(15)) };
+        let (flood, flood_run) = ctx
+            .cell(
+                "login-flood",
+                &auth_route,
+                ctx.login_load(&auth_route.url, o.login_flood, flood_secs),
+                &[401, 503],
+                Duration::ZERO,
+            )
+            .await?;
+        let completed = |r: &wrk::Run| -> f64 {
+            let done: u64 = r.statuses.iter().filter(|(s, _)| *s == "200" || *s == "401").map(|(_, n)| n).sum();
+            if r.duration_us == 0 { 0.0 } else { done as f64 * 1e6 / r.duration_us as f64 }
+        };
+        let time_per_hash_ms = calib_run.latency_us.mean / 1000.0;
+        let theoretical_rps = if time_per_hash_ms > 0.0 { permits as f64 * 1000.0 / time_per_hash_ms } else { 0.0 };
+        let measured_rps = completed(&measured_run);
+        login = Some(Login {
+            permits,
+            time_per_hash_ms,
+            theoretical_rps,
+            measured_rps,
+            measured_connections,
+            ratio: if theoretical_rps > 0.0 { measured_rps / theoretical_rps } else { 0.0 },
+            flood_connections: o.login_flood,
+            flood_statuses: flood_run.statuses.clone(),
+            flood_completed_rps: completed(&flood_run),
+            auth_rss_mib_measured: measured.peak_rss_mib.get("auth-svc").copied().unwrap_or(0.0),
+            auth_rss_mib_flood: flood.peak_rss_mib.get("auth-svc").copied().unwrap_or(0.0),
+        });
+        cells.extend([calib, measured, flood]);
+    }
+
+    stack.stop();
+
+    let mut problems: Vec<String> = cells
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| {
+            format!(
+                "{} via {}: {} non-2xx (allowed: {:?}), {} socket errors, statuses {:?}",
+                c.workload, c.path, c.non_2xx, c.allowed, c.socket_errors, c.statuses
+            )
+        })
+        .collect();
+    for c in cells.iter().filter(|c| c.path.starts_with("gateway") && c.workload != "health") {
+        if c.validate_calls_per_1k > 0.0 {
+            problems.push(format!(
+                "{} via {}: {:.2} auth-svc calls per 1,000 requests",
+                c.workload, c.path, c.validate_calls_per_1k
+            ));
+        }
+    }
+    let targets = report::targets(&cells, &ready_ms, login.as_ref());
+
+    let mode = if o.quick { "quick" } else { "full" };
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(workspace_root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let settings = BTreeMap::from([
+        ("duration_s", o.duration.as_secs_f64().to_string()),
+        ("warmup_s", o.warmup.as_secs_f64().to_string()),
+        ("connections", o.connections.to_string()),
+        ("wrk_threads", o.threads.to_string()),
+        ("users", o.users.to_string()),
+        ("tasks_per_user", o.tasks_per_user.to_string()),
+        ("login_flood", o.login_flood.to_string()),
+        ("postgres", if o.durable { "durable (fsync on)" } else { "fsync off, synchronous_commit off" }.to_owned()),
+        ("logs", "LOG_FORMAT=json, RUST_LOG default (as on ECS), to files".to_owned()),
+        ("extra_env", o.env.iter().map(|(p, k, v)| format!("{p}:{k}={v}")).collect::<Vec<_>>().join(" ")),
+        (
+            "loadavg",
+            format!(
+                "before {}, after {}",
+                load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+                std::fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ),
+    ]);
+    let results = Results {
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        mode,
+        bin_dir: bin_dir.display().to_string(),
+        commit,
+        machine: machine(),
+        settings,
+        ready_ms,
+        cells,
+        login,
+        targets,
+        problems,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+
+    let markdown = report::markdown(&results);
+    println!("{markdown}");
+    let out = o
+        .out
+        .clone()
+        .unwrap_or_else(|| manifest_dir().join("results").join(if o.quick { "quick.json" } else { "latest.json" }));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&results)?)?;
+    std::fs::write(out.with_extension("md"), &markdown)?;
+    eprintln!("==> results: {} and {} ({:.0} s)", out.display(), out.with_extension("md").display(), results.elapsed_s);
+
+    if !results.problems.is_empty() {
+        bail!("the run is not valid (logs kept in {}):\n  {}", run_dir.display(), results.problems.join("\n  "));
+    }
+    if !o.keep {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    Ok(())
+}
