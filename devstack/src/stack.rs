@@ -199,6 +199,7 @@ pub struct Stack {
     database_url: String,
     jwt_secret: String,
     logs: LogSink,
+    gateway_grace_secs: u64,
     gateway_stop_wait: Duration,
     service_stop_wait: Duration,
     run_dir: RunDir,
@@ -391,6 +392,7 @@ impl Stack {
             database_url,
             jwt_secret,
             logs,
+            gateway_grace_secs: gateway_grace,
             gateway_stop_wait: Duration::from_secs(gateway_grace + gateway_timeout) + slack,
             service_stop_wait: Duration::from_secs(opts.service_grace_secs.unwrap_or(20)) + slack,
             run_dir,
@@ -547,9 +549,15 @@ impl Stack {
 
         let gateways: Vec<Process> = self.tasks.iter_mut().filter_map(|t| t.gateway.process.take()).collect();
         if !gateways.is_empty() {
+            // pingora sleeps through its whole grace period even when idle: say so, or the
+            // pause looks like a hang.
             logs.line(
                 "devstack",
-                &format!("stopping the gateways (SIGTERM; up to {:?} for their grace period)", self.gateway_stop_wait),
+                &format!(
+                    "stopping the gateways (SIGTERM; pingora waits its full {} s grace period, \
+                     sidecar.toml [shutdown] or --gateway-grace)",
+                    self.gateway_grace_secs
+                ),
             );
         }
         problems.extend(stop_all(gateways, self.gateway_stop_wait, &logs).await);
