@@ -7,6 +7,7 @@
 //! through the local front door when one is given. Prints markdown tables and writes JSON.
 //! See docs/benchmarks.md.
 
+mod front_door;
 mod options;
 mod procstat;
 mod report;
@@ -41,10 +42,33 @@ fn validate_proxy_main(args: &[String]) -> Result<()> {
     ))
 }
 
+fn front_door_main(args: &[String]) -> Result<()> {
+    let (mut listen, mut gateway, mut auth): (Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>) =
+        (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v: SocketAddr = it.next().with_context(|| format!("{a} ADDR"))?.parse()?;
+        match a.as_str() {
+            "--listen" => listen = Some(v),
+            "--gateway" => gateway = Some(v),
+            "--auth" => auth = Some(v),
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(front_door::serve(
+        listen.context("--listen is required")?,
+        gateway.context("--gateway is required")?,
+        auth.context("--auth is required")?,
+    ))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = if args.first().is_some_and(|a| a == "validate-proxy") {
         validate_proxy_main(&args[1..])
+    } else if args.first().is_some_and(|a| a == "front-door") {
+        front_door_main(&args[1..])
     } else {
         options::Options::parse(args).and_then(|o| {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;

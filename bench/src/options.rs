@@ -14,6 +14,8 @@ usage: bench [options]
   --bin-dir DIR           directory holding auth-svc, task-svc and gateway (overrides --profile)
   --no-build              do not run `cargo build --release` first (always the case for debug)
   --duration SECS         measured seconds per cell (default 10, quick 2)
+  --rounds N              rounds per task cell, paths visited in rotated order; the median round
+                          is reported (default 3, quick 1)
   --warmup SECS           unmeasured seconds before each cell (default 2, quick 0)
   --connections N         wrk connections for the task workloads (default 32, quick 16)
   --threads N             wrk threads (default 1: the load generator shares the 2 cores)
@@ -22,14 +24,19 @@ usage: bench [options]
   --login-flood N         concurrent clients of the login flood (default 300)
   --workloads LIST        comma-separated subset of health,get,list,put,post,login
   --paths LIST            comma-separated subset of direct,gateway,gateway-nocache,validate,front-door
-  --front-door URL        also measure through a running front door (the local ALB stand-in)
+  --front-door URL        measure the front-door path through this running front door instead of
+                          starting devstack's (front door -> gateway -> task-svc)
   --durable               PostgreSQL with fsync on (default: fsync off, to measure the services)
   --out FILE              JSON results (default bench/results/latest.json, quick: quick.json)
   --env PROC:KEY=VALUE    extra environment for one process (auth-svc, task-svc, gateway,
                           gateway-nocache), e.g. --env auth-svc:MALLOC_ARENA_MAX=2 (repeatable)
+  --sidecar-set KEY=VALUE set a key in both gateways' sidecar.toml copies, e.g. server.threads=1
+                          (value parsed as TOML; repeatable)
   --keep                  keep the run directory (logs, data) after a successful run
   validate-proxy --listen ADDR --auth URL --upstream URL
                           (internal) the per-request validation proxy
+  front-door --listen ADDR --gateway ADDR --auth ADDR
+                          (internal) devstack's front door in a process of its own
 ";
 
 #[derive(Debug, Clone)]
@@ -40,6 +47,7 @@ pub struct Options {
     pub no_build: bool,
     pub duration: Duration,
     pub warmup: Duration,
+    pub rounds: usize,
     pub connections: u32,
     pub threads: u32,
     pub users: usize,
@@ -53,6 +61,8 @@ pub struct Options {
     pub keep: bool,
     /// (process, key, value) from `--env`.
     pub env: Vec<(String, String, String)>,
+    /// (dotted key, TOML value) from `--sidecar-set`.
+    pub sidecar_set: Vec<(String, String)>,
 }
 
 fn value<T: std::str::FromStr>(args: &mut impl Iterator<Item = String>, name: &str) -> Result<T> {
@@ -75,6 +85,7 @@ impl Options {
             no_build: false,
             duration: Duration::ZERO,
             warmup: Duration::ZERO,
+            rounds: 1,
             connections: 0,
             threads: 1,
             users: 0,
@@ -87,8 +98,9 @@ impl Options {
             out: None,
             keep: false,
             env: Vec::new(),
+            sidecar_set: Vec::new(),
         };
-        let (mut duration, mut warmup, mut connections, mut users) = (None, None, None, None);
+        let (mut duration, mut warmup, mut connections, mut users, mut rounds) = (None, None, None, None, None);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
@@ -96,6 +108,7 @@ impl Options {
                 "--bin-dir" => o.bin_dir = Some(value(&mut args, &arg)?),
                 "--no-build" => o.no_build = true,
                 "--duration" => duration = Some(value::<f64>(&mut args, &arg)?),
+                "--rounds" => rounds = Some(value(&mut args, &arg)?),
                 "--warmup" => warmup = Some(value::<f64>(&mut args, &arg)?),
                 "--connections" => connections = Some(value(&mut args, &arg)?),
                 "--threads" => o.threads = value(&mut args, &arg)?,
@@ -108,6 +121,11 @@ impl Options {
                 "--durable" => o.durable = true,
                 "--out" => o.out = Some(value(&mut args, &arg)?),
                 "--keep" => o.keep = true,
+                "--sidecar-set" => {
+                    let raw: String = value(&mut args, &arg)?;
+                    let (k, v) = raw.split_once('=').context("--sidecar-set wants KEY=VALUE")?;
+                    o.sidecar_set.push((k.to_owned(), v.to_owned()));
+                }
                 "--env" => {
                     let raw: String = value(&mut args, &arg)?;
                     let (process, kv) = raw.split_once(':').context("--env wants PROC:KEY=VALUE")?;
@@ -125,12 +143,13 @@ impl Options {
         if quick {
             o.no_build = true;
         }
-        o.duration = Duration::from_secs_f64(duration.unwrap_or(if quick { 2.0 } else { 10.0 }));
-        o.warmup = Duration::from_secs_f64(warmup.unwrap_or(if quick { 0.0 } else { 2.0 }));
+        o.duration = Duration::from_secs_f64(duration.unwrap_or(if quick { 2.0 } else { 6.0 }));
+        o.warmup = Duration::from_secs_f64(warmup.unwrap_or(if quick { 0.0 } else { 1.0 }));
+        o.rounds = rounds.unwrap_or(if quick { 1 } else { 3 });
         o.connections = connections.unwrap_or(if quick { 16 } else { 32 });
         o.users = users.unwrap_or(if quick { 20 } else { 200 });
-        if o.users == 0 || o.tasks_per_user == 0 || o.connections == 0 || o.threads == 0 {
-            bail!("--users, --tasks-per-user, --connections and --threads must be at least 1");
+        if o.users == 0 || o.tasks_per_user == 0 || o.connections == 0 || o.threads == 0 || o.rounds == 0 {
+            bail!("--users, --tasks-per-user, --connections, --threads and --rounds must be at least 1");
         }
         Ok(o)
     }

@@ -48,6 +48,7 @@ pub struct Stack {
     pub gateway: Service,
     pub gateway_nocache: Service,
     pub validate_proxy: Service,
+    pub front_door: Service,
 }
 
 /// Starts `program` and polls `GET http://probe{path}` every 2 ms until it answers 200.
@@ -91,8 +92,8 @@ fn base_env(log_format_json: bool) -> Vec<(String, String)> {
     env
 }
 
-/// A copy of sidecar.toml with `[cache] enabled` set as asked.
-fn write_sidecar(template: &Path, dest: &Path, cache: bool) -> Result<()> {
+/// A copy of sidecar.toml with `[cache] enabled` set as asked, plus the `--sidecar-set` keys.
+fn write_sidecar(template: &Path, dest: &Path, cache: bool, set: &[(String, String)]) -> Result<()> {
     let text = std::fs::read_to_string(template).with_context(|| format!("read {}", template.display()))?;
     let mut doc: toml::Table = text.parse().with_context(|| format!("parse {}", template.display()))?;
     let cache_table = doc
@@ -101,6 +102,19 @@ fn write_sidecar(template: &Path, dest: &Path, cache: bool) -> Result<()> {
         .as_table_mut()
         .context("[cache] is not a table")?;
     cache_table.insert("enabled".into(), toml::Value::Boolean(cache));
+    for (key, raw) in set {
+        let (table, name) = key.split_once('.').with_context(|| format!("--sidecar-set {key}: want table.key"))?;
+        let value: toml::Value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .with_context(|| format!("--sidecar-set {key}: {raw} is not a TOML value"))?;
+        doc.entry(table)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("[{table}] is not a table"))?
+            .insert(name.to_owned(), value);
+    }
     std::fs::write(dest, toml::to_string(&doc)?)?;
     Ok(())
 }
@@ -113,6 +127,7 @@ pub struct StartOptions<'a> {
     pub durability: Durability,
     /// Extra environment per process name.
     pub extra_env: &'a [(String, String, String)],
+    pub sidecar_set: &'a [(String, String)],
 }
 
 fn extra(o: &StartOptions<'_>, name: &str, env: &mut Vec<(String, String)>) {
@@ -202,7 +217,23 @@ pub async fn start(o: &StartOptions<'_>) -> Result<Stack> {
     .await?;
     let validate_proxy = Service { name: "validate-proxy", process, addr: loopback(proxy_port), metrics: None, ready };
 
-    Ok(Stack { cluster, database_url, auth, task, gateway, gateway_nocache, validate_proxy })
+    // The ALB stand-in in front of the (cached) gateway. Its targets start unhealthy, as new ALB
+    // targets do, so its ready time includes two health-check intervals.
+    let door_port = free_port()?;
+    let listen = loopback(door_port).to_string();
+    let (gw, au) = (gateway.addr.to_string(), auth.addr.to_string());
+    let (process, ready) = spawn_timed(
+        "front-door",
+        o.self_exe,
+        &["front-door", "--listen", &listen, "--gateway", &gw, "--auth", &au],
+        &[],
+        &logs,
+        &[(loopback(door_port), "/tasks/health"), (loopback(door_port), "/auth/health")],
+    )
+    .await?;
+    let front_door = Service { name: "front-door", process, addr: loopback(door_port), metrics: None, ready };
+
+    Ok(Stack { cluster, database_url, auth, task, gateway, gateway_nocache, validate_proxy, front_door })
 }
 
 async fn start_gateway(
@@ -214,7 +245,7 @@ async fn start_gateway(
     task: &Service,
 ) -> Result<Service> {
     let config: PathBuf = o.run_dir.join(format!("{name}.toml"));
-    write_sidecar(o.sidecar, &config, cache)?;
+    write_sidecar(o.sidecar, &config, cache, o.sidecar_set)?;
     let port = free_port()?;
     let metrics = loopback(free_port()?);
     let mut env = base_env(true);
@@ -241,11 +272,21 @@ async fn start_gateway(
 }
 
 impl Stack {
+    /// Every process of the system and of the harness, in start order.
+    pub fn services(&self) -> [&Service; 6] {
+        [&self.auth, &self.task, &self.gateway, &self.gateway_nocache, &self.validate_proxy, &self.front_door]
+    }
+
     /// Stops every process (SIGTERM, short grace) and the cluster.
     pub fn stop(mut self) {
-        for s in
-            [&mut self.validate_proxy, &mut self.gateway_nocache, &mut self.gateway, &mut self.task, &mut self.auth]
-        {
+        for s in [
+            &mut self.front_door,
+            &mut self.validate_proxy,
+            &mut self.gateway_nocache,
+            &mut self.gateway,
+            &mut self.task,
+            &mut self.auth,
+        ] {
             let _ = s.process.stop(Duration::from_secs(5));
         }
         let _ = self.cluster.stop();
