@@ -5,7 +5,8 @@
 #   sudo scripts/setup.sh          (as root: apt-get needs it)
 #
 #   Debian packages: cmake (pingora builds zlib-ng with it), postgresql (server binaries for
-#   the throwaway clusters), python3-venv, prometheus (promtool, to check metrics output).
+#   the throwaway clusters), python3-venv, prometheus (promtool, to check metrics output),
+#   wrk (the load generator of bench/).
 #   PyPI, in <repo>/.venv: scripts/requirements.txt (cfn-lint, checkov, botocore, pytest, moto).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +16,7 @@ missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v wrk >/dev/null || missing+=(wrk)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v runuser >/dev/null || missing+=(util-linux)
 

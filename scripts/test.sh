@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the Rust workspace (unit, handler, process, gateway and
-# end-to-end tests, on real PostgreSQL clusters the tests start themselves) and the offline
-# checks of the ECS deployment. Needs scripts/setup.sh to have run once.
+# end-to-end tests, on real PostgreSQL clusters the tests start themselves), the benchmark
+# harness in quick mode, and the offline checks of the ECS deployment. Needs scripts/setup.sh
+# to have run once.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -- <filter>     extra arguments go to cargo nextest
@@ -14,6 +15,9 @@ export MOTO_SERVER=${MOTO_SERVER:-$VENV/bin/moto_server}
 
 echo "==> cargo nextest run --workspace"
 cargo nextest run --workspace --no-fail-fast "$@"
+
+echo "==> bench --quick (the benchmark harness, on the debug binaries just built)"
+cargo nextest run --workspace --run-ignored only -E 'package(bench)'
 
 echo "==> ecs/check.sh"
 ecs/check.sh
