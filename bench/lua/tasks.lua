@@ -44,6 +44,16 @@ function request()
    end
 end
 
+-- Paced mode (BENCH_DELAY_MS): each connection waits this long after every answer, so the
+-- offered load is fixed (about connections / (delay + latency)) and the same for every path,
+-- far below saturation: latency there is the path's own, not queueing.
+local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if pace then
+   function delay()
+      return pace
+   end
+end
+
 if statuses_wanted then
    function response(status, headers, body)
       statuses[status] = (statuses[status] or 0) + 1

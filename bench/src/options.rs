@@ -19,10 +19,12 @@ usage: bench [options]
   --warmup SECS           unmeasured seconds before each cell (default 2, quick 0)
   --connections N         wrk connections for the task workloads (default 32, quick 16)
   --threads N             wrk threads (default 1: the load generator shares the 2 cores)
+  --paced-delay-ms MS     pause per connection after each answer in the get-paced cells
+                          (default 10: a fixed load far below saturation)
   --users N               seeded users (default 200, quick 20)
   --tasks-per-user N      seeded tasks per user (default 5)
   --login-flood N         concurrent clients of the login flood (default 300)
-  --workloads LIST        comma-separated subset of health,get,list,put,post,login
+  --workloads LIST        comma-separated subset of health,get,get-paced,list,put,post,login
   --paths LIST            comma-separated subset of direct,gateway,gateway-nocache,validate,front-door
   --front-door URL        measure the front-door path through this running front door instead of
                           starting devstack's (front door -> gateway -> task-svc)
@@ -48,6 +50,7 @@ pub struct Options {
     pub duration: Duration,
     pub warmup: Duration,
     pub rounds: usize,
+    pub paced_delay_ms: u32,
     pub connections: u32,
     pub threads: u32,
     pub users: usize,
@@ -86,6 +89,7 @@ impl Options {
             duration: Duration::ZERO,
             warmup: Duration::ZERO,
             rounds: 1,
+            paced_delay_ms: 10,
             connections: 0,
             threads: 1,
             users: 0,
@@ -108,6 +112,7 @@ impl Options {
                 "--bin-dir" => o.bin_dir = Some(value(&mut args, &arg)?),
                 "--no-build" => o.no_build = true,
                 "--duration" => duration = Some(value::<f64>(&mut args, &arg)?),
+                "--paced-delay-ms" => o.paced_delay_ms = value(&mut args, &arg)?,
                 "--rounds" => rounds = Some(value(&mut args, &arg)?),
                 "--warmup" => warmup = Some(value::<f64>(&mut args, &arg)?),
                 "--connections" => connections = Some(value(&mut args, &arg)?),

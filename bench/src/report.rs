@@ -32,6 +32,18 @@ pub fn targets(cells: &[Cell], ready_ms: &BTreeMap<String, f64>, login: Option<&
             extra <= 2.0,
         ));
     }
+    if let (Some(d), Some(g)) = (find(cells, "get-paced", "direct"), find(cells, "get-paced", "gateway")) {
+        let extra = g.latency_ms["p99"] - d.latency_ms["p99"];
+        out.push(target(
+            "GET /tasks/{id} at a fixed, unsaturated load: gateway p99 above direct",
+            format!(
+                "{extra:+.2} ms ({:.2} vs {:.2} ms at {:.0} / {:.0} req/s)",
+                g.latency_ms["p99"], d.latency_ms["p99"], g.rps, d.rps
+            ),
+            "<= 2 ms",
+            extra <= 2.0,
+        ));
+    }
     let gateway_cells: Vec<&Cell> = cells
         .iter()
         .filter(|c| c.path == "gateway" && c.workload != "health" && !c.workload.starts_with("login"))
@@ -136,6 +148,7 @@ fn label(workload: &str) -> &str {
     match workload {
         "health" => "GET /tasks/health",
         "get" => "GET /tasks/{id}",
+        "get-paced" => "GET /tasks/{id} (paced)",
         "list" => "GET /tasks",
         "put" => "PUT /tasks/{id}",
         "post" => "POST /tasks",

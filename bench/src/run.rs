@@ -267,7 +267,8 @@ impl Ctx<'_> {
         let (script, url, args) = if workload == "health" {
             ("health.lua", format!("{}/tasks/health", route.url), Vec::new())
         } else {
-            ("tasks.lua", format!("{}/tasks", route.url), vec![workload.to_owned(), route.mode.to_owned(), data])
+            let w = if workload == "get-paced" { "get" } else { workload };
+            ("tasks.lua", format!("{}/tasks", route.url), vec![w.to_owned(), route.mode.to_owned(), data])
         };
         Load {
             url,
@@ -277,6 +278,7 @@ impl Ctx<'_> {
             connections: self.o.connections,
             duration: self.o.duration,
             count_statuses: false,
+            delay_ms: (workload == "get-paced").then_some(self.o.paced_delay_ms),
         }
     }
 
@@ -290,6 +292,7 @@ impl Ctx<'_> {
             connections,
             duration,
             count_statuses: true,
+            delay_ms: None,
         }
     }
 }
@@ -436,7 +439,7 @@ pub async fn run(o: Options) -> Result<()> {
     let mut cells = Vec::new();
     eprintln!("==> task workloads ({} s per cell, {} connections)", o.duration.as_secs_f64(), o.connections);
     // POST last: it grows the users' lists, which GET /tasks reads.
-    for workload in ["health", "get", "list", "put", "post"] {
+    for workload in ["health", "get", "get-paced", "list", "put", "post"] {
         if !o.wants_workload(workload) {
             continue;
         }
@@ -540,6 +543,7 @@ pub async fn run(o: Options) -> Result<()> {
         ("duration_s", o.duration.as_secs_f64().to_string()),
         ("warmup_s", o.warmup.as_secs_f64().to_string()),
         ("rounds", o.rounds.to_string()),
+        ("paced_delay_ms", o.paced_delay_ms.to_string()),
         ("connections", o.connections.to_string()),
         ("wrk_threads", o.threads.to_string()),
         ("users", o.users.to_string()),

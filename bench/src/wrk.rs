@@ -61,6 +61,8 @@ pub struct Load<'a> {
     pub connections: u32,
     pub duration: Duration,
     pub count_statuses: bool,
+    /// Per-connection pause after each answer (ms): a fixed, unsaturated offered load.
+    pub delay_ms: Option<u32>,
 }
 
 /// Whether `wrk` is on PATH.
@@ -92,6 +94,9 @@ pub fn run(lua_dir: &Path, load: &Load<'_>) -> Result<Run> {
     cmd.env("BENCH_LUA_DIR", lua_dir);
     if load.count_statuses {
         cmd.env("BENCH_COUNT_STATUSES", "1");
+    }
+    if let Some(ms) = load.delay_ms {
+        cmd.env("BENCH_DELAY_MS", ms.to_string());
     }
     let out = cmd.stdin(Stdio::null()).output().context("could not run wrk")?;
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -25,7 +25,7 @@ fn quick_mode_produces_a_valid_run() {
     assert!(status.success(), "bench --quick failed");
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let cells = results["cells"].as_array().unwrap();
-    for workload in ["health", "get", "list", "put", "post", "login-1", "login-n", "login-flood"] {
+    for workload in ["health", "get", "get-paced", "list", "put", "post", "login-1", "login-n", "login-flood"] {
         assert!(cells.iter().any(|c| c["workload"] == workload), "no {workload} cell");
     }
     for path in ["direct", "gateway", "gateway-nocache", "validate"] {
