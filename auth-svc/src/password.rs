@@ -3,16 +3,18 @@
 //! `queue_timeout` for a slot, then gets 503. Unknown users are checked against a dummy hash so
 //! the response time does not tell whether a username exists.
 //!
-//! Hashes run on `concurrency` dedicated threads rather than tokio's blocking pool: glibc keeps
-//! freed 19 MiB blocks in a per-thread arena, so hashing on up to 512 different blocking threads
-//! grows the process by ~19 MiB per thread ever used. A fixed set of threads keeps it bounded.
+//! Hashes run on `concurrency` dedicated threads rather than tokio's blocking pool, each with its
+//! own 19 MiB argon2 memory allocated once: glibc keeps freed 19 MiB blocks in per-thread arenas,
+//! so allocating per hash on up to 512 blocking threads grew the process by hundreds of MiB.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString, rand_core::OsRng};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::ApiError;
@@ -56,21 +58,78 @@ fn spawn_workers(n: usize) -> mpsc::Sender<Job> {
     tx
 }
 
+fn params() -> Params {
+    Params::new(19_456, 2, 1, None).expect("valid argon2 parameters")
+}
+
 fn argon2() -> Argon2<'static> {
-    let params = Params::new(19_456, 2, 1, None).expect("valid argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
 }
 
+thread_local! {
+    /// The hashing thread's argon2 memory (19 MiB), allocated once and reused by every hash on
+    /// that thread, so freed blocks never pile up in malloc arenas.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_blocks<T>(count: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        if blocks.len() < count {
+            blocks.resize(count, Block::default());
+        }
+        f(&mut blocks[..count])
+    })
+}
+
+/// Computes the raw argon2 output into `out` with the thread's reusable memory.
+fn compute(
+    argon: &Argon2<'_>,
+    block_count: usize,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    with_blocks(block_count, |blocks| argon.hash_password_into_with_memory(password, salt, out, blocks))
+}
+
+/// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`), the same format
+/// `argon2::PasswordHasher` writes.
 fn hash_blocking(password: &[u8]) -> Result<String, ApiError> {
+    let fail = |e: &dyn std::fmt::Display| ApiError::Internal(format!("argon2 hash: {e}"));
     let salt = SaltString::generate(&mut OsRng);
-    argon2()
-        .hash_password(password, &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ApiError::Internal(format!("argon2 hash: {e}")))
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt.as_salt().decode_b64(&mut salt_buf).map_err(|e| fail(&e))?;
+    let params = params();
+    let mut out = [0u8; 32];
+    compute(&argon2(), params.block_count(), password, salt_bytes, &mut out).map_err(|e| fail(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| fail(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| fail(&e))?),
+    };
+    Ok(phc.to_string())
 }
 
+/// Verifies `password` against a PHC string using the parameters stored in it.
 fn verify_blocking(password: &[u8], phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|parsed| argon2().verify_password(password, &parsed).is_ok())
+    let Ok(parsed) = PasswordHash::new(phc) else { return false };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed)) else {
+        return false;
+    };
+    let version = parsed.version.and_then(|v| Version::try_from(v).ok()).unwrap_or_default();
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params.clone());
+    if compute(&argon, params.block_count(), password, salt_bytes, &mut out).is_err() {
+        return false;
+    }
+    // Output's equality is constant-time.
+    Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 impl Hasher {
@@ -138,6 +197,25 @@ mod tests {
         assert!(h.verify("correct horse".into(), Some(phc.clone())).await.unwrap());
         assert!(!h.verify("wrong horse".into(), Some(phc)).await.unwrap());
         assert!(!h.verify("anything".into(), None).await.unwrap());
+    }
+
+    #[test]
+    fn phc_strings_are_compatible_with_the_argon2_crate_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let ours = hash_blocking(b"SecurePass123!").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon2().verify_password(b"SecurePass123!", &parsed).is_ok());
+        assert!(argon2().verify_password(b"SecurePass124!", &parsed).is_err());
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = argon2().hash_password(b"SecurePass123!", &salt).unwrap().to_string();
+        assert!(verify_blocking(b"SecurePass123!", &theirs));
+        assert!(!verify_blocking(b"SecurePass123", &theirs));
+        // Other parameters stored in the string are honoured.
+        let light = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(1024, 1, 1, None).unwrap());
+        let weak = light.hash_password(b"pw-123456", &salt).unwrap().to_string();
+        assert!(verify_blocking(b"pw-123456", &weak));
+        assert!(!verify_blocking(b"pw-1234567", &weak));
+        assert!(!verify_blocking(b"pw-123456", "not a phc string"));
     }
 
     #[tokio::test]
