@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use devstack::postgres::free_port;
 use devstack::postgres::testing::TestDatabase;
-use devstack::process::{Output, Process, wait_healthy};
+use devstack::process::{Output, Process, healthcheck_exit_code, wait_healthy};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
@@ -70,11 +70,9 @@ async fn healthcheck_subcommand_reports_the_local_service() {
     let db = TestDatabase::new().await;
     let port = free_port().unwrap();
     let _svc = start(&db, port).await;
-    let ok = std::process::Command::new(BIN).arg("healthcheck").env("PORT", port.to_string()).status().unwrap();
-    assert!(ok.success());
+    assert_eq!(healthcheck_exit_code(Path::new(BIN), port).unwrap(), Some(0));
     let closed = free_port().unwrap();
-    let down = std::process::Command::new(BIN).arg("healthcheck").env("PORT", closed.to_string()).status().unwrap();
-    assert_eq!(down.code(), Some(1));
+    assert_eq!(healthcheck_exit_code(Path::new(BIN), closed).unwrap(), Some(1));
 }
 
 #[test]

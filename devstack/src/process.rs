@@ -260,6 +260,17 @@ pub async fn wait_healthy(process: &mut Process, addr: SocketAddr, path: &str, t
     }
 }
 
+/// Runs `<program> healthcheck` with `PORT=port` (what an ECS container health check does) and
+/// returns its exit code.
+pub fn healthcheck_exit_code(program: &Path, port: u16) -> Result<Option<i32>> {
+    let status = Command::new(program)
+        .arg("healthcheck")
+        .env("PORT", port.to_string())
+        .status()
+        .with_context(|| format!("could not run {} healthcheck", program.display()))?;
+    Ok(status.code())
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_passing_health_check;
