@@ -5,16 +5,20 @@ use std::time::Duration;
 
 use platform::config::{self, ConfigError, Source};
 use platform::db::DbConfig;
-use platform::keyring::{Keyring, MIN_SECRET_BYTES};
+use platform::keyring::{DEFAULT_MAX_LIFETIME_SECS, KeyringConfig, TokenRules};
 
 #[derive(Debug)]
 pub struct Config {
     pub db: DbConfig,
-    /// Current signing key, and the previous one (verify only) during a rotation.
-    pub keyring: Keyring,
+    /// `JWT_SECRET` (+ `JWT_SECRET_PREVIOUS`) or `JWT_SECRET_ARN` (Secrets Manager).
+    pub keyring: KeyringConfig,
+    /// How often a Secrets Manager keyring is re-read (`JWT_KEYRING_REFRESH_SECS`); a token
+    /// with a key id we do not hold also triggers an early re-read.
+    pub keyring_refresh_interval: Duration,
     /// Token lifetime (`JWT_EXPIRATION`, seconds).
     pub token_lifetime_secs: i64,
-    pub leeway_secs: u64,
+    /// Leeway (`JWT_LEEWAY_SECS`) and maximum lifetime (`JWT_MAX_LIFETIME_SECS`) when verifying.
+    pub rules: TokenRules,
     pub listen: SocketAddr,
     /// `METRICS_ADDR`; `off` disables the metrics listener.
     pub metrics: Option<SocketAddr>,
@@ -31,15 +35,23 @@ pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9101";
 
 impl Config {
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
-        let secret = config::required_secret(src, "JWT_SECRET")?;
-        let previous = config::optional_secret(src, "JWT_SECRET_PREVIOUS");
-        let keyring = Keyring::new(&secret, previous.as_ref()).map_err(|e| {
-            let key = if secret.expose().len() < MIN_SECRET_BYTES { "JWT_SECRET" } else { "JWT_SECRET_PREVIOUS" };
-            ConfigError::new(key, e.to_string())
-        })?;
+        let keyring = KeyringConfig::from_source(src)?;
         let token_lifetime_secs: i64 = config::parse_or(src, "JWT_EXPIRATION", 3600)?;
         if !(60..=7 * 24 * 3600).contains(&token_lifetime_secs) {
             return Err(ConfigError::new("JWT_EXPIRATION", "must be between 60 and 604800 seconds"));
+        }
+        let max_lifetime_secs: u64 = config::parse_or(src, "JWT_MAX_LIFETIME_SECS", DEFAULT_MAX_LIFETIME_SECS)?;
+        if max_lifetime_secs < token_lifetime_secs as u64 {
+            return Err(ConfigError::new(
+                "JWT_MAX_LIFETIME_SECS",
+                format!(
+                    "{max_lifetime_secs} is shorter than JWT_EXPIRATION ({token_lifetime_secs}): every token issued would be refused"
+                ),
+            ));
+        }
+        let leeway_secs: u64 = config::parse_or(src, "JWT_LEEWAY_SECS", platform::keyring::DEFAULT_LEEWAY_SECS)?;
+        if leeway_secs > 60 {
+            return Err(ConfigError::new("JWT_LEEWAY_SECS", "must be at most 60 seconds"));
         }
         let bind: IpAddr = config::parse_or(src, "BIND_ADDR", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
         let port: u16 = config::parse_or(src, "PORT", DEFAULT_PORT)?;
@@ -53,8 +65,9 @@ impl Config {
         Ok(Self {
             db: DbConfig::from_source(src, "auth-svc")?,
             keyring,
+            keyring_refresh_interval: config::seconds_or(src, "JWT_KEYRING_REFRESH_SECS", 60, 5..=3600)?,
             token_lifetime_secs,
-            leeway_secs: config::parse_or(src, "JWT_LEEWAY_SECS", platform::keyring::DEFAULT_LEEWAY_SECS)?,
+            rules: TokenRules { leeway_secs, max_lifetime_secs },
             listen: SocketAddr::new(bind, port),
             metrics,
             request_timeout: config::seconds_or(src, "REQUEST_TIMEOUT_SECS", 10, 1..=300)?,
@@ -105,6 +118,27 @@ mod tests {
         let mut env = base();
         env.remove("JWT_SECRET");
         assert_eq!(Config::from_source(&env).unwrap_err().key, "JWT_SECRET");
+    }
+
+    #[test]
+    fn max_lifetime_must_cover_the_issued_lifetime() {
+        let mut env = base();
+        env.insert("JWT_EXPIRATION".into(), "7200".into());
+        env.insert("JWT_MAX_LIFETIME_SECS".into(), "3600".into());
+        assert_eq!(Config::from_source(&env).unwrap_err().key, "JWT_MAX_LIFETIME_SECS");
+        env.insert("JWT_MAX_LIFETIME_SECS".into(), "7200".into());
+        assert_eq!(Config::from_source(&env).unwrap().rules.max_lifetime_secs, 7200);
+        assert_eq!(Config::from_source(&base()).unwrap().rules.max_lifetime_secs, 604_800);
+    }
+
+    #[test]
+    fn secrets_manager_keyring_is_an_alternative_to_the_environment() {
+        let mut env = base();
+        env.remove("JWT_SECRET");
+        env.insert("JWT_SECRET_ARN".into(), "arn:aws:secretsmanager:us-east-1:1:secret:jwt".into());
+        assert!(matches!(Config::from_source(&env).unwrap().keyring, KeyringConfig::SecretsManager { .. }));
+        env.insert("JWT_SECRET".into(), "0123456789abcdef0123456789abcdef".into());
+        assert_eq!(Config::from_source(&env).unwrap_err().key, "JWT_SECRET_ARN");
     }
 
     #[test]

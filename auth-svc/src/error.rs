@@ -16,6 +16,9 @@ pub enum ApiError {
     InvalidToken(Rejection),
     #[error("Username or email already exists")]
     Conflict,
+    /// No keyring loaded yet, or a refresh needed to decide did not complete in time.
+    #[error("Authentication keys are temporarily unavailable, retry later")]
+    KeysUnavailable,
     /// All hashing slots stayed busy for the whole queue timeout.
     #[error("Too many concurrent logins, retry shortly")]
     Busy,
@@ -31,12 +34,13 @@ impl IntoResponse for ApiError {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, self.to_string()),
             Self::InvalidToken(r) => {
-                let mut response = ErrorBody::response(StatusCode::UNAUTHORIZED, r.to_string());
+                let body = ErrorBody::new(StatusCode::UNAUTHORIZED, r.to_string()).with_reason(r.reason());
+                let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
             Self::Conflict => (StatusCode::CONFLICT, self.to_string()),
-            Self::Busy => return unavailable(&self.to_string()),
+            Self::Busy | Self::KeysUnavailable => return unavailable(&self.to_string()),
             Self::Database(e) => {
                 if platform::db::is_unavailable(e) {
                     tracing::warn!(error = %e, "database unavailable");

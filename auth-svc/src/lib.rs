@@ -5,15 +5,19 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod logout;
 pub mod password;
+pub mod revocation;
 pub mod routes;
+pub mod token;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use platform::keyring::Keyring;
+use platform::keyring::TokenRules;
+use platform::keyring::store::{DEFAULT_MIN_REFRESH_GAP, KeyringAgeCollector, KeyringStore, Refresher};
 use platform::metrics::HttpMetrics;
 use platform::service::BearerAuth;
 use sqlx::PgPool;
@@ -28,23 +32,46 @@ use crate::password::Hasher;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub keyring: Arc<Keyring>,
+    /// The keyring in use: fixed (`JWT_SECRET`) or kept current from Secrets Manager.
+    pub keyring: Arc<KeyringStore>,
+    /// Fills and refreshes [`AppState::keyring`] from Secrets Manager; [`run`] starts it.
+    pub refresher: Option<Arc<Refresher>>,
     pub hasher: Hasher,
     pub token_lifetime_secs: i64,
-    pub leeway_secs: u64,
+    pub rules: TokenRules,
     pub metrics: HttpMetrics,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
+/// How long [`run`] waits for the first Secrets Manager keyring before giving up.
+const KEYRING_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often expired revocations are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
 impl AppState {
+    /// The state for `config`. Keyring metrics (`auth_keyring_refreshes_total{outcome}`,
+    /// `auth_keyring_age_seconds`) go to `metrics`' registry.
     pub fn new(config: Config, pool: PgPool, metrics: HttpMetrics) -> Self {
+        let refreshes = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("auth_keyring_refreshes_total", "Keyring loads and refreshes by outcome"),
+            &["outcome"],
+        )
+        .expect("static metric definition is valid");
+        // A second AppState on the same registry (tests) keeps the first registration.
+        let _ = metrics.registry().register(Box::new(refreshes.clone()));
+        let (keyring, refresher) =
+            config.keyring.build(config.keyring_refresh_interval, DEFAULT_MIN_REFRESH_GAP, Some(refreshes));
+        if let Ok(age) = KeyringAgeCollector::new("auth_keyring_age_seconds", keyring.clone()) {
+            let _ = metrics.registry().register(Box::new(age));
+        }
         Self {
             pool,
-            keyring: Arc::new(config.keyring),
+            keyring,
+            refresher: refresher.map(Arc::new),
             hasher: Hasher::new(config.hash_concurrency, config.hash_queue_timeout),
             token_lifetime_secs: config.token_lifetime_secs,
-            leeway_secs: config.leeway_secs,
+            rules: config.rules,
             metrics,
             request_timeout: config.request_timeout,
             shutdown_grace: config.shutdown_grace,
@@ -67,6 +94,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::register))
         .routes(routes!(routes::login))
         .routes(routes!(routes::validate))
+        .routes(routes!(logout::logout))
+        .routes(routes!(logout::logout_all))
+        .routes(routes!(logout::feed))
         .split_for_parts()
 }
 
@@ -79,12 +109,35 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
-/// grace period.
+/// grace period. Starts the background work first: the Secrets Manager keyring refresher
+/// (waiting up to a minute for the first keyring; no keyring is an error) and the pruning of
+/// expired revocations.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> anyhow::Result<()> {
     let grace = state.shutdown_grace;
-    platform::shutdown::serve(listener, router(state), shutdown, grace).await
+    let mut background = tokio::task::JoinSet::new();
+    if let Some(refresher) = state.refresher.clone() {
+        background.spawn(async move { refresher.run(std::future::pending()).await });
+        if !state.keyring.wait_ready(KEYRING_START_TIMEOUT).await {
+            anyhow::bail!("no keyring loaded from Secrets Manager within {KEYRING_START_TIMEOUT:?} (JWT_SECRET_ARN)");
+        }
+    }
+    let pool = state.pool.clone();
+    background.spawn(async move {
+        let mut every = tokio::time::interval(PRUNE_INTERVAL);
+        loop {
+            every.tick().await;
+            match revocation::prune(&pool).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "expired revocations pruned"),
+                Err(e) => tracing::warn!(error = %e, "could not prune expired revocations"),
+            }
+        }
+    });
+    let served = platform::shutdown::serve(listener, router(state), shutdown, grace).await;
+    background.abort_all();
+    Ok(served?)
 }

@@ -3,18 +3,19 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use platform::ErrorBody;
 use platform::http::ApiJson;
-use platform::keyring::{Claims, Rejection, bearer_token};
+use platform::keyring::{Claims, Rejection};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::db;
 use crate::error::ApiError;
 use crate::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+use crate::token::{bearer, verify};
+use crate::{db, revocation};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
@@ -192,10 +193,34 @@ pub async fn login(
         return Err(ApiError::InvalidCredentials);
     }
     let user = user.ok_or(ApiError::InvalidCredentials)?;
-    let claims = Claims::new(user.id, &user.username, &user.email, Utc::now().timestamp(), state.token_lifetime_secs);
-    let token = state.keyring.issue(&claims).map_err(|e| ApiError::Internal(format!("sign token: {e}")))?;
+    let iat = revocation_safe_issue_time(&state, user.id).await?;
+    let claims = Claims::new(user.id, &user.username, &user.email, iat, state.token_lifetime_secs);
+    let keyring = state.keyring.current().ok_or(ApiError::KeysUnavailable)?;
+    let token = keyring.issue(&claims).map_err(|e| ApiError::Internal(format!("sign token: {e}")))?;
     tracing::info!(user_id = user.id, "login succeeded");
     Ok(Json(LoginResponse { token, user: PublicUser { id: user.id, username: user.username, email: user.email } }))
+}
+
+/// Longest wait for the next second after a logout-all (a clock behind the other tasks' waits
+/// no longer than this; a token issued anyway is refused, never wrongly accepted).
+const CUTOFF_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The `iat` for a new token of `user_id`: now, or, right after a logout-all in this same
+/// second, the next second, so that the new token is not covered by the cut-off
+/// (`iat < issued_before` is revoked; `iat` has whole-second resolution).
+async fn revocation_safe_issue_time(state: &AppState, user_id: i64) -> Result<i64, ApiError> {
+    let Some(issued_before) = revocation::user_cutoff(&state.pool, user_id).await? else {
+        return Ok(Utc::now().timestamp());
+    };
+    let deadline = std::time::Instant::now() + CUTOFF_WAIT_MAX;
+    loop {
+        let now = Utc::now();
+        if now.timestamp() >= issued_before || std::time::Instant::now() >= deadline {
+            return Ok(now.timestamp());
+        }
+        let to_next_second = 1_000 - i64::from(now.timestamp_subsec_millis()).min(999);
+        tokio::time::sleep(std::time::Duration::from_millis(to_next_second as u64)).await;
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -204,21 +229,19 @@ pub struct ValidateResponse {
     pub user: Claims,
 }
 
-/// Verifies the bearer token in `Authorization`. The gateway calls this only for key ids it
-/// does not know.
+/// Verifies the bearer token in `Authorization`, revocation included. Internal: the gateways
+/// call it (through Cloud Map) only for key ids they do not hold; the ALB answers it with 404.
+/// A 401 body carries the machine-readable `reason` (e.g. `expired`, `unknown_kid`, `revoked`).
 #[utoipa::path(post, path = "/auth/validate", tag = "auth", security(("bearer" = [])), responses(
     (status = 200, body = ValidateResponse),
-    (status = 401, body = ErrorBody, description = "missing, malformed, expired or foreign token"),
+    (status = 401, body = ErrorBody, description = "missing, malformed, expired, revoked or foreign token; see `reason`"),
+    (status = 503, body = ErrorBody, description = "database or keys unavailable; see Retry-After"),
 ))]
 pub async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<ValidateResponse>, ApiError> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let value = match (values.next(), values.next()) {
-        (None, _) => return Err(ApiError::InvalidToken(Rejection::Missing)),
-        (Some(v), None) => v.to_str().map_err(|_| ApiError::InvalidToken(Rejection::Malformed))?,
-        (Some(_), Some(_)) => return Err(ApiError::InvalidToken(Rejection::Malformed)),
-    };
-    let token = bearer_token(value).map_err(ApiError::InvalidToken)?;
-    let claims = state.keyring.verify(token, state.leeway_secs).map_err(ApiError::InvalidToken)?;
+    let claims = verify(&state, bearer(&headers)?).await?;
+    if revocation::is_revoked(&state.pool, &claims.jti, claims.user_id, claims.iat).await? {
+        return Err(ApiError::InvalidToken(Rejection::Revoked));
+    }
     Ok(Json(ValidateResponse { valid: true, user: claims }))
 }
 

@@ -11,11 +11,21 @@ pub struct ErrorBody {
     pub error: String,
     /// A human-readable explanation that never contains internals.
     pub message: String,
+    /// A stable machine-readable cause for clients and our own services (e.g. `expired`,
+    /// `revoked` on a 401), present where one is defined. Never matched on `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl ErrorBody {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { error: status.canonical_reason().unwrap_or("Error").to_owned(), message: message.into() }
+        Self { error: status.canonical_reason().unwrap_or("Error").to_owned(), message: message.into(), reason: None }
+    }
+
+    /// The same body with a machine-readable `reason`.
+    pub fn with_reason(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.to_owned());
+        self
     }
 
     /// The body as JSON bytes, for code that writes responses without axum (the gateway).
@@ -56,5 +66,11 @@ mod tests {
         assert_eq!(body.error, "Conflict");
         let json: serde_json::Value = serde_json::from_slice(&body.to_json_bytes()).unwrap();
         assert_eq!(json, serde_json::json!({"error": "Conflict", "message": "taken"}));
+        let body = ErrorBody::new(StatusCode::UNAUTHORIZED, "Token has expired").with_reason("expired");
+        let json: serde_json::Value = serde_json::from_slice(&body.to_json_bytes()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": "Unauthorized", "message": "Token has expired", "reason": "expired"})
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod keyring;
 pub mod metrics;
+pub mod revocation;
 pub mod secret;
 pub mod service;
 pub mod shutdown;

@@ -1,0 +1,132 @@
+//! Revocations in PostgreSQL: logout revokes one token (its `jti`, until its `exp`), logout-all
+//! every token of a user issued before a cut-off. See the migration
+//! `20261129000020_revocations.sql` for the ordering guarantee of `seq`.
+
+use chrono::{DateTime, Utc};
+use platform::revocation::{Revocation, RevocationPage};
+use sqlx::{PgExecutor, PgPool};
+
+/// Key of the transaction-level advisory lock that serialises writers, so `seq` order is
+/// commit order (readers never skip an entry). Arbitrary, fixed: "revocations" in ASCII.
+const WRITER_LOCK: i64 = 0x7265_766f_6361_7469;
+
+/// The database enum `revocation_kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "revocation_kind", rename_all = "lowercase")]
+pub enum RevocationKind {
+    Token,
+    User,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    seq: i64,
+    kind: RevocationKind,
+    user_id: i64,
+    jti: Option<String>,
+    issued_before: Option<i64>,
+    expires_at: DateTime<Utc>,
+}
+
+impl Row {
+    fn into_revocation(self) -> Option<Revocation> {
+        let exp = self.expires_at.timestamp();
+        match self.kind {
+            RevocationKind::Token => {
+                Some(Revocation::Token { seq: self.seq, user_id: self.user_id, jti: self.jti?, exp })
+            }
+            RevocationKind::User => {
+                Some(Revocation::User { seq: self.seq, user_id: self.user_id, issued_before: self.issued_before?, exp })
+            }
+        }
+    }
+}
+
+/// Revokes the token `jti` of `user_id` until `exp` (unix seconds). Idempotent.
+pub async fn revoke_token(pool: &PgPool, user_id: i64, jti: &str, exp: i64) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO revocations (kind, user_id, jti, expires_at)
+         VALUES ('token', $1, $2, to_timestamp($3))
+         ON CONFLICT (jti) WHERE kind = 'token' DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(jti)
+    .bind(exp as f64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Revokes every token of `user_id` with `iat < issued_before` (unix seconds); the entry lives
+/// until `expires_at`, when the last such token has expired.
+pub async fn revoke_user_tokens(
+    pool: &PgPool,
+    user_id: i64,
+    issued_before: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO revocations (kind, user_id, issued_before, expires_at)
+         VALUES ('user', $1, $2, to_timestamp($3))",
+    )
+    .bind(user_id)
+    .bind(issued_before)
+    .bind(expires_at as f64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Whether a token (`jti`, `user_id`, `iat`) is revoked.
+pub async fn is_revoked(db: impl PgExecutor<'_>, jti: &str, user_id: i64, iat: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 'token' AND jti = $1)
+             OR EXISTS (SELECT 1 FROM revocations WHERE kind = 'user' AND user_id = $2 AND issued_before > $3)",
+    )
+    .bind(jti)
+    .bind(user_id)
+    .bind(iat)
+    .fetch_one(db)
+    .await
+}
+
+/// The latest logout-all cut-off of `user_id` (unix seconds), if any is live.
+pub async fn user_cutoff(db: impl PgExecutor<'_>, user_id: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT max(issued_before) FROM revocations WHERE kind = 'user' AND user_id = $1 AND expires_at > now()",
+    )
+    .bind(user_id)
+    .fetch_one(db)
+    .await
+}
+
+/// Live entries with `seq > after`, by `seq`, at most `limit`.
+pub async fn page(db: &PgPool, after: i64, limit: u32) -> Result<RevocationPage, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT seq, kind, user_id, jti, issued_before, expires_at
+         FROM revocations WHERE seq > $1 AND expires_at > now() ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(db)
+    .await?;
+    let latest: i64 =
+        sqlx::query_scalar("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('revocations', 'seq')), 0)")
+            .fetch_one(db)
+            .await?;
+    let next_cursor = rows.last().map_or(after, |r| r.seq);
+    let revocations = rows.into_iter().filter_map(Row::into_revocation).collect();
+    Ok(RevocationPage { revocations, next_cursor, latest })
+}
+
+/// Deletes entries that can match no live token; returns how many.
+pub async fn prune(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM revocations WHERE expires_at < now() - interval '1 minute'")
+        .execute(db)
+        .await?
+        .rows_affected())
+}

@@ -1,0 +1,99 @@
+//! Reading a credential before verifying it: the `Authorization: Bearer` value (RFC 6750 §2.1)
+//! and the JWT header's key id (RFC 7515 §4.1.4), parsed once per token.
+
+use jsonwebtoken::Algorithm;
+
+use super::Rejection;
+
+/// Tokens longer than this are refused before any decoding. Ours are ~450 bytes.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+/// Longest `kid` accepted; ours are 16 hex digits.
+pub const MAX_KID_BYTES: usize = 64;
+
+/// Extracts the token from one `Authorization` header value: `Bearer <token>`, scheme
+/// case-insensitive, exactly one token.
+pub fn bearer_token(header_value: &str) -> Result<&str, Rejection> {
+    if header_value.len() > MAX_TOKEN_BYTES + 16 {
+        return Err(Rejection::TooLarge);
+    }
+    let (scheme, rest) = header_value.trim().split_once(' ').ok_or(Rejection::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Rejection::Malformed);
+    }
+    let token = rest.trim();
+    if token.is_empty() {
+        return Err(Rejection::Missing);
+    }
+    if token.contains(|c: char| c.is_whitespace() || c == ',') {
+        return Err(Rejection::Malformed);
+    }
+    Ok(token)
+}
+
+/// A compact JWS whose header has been read (size cap, `alg` pinned to HS256, a `kid` present)
+/// but whose signature and claims have not been checked yet. Verify it with
+/// [`super::Keyring::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnverifiedToken<'a> {
+    raw: &'a str,
+    kid: String,
+}
+
+impl<'a> UnverifiedToken<'a> {
+    /// Reads the header of `raw`. Errors: `Missing` (empty), `TooLarge`, `Malformed` (not a
+    /// JWS, or no usable `kid`), `WrongAlgorithm` (anything but HS256).
+    pub fn parse(raw: &'a str) -> Result<Self, Rejection> {
+        if raw.is_empty() {
+            return Err(Rejection::Missing);
+        }
+        if raw.len() > MAX_TOKEN_BYTES {
+            return Err(Rejection::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(raw).map_err(|_| Rejection::Malformed)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(Rejection::WrongAlgorithm);
+        }
+        let kid = header.kid.filter(|k| !k.is_empty() && k.len() <= MAX_KID_BYTES).ok_or(Rejection::Malformed)?;
+        Ok(Self { raw, kid })
+    }
+
+    /// The token as received.
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    /// The header's key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing_takes_exactly_one_token() {
+        assert_eq!(bearer_token("Bearer abc.def.ghi"), Ok("abc.def.ghi"));
+        assert_eq!(bearer_token("bearer abc"), Ok("abc"));
+        assert_eq!(bearer_token("Basic dXNlcg=="), Err(Rejection::Malformed));
+        assert_eq!(bearer_token("Bearer a b"), Err(Rejection::Malformed));
+        assert_eq!(bearer_token("Bearer a,b"), Err(Rejection::Malformed));
+        assert_eq!(bearer_token("Bearer "), Err(Rejection::Malformed));
+        assert_eq!(bearer_token("Bearer"), Err(Rejection::Malformed));
+    }
+
+    #[test]
+    fn headers_without_hs256_or_kid_are_refused() {
+        // {"alg":"none","kid":"x"} . {} . ""
+        assert!(matches!(
+            UnverifiedToken::parse("eyJhbGciOiJub25lIiwia2lkIjoieCJ9.e30."),
+            Err(Rejection::Malformed | Rejection::WrongAlgorithm)
+        ));
+        // {"alg":"HS256"} . {} . "" : no kid
+        assert_eq!(UnverifiedToken::parse("eyJhbGciOiJIUzI1NiJ9.e30.").unwrap_err(), Rejection::Malformed);
+        assert_eq!(UnverifiedToken::parse("invalid-token").unwrap_err(), Rejection::Malformed);
+        assert_eq!(UnverifiedToken::parse("").unwrap_err(), Rejection::Missing);
+        assert_eq!(UnverifiedToken::parse(&"a".repeat(MAX_TOKEN_BYTES + 1)).unwrap_err(), Rejection::TooLarge);
+    }
+}
