@@ -14,27 +14,34 @@ use http::{StatusCode, header};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use platform::ErrorBody;
+use platform::keyring::store::KeyringStore;
 
-use crate::keyring_source::KeyringStore;
 use crate::metrics::Metrics;
+use crate::revocation_list::RevocationList;
 
+/// What the admin listener reports on.
 #[derive(Clone)]
-struct AdminState {
-    metrics: Metrics,
-    keyring: Arc<KeyringStore>,
+pub struct AdminState {
+    pub metrics: Metrics,
+    pub keyring: Arc<KeyringStore>,
+    pub revocations: Arc<RevocationList>,
 }
 
-pub fn router(metrics: Metrics, keyring: Arc<KeyringStore>) -> Router {
+pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/ready", get(ready_handler))
         .fallback(platform::http::not_found)
-        .with_state(AdminState { metrics, keyring })
+        .with_state(state)
 }
 
 async fn metrics_handler(State(s): State<AdminState>) -> Response {
-    // The age is a function of "now", so it is set at scrape time.
-    s.metrics.keyring_age.set(s.keyring.age().map_or(0, |a| a.as_secs() as i64));
+    // Functions of "now" and of shared state, so set at scrape time.
+    s.metrics.keyring_loaded.set(i64::from(s.keyring.is_ready()));
+    s.metrics.revocations_live.set(i64::try_from(s.revocations.len()).unwrap_or(i64::MAX));
+    s.metrics
+        .revocation_list_age
+        .set(s.revocations.age().map_or(-1, |a| i64::try_from(a.as_secs()).unwrap_or(i64::MAX)));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
 }
 
@@ -49,8 +56,7 @@ async fn ready_handler(State(s): State<AdminState>) -> Response {
 /// Background service serving [`router`] until pingora shuts down.
 pub struct AdminService {
     pub addr: SocketAddr,
-    pub metrics: Metrics,
-    pub keyring: Arc<KeyringStore>,
+    pub state: AdminState,
 }
 
 #[async_trait]
@@ -66,7 +72,7 @@ impl BackgroundService for AdminService {
             }
         };
         tracing::info!(addr = %self.addr, "metrics and readiness listening");
-        let app = router(self.metrics.clone(), self.keyring.clone());
+        let app = router(self.state.clone());
         let stop = async move {
             let _ = shutdown.changed().await;
         };

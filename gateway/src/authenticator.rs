@@ -1,22 +1,47 @@
-//! The decision for one request's credential: cache, then local verification, then (only for
-//! a key id the gateway does not hold) auth-svc.
+//! The decision for one request's credential, in order:
+//!
+//! 1. the verified-token cache (an identity whose key has left the keyring is not served);
+//! 2. local verification with the keyring, when it holds the token's key id;
+//! 3. a key id it does not hold: re-read our own keyring (coalesced, at most one read per
+//!    `min_refresh_gap`) and wait for it up to `unknown_kid_wait`; a key id learnt that way is
+//!    verified locally. Otherwise auth-svc is asked ([`Fallback`]). auth-svc saying "unknown
+//!    key id" is final only once our own keyring has been re-read since the key id was first
+//!    seen (or cannot change); until then the answer is 503, not 401: one auth-svc task is not
+//!    proof during a rolling rotation;
+//! 4. for an identity, the revocation list, on every request, cache hits included.
 
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use platform::keyring::store::{Freshness, KeyringStore};
+use platform::keyring::{Keyring, Rejection, TokenRules, UnverifiedToken};
 use std::sync::Arc;
 
-use platform::keyring::{Rejection, bearer_token, token_kid};
-
-use crate::decision::{Decision, Identity, Unavailable};
+use crate::decision::{Decision, Unavailable};
 use crate::fallback::Fallback;
-use crate::keyring_source::KeyringStore;
 use crate::metrics::Metrics;
-use crate::token_cache::{Cached, TokenCache, token_key};
+use crate::revocation_list::RevocationList;
+use crate::token_cache::{TokenCache, TokenKey, token_key};
+
+/// How long a key id's first sighting is remembered (bounded: made-up key ids come and go).
+const FIRST_SEEN_TTL: Duration = Duration::from_secs(120);
+const KID_CACHE_CAPACITY: u64 = 10_000;
 
 pub struct Authenticator {
     pub keyring: Arc<KeyringStore>,
     pub cache: TokenCache,
     pub fallback: Fallback,
-    pub leeway_secs: u64,
+    pub revocations: Arc<RevocationList>,
+    pub rules: TokenRules,
+    /// See `[jwt] unknown_kid_wait_ms`.
+    pub unknown_kid_wait: Duration,
+    /// See `[revocation] max_age_secs`.
+    pub revocation_max_age: Option<Duration>,
     pub metrics: Metrics,
+    /// When each unknown key id was first seen.
+    first_seen: Cache<Box<str>, Instant>,
+    /// Key ids proven unknown (auth-svc and our freshly re-read keyring agree), for a while.
+    unknown_kids: Cache<Box<str>, ()>,
 }
 
 /// Extracts the one bearer token from all `Authorization` values of a request. Zero values is
@@ -30,66 +55,141 @@ pub fn credential<'a>(values: &[&'a [u8]]) -> Result<&'a str, Rejection> {
                 return Err(Rejection::TooLarge);
             }
             let text = std::str::from_utf8(one).map_err(|_| Rejection::Malformed)?;
-            bearer_token(text)
+            platform::keyring::bearer_token(text)
         }
         _ => Err(Rejection::Malformed),
     }
 }
 
+/// What [`Authenticator::new`] needs besides its parts.
+pub struct AuthenticatorSettings {
+    pub rules: TokenRules,
+    pub unknown_kid_wait: Duration,
+    pub revocation_max_age: Option<Duration>,
+    pub unknown_kid_ttl: Duration,
+}
+
 impl Authenticator {
-    pub async fn authenticate(&self, token: &str) -> Decision {
-        let key = token_key(token);
-        if self.cache.is_enabled() {
-            if let Some(hit) = self.cache.get(&key).await {
-                self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
-                return from_cached(hit);
-            }
-            self.metrics.cache_lookups.with_label_values(&["miss"]).inc();
+    pub fn new(
+        keyring: Arc<KeyringStore>,
+        cache: TokenCache,
+        fallback: Fallback,
+        revocations: Arc<RevocationList>,
+        settings: AuthenticatorSettings,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            keyring,
+            cache,
+            fallback,
+            revocations,
+            rules: settings.rules,
+            unknown_kid_wait: settings.unknown_kid_wait,
+            revocation_max_age: settings.revocation_max_age,
+            metrics,
+            first_seen: Cache::builder().max_capacity(KID_CACHE_CAPACITY).time_to_live(FIRST_SEEN_TTL).build(),
+            unknown_kids: Cache::builder()
+                .max_capacity(KID_CACHE_CAPACITY)
+                .time_to_live(settings.unknown_kid_ttl.max(Duration::from_millis(1)))
+                .build(),
         }
-        match self.decide(key, token).await {
-            Ok(cached) => {
-                self.cache.insert(key, cached.clone()).await;
-                from_cached(cached)
+    }
+
+    /// The decision for the bearer token `raw`.
+    pub async fn authenticate(&self, raw: &str) -> Decision {
+        let key = token_key(raw);
+        let decision = match self.cached(&key).await {
+            Some(hit) => hit,
+            None => {
+                let decided = self.decide(key, raw).await;
+                self.cache.insert(key, decided.clone()).await;
+                decided
             }
-            Err(u) => Decision::Unavailable(u),
+        };
+        self.check_revocation(decision)
+    }
+
+    /// A cache hit still valid under the current keyring.
+    async fn cached(&self, key: &TokenKey) -> Option<Decision> {
+        if !self.cache.is_enabled() {
+            return None;
+        }
+        let hit = self.cache.get(key).await;
+        let hit = match hit {
+            Some(Decision::Allow(id)) if id.local_kid.as_deref().is_some_and(|kid| !self.holds(kid)) => {
+                // Its key was dropped by a refresh: decide again (the token will be refused
+                // unless the key comes back).
+                self.cache.invalidate(key).await;
+                None
+            }
+            other => other,
+        };
+        self.metrics.cache_lookups.with_label_values(&[if hit.is_some() { "hit" } else { "miss" }]).inc();
+        hit
+    }
+
+    fn holds(&self, kid: &str) -> bool {
+        self.keyring.current().is_some_and(|ring| ring.contains(kid))
+    }
+
+    fn check_revocation(&self, decision: Decision) -> Decision {
+        let Decision::Allow(id) = &decision else { return decision };
+        if let Some(max_age) = self.revocation_max_age
+            && self.revocations.age().is_none_or(|age| age > max_age)
+        {
+            return Decision::Unavailable(Unavailable::RevocationListStale);
+        }
+        if self.revocations.is_revoked(id) {
+            return Decision::Deny(Rejection::Revoked);
+        }
+        decision
+    }
+
+    async fn decide(&self, key: TokenKey, raw: &str) -> Decision {
+        let token = match UnverifiedToken::parse(raw) {
+            Ok(t) => t,
+            Err(r) => return Decision::Deny(r),
+        };
+        let Some(ring) = self.keyring.current() else { return Decision::Unavailable(Unavailable::NoKeyring) };
+        if ring.contains(token.kid()) {
+            return self.verify_locally(&ring, &token);
+        }
+        self.decide_unknown_kid(key, &token).await
+    }
+
+    fn verify_locally(&self, ring: &Keyring, token: &UnverifiedToken<'_>) -> Decision {
+        match ring.verify(token, &self.rules) {
+            Ok(claims) => Decision::from_claims(&claims, Some(token.kid())),
+            Err(r) => Decision::Deny(r),
         }
     }
 
-    async fn decide(&self, key: [u8; 32], token: &str) -> Result<Cached, Unavailable> {
-        let ring = self.keyring.current().ok_or(Unavailable::NoKeyring)?;
-        match ring.verify(token, self.leeway_secs) {
-            Ok(claims) => Ok(match Identity::from_claims(&claims) {
-                Some(id) => Cached::Allow(Arc::new(id)),
-                None => Cached::Deny(Rejection::Malformed),
-            }),
-            Err(Rejection::UnknownKid) => {
-                // verify() read the kid already; read it again to hand it on.
-                let kid = token_kid(token).map_err(|_| Unavailable::AuthUnavailable)?;
-                self.fallback.validate(key, token, &kid).await
-            }
-            Err(r) => Ok(Cached::Deny(r)),
+    async fn decide_unknown_kid(&self, key: TokenKey, token: &UnverifiedToken<'_>) -> Decision {
+        let kid = token.kid();
+        if self.unknown_kids.contains_key(kid) {
+            return Decision::Deny(Rejection::UnknownKid);
         }
-    }
-}
-
-fn from_cached(c: Cached) -> Decision {
-    match c {
-        Cached::Allow(id) => Decision::Allow(id),
-        Cached::Deny(r) => Decision::Deny(r),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exactly_one_credential() {
-        assert_eq!(credential(&[]), Err(Rejection::Missing));
-        assert_eq!(credential(&[b"Bearer a.b.c"]), Ok("a.b.c"));
-        assert_eq!(credential(&[b"Bearer a.b.c", b"Bearer a.b.c"]), Err(Rejection::Malformed));
-        assert_eq!(credential(&[b"Bearer \xff"]), Err(Rejection::Malformed));
-        let huge = format!("Bearer {}", "a".repeat(10_000));
-        assert_eq!(credential(&[huge.as_bytes()]), Err(Rejection::TooLarge));
+        let first_seen = self.first_seen.get_with(Box::from(kid), async { Instant::now() }).await;
+        let freshness = self.keyring.refreshed_since(first_seen, self.unknown_kid_wait).await;
+        if let Freshness::Refreshed(ring) = &freshness
+            && ring.contains(kid)
+        {
+            return self.verify_locally(ring, token);
+        }
+        match (self.fallback.validate(key, token.raw()).await, &freshness) {
+            // Two witnesses agree (our keyring, re-read or fixed, and auth-svc): remember it.
+            (Decision::Deny(Rejection::UnknownKid), Freshness::Refreshed(_) | Freshness::Fixed(_)) => {
+                self.unknown_kids.insert(Box::from(kid), ()).await;
+                Decision::Deny(Rejection::UnknownKid)
+            }
+            // One auth-svc task is not proof while our own keyring may be behind.
+            (Decision::Deny(Rejection::UnknownKid), Freshness::Pending) => {
+                Decision::Unavailable(Unavailable::KeyringPending)
+            }
+            // auth-svc could not be asked, but our keyring was re-read after the key id was
+            // first seen and lacks it: that is an answer (not remembered beyond this token).
+            (Decision::Unavailable(_), Freshness::Refreshed(_)) => Decision::Deny(Rejection::UnknownKid),
+            (answer, _) => answer,
+        }
     }
 }

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use platform::Secret;
 use platform::config::{ConfigError, Source, raw};
+use platform::keyring::{KeyringConfig, TokenRules};
 use serde::Deserialize;
 
 /// The file as written. Durations are whole seconds or milliseconds, as the key name says.
@@ -21,6 +21,7 @@ pub struct SidecarFile {
     pub cache: CacheSection,
     pub shutdown: ShutdownSection,
     pub routes: RoutesSection,
+    pub revocation: RevocationSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,12 +91,41 @@ impl Default for AuthSection {
 #[serde(deny_unknown_fields, default)]
 pub struct JwtSection {
     pub leeway_secs: u64,
+    /// Largest `exp - iat` accepted, seconds.
+    pub max_lifetime_secs: u64,
     pub refresh_interval_secs: u64,
+    /// Smallest gap between two Secrets Manager reads, ms (early refreshes coalesce).
+    pub min_refresh_gap_ms: u64,
+    /// How long a request with an unknown key id waits for the keyring refresh it triggered, ms.
+    pub unknown_kid_wait_ms: u64,
 }
 
 impl Default for JwtSection {
     fn default() -> Self {
-        Self { leeway_secs: platform::keyring::DEFAULT_LEEWAY_SECS, refresh_interval_secs: 300 }
+        Self {
+            leeway_secs: platform::keyring::DEFAULT_LEEWAY_SECS,
+            max_lifetime_secs: platform::keyring::DEFAULT_MAX_LIFETIME_SECS,
+            refresh_interval_secs: 300,
+            min_refresh_gap_ms: 2000,
+            unknown_kid_wait_ms: 3000,
+        }
+    }
+}
+
+/// `[revocation]`: the list of revoked tokens pulled from auth-svc.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationSection {
+    /// Seconds between two pulls of `GET /internal/revocations`.
+    pub poll_interval_secs: u64,
+    /// When the last successful pull is older than this, tokens are answered 503 (fail closed)
+    /// because revocation cannot be checked; 0 = never (keep serving with the last list).
+    pub max_age_secs: u64,
+}
+
+impl Default for RevocationSection {
+    fn default() -> Self {
+        Self { poll_interval_secs: 2, max_age_secs: 0 }
     }
 }
 
@@ -140,15 +170,6 @@ impl Default for RoutesSection {
     }
 }
 
-/// Where the keyring comes from.
-#[derive(Debug, Clone)]
-pub enum KeyringConfig {
-    /// `JWT_SECRET` (+ `JWT_SECRET_PREVIOUS`): fixed for the life of the process.
-    Env { current: Secret, previous: Option<Secret> },
-    /// `JWT_SECRET_ARN`: AWSCURRENT and AWSPREVIOUS, re-read every `refresh_interval`.
-    SecretsManager { arn: String },
-}
-
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -169,9 +190,15 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     pub rate_limit_burst: u32,
     pub retry_after_secs: u64,
-    pub leeway_secs: u64,
+    /// Leeway and maximum lifetime (`[jwt] leeway_secs`, `max_lifetime_secs`).
+    pub rules: TokenRules,
     pub keyring_refresh_interval: Duration,
+    pub keyring_min_refresh_gap: Duration,
+    pub unknown_kid_wait: Duration,
     pub keyring: KeyringConfig,
+    pub revocation_poll_interval: Duration,
+    /// `None`: never fail closed on an old revocation list.
+    pub revocation_max_age: Option<Duration>,
     /// `None` disables the verified-token cache (benchmarks).
     pub cache_capacity: Option<u64>,
     pub cache_max_ttl: Duration,
@@ -224,28 +251,7 @@ impl Config {
         };
         let (auth_host, auth_port) = parse_http_url(&auth_url).map_err(|e| ConfigError::new(auth_key, e))?;
 
-        let current = raw(env, "JWT_SECRET").map(Secret::new);
-        let previous = raw(env, "JWT_SECRET_PREVIOUS").map(Secret::new);
-        let arn = raw(env, "JWT_SECRET_ARN");
-        let keyring = match (current, arn) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new("JWT_SECRET_ARN", "set either JWT_SECRET or JWT_SECRET_ARN, not both"));
-            }
-            (Some(current), None) => {
-                // Validate the secrets now so a bad one fails at start-up, naming the key.
-                platform::keyring::Keyring::new(&current, None)
-                    .map_err(|e| ConfigError::new("JWT_SECRET", e.to_string()))?;
-                if let Some(prev) = &previous {
-                    platform::keyring::Keyring::new(prev, None)
-                        .map_err(|e| ConfigError::new("JWT_SECRET_PREVIOUS", e.to_string()))?;
-                }
-                KeyringConfig::Env { current, previous }
-            }
-            (None, Some(arn)) => KeyringConfig::SecretsManager { arn: arn.trim().to_owned() },
-            (None, None) => {
-                return Err(ConfigError::new("JWT_SECRET", "either JWT_SECRET or JWT_SECRET_ARN is required"));
-            }
-        };
+        let keyring = KeyringConfig::from_source(env)?;
 
         let ms = |key: &str, v: u64, range: std::ops::RangeInclusive<u64>| -> Result<Duration, ConfigError> {
             in_range(key, v, range).map(Duration::from_millis)
@@ -297,9 +303,19 @@ impl Config {
             rate_limit_per_sec: f.auth.rate_limit_per_sec,
             rate_limit_burst: f.auth.rate_limit_burst,
             retry_after_secs: in_range("auth.retry_after_secs", f.auth.retry_after_secs, 1..=300)?,
-            leeway_secs: in_range("jwt.leeway_secs", f.jwt.leeway_secs, 0..=60)?,
+            rules: TokenRules {
+                leeway_secs: in_range("jwt.leeway_secs", f.jwt.leeway_secs, 0..=60)?,
+                max_lifetime_secs: in_range("jwt.max_lifetime_secs", f.jwt.max_lifetime_secs, 60..=31_536_000)?,
+            },
             keyring_refresh_interval: secs("jwt.refresh_interval_secs", f.jwt.refresh_interval_secs, 1..=86_400)?,
+            keyring_min_refresh_gap: ms("jwt.min_refresh_gap_ms", f.jwt.min_refresh_gap_ms, 100..=600_000)?,
+            unknown_kid_wait: ms("jwt.unknown_kid_wait_ms", f.jwt.unknown_kid_wait_ms, 0..=30_000)?,
             keyring,
+            revocation_poll_interval: secs("revocation.poll_interval_secs", f.revocation.poll_interval_secs, 1..=3600)?,
+            revocation_max_age: match in_range("revocation.max_age_secs", f.revocation.max_age_secs, 0..=86_400)? {
+                0 => None,
+                n => Some(Duration::from_secs(n)),
+            },
             cache_capacity,
             cache_max_ttl: secs("cache.max_ttl_secs", c.max_ttl_secs, 1..=86_400)?,
             negative_ttl: secs("cache.negative_ttl_secs", c.negative_ttl_secs, 0..=300)?,

@@ -1,12 +1,26 @@
-//! What the gateway decides about a request: the identity to forward, a rejection (401), or
-//! "cannot decide now" (503).
+//! What the gateway decides about a request's credential: one type, [`Decision`], from the
+//! cache, the local verification, the auth-svc fallback and the revocation check alike.
 
 use std::sync::Arc;
 
 use http::HeaderValue;
 use platform::keyring::{Claims, Rejection};
+use sha2::{Digest, Sha256};
 
-/// A verified identity, with its header values already validated so forwarding cannot fail.
+/// A `jti` as the revocation list keys it: the first 16 bytes of SHA-256 of the claim, so
+/// every `jti` (ours are 32 hex digits, a forged one can be anything) has one fixed size.
+pub type JtiKey = [u8; 16];
+
+/// The [`JtiKey`] of a `jti` claim.
+pub fn jti_key(jti: &str) -> JtiKey {
+    let digest = Sha256::digest(jti.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// A verified identity, with its header values already validated so forwarding cannot fail,
+/// and what the revocation check and a keyring change need to know about its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user_id: i64,
@@ -15,12 +29,18 @@ pub struct Identity {
     pub email: HeaderValue,
     /// The token's `exp` (unix seconds): the identity is never used after it.
     pub exp: i64,
+    /// The token's `iat` (unix seconds), for per-user revocation cut-offs.
+    pub iat: i64,
+    pub jti: JtiKey,
+    /// The key id that verified the token here; `None` when auth-svc vouched for it (fallback).
+    /// A cached identity whose key has left the keyring is not served again.
+    pub local_kid: Option<Box<str>>,
 }
 
 impl Identity {
     /// `None` when the claims cannot be forwarded as headers (a non-positive id, or control
     /// characters in a name): such a token is treated as malformed.
-    pub fn from_claims(claims: &Claims) -> Option<Self> {
+    pub fn from_claims(claims: &Claims, local_kid: Option<&str>) -> Option<Self> {
         if claims.user_id <= 0 {
             return None;
         }
@@ -30,6 +50,9 @@ impl Identity {
             username: HeaderValue::from_str(&claims.username).ok()?,
             email: HeaderValue::from_str(&claims.email).ok()?,
             exp: claims.exp,
+            iat: claims.iat,
+            jti: jti_key(&claims.jti),
+            local_kid: local_kid.map(Box::from),
         })
     }
 
@@ -47,6 +70,11 @@ pub enum Unavailable {
     AuthUnavailable,
     /// The global fallback rate limit is exhausted.
     RateLimited,
+    /// An unknown key id, auth-svc does not know it either, but our own keyring has not been
+    /// re-read since the key id was first seen: one auth-svc task is not proof.
+    KeyringPending,
+    /// The revocation list is older than `[revocation] max_age_secs`.
+    RevocationListStale,
 }
 
 impl Unavailable {
@@ -55,10 +83,13 @@ impl Unavailable {
             Self::NoKeyring => "no_keyring",
             Self::AuthUnavailable => "auth_unavailable",
             Self::RateLimited => "rate_limited",
+            Self::KeyringPending => "keyring_pending",
+            Self::RevocationListStale => "revocation_stale",
         }
     }
 }
 
+/// The answer for one credential. The token cache stores only `Allow` and `Deny`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow(Arc<Identity>),
@@ -75,6 +106,19 @@ impl Decision {
             Self::Unavailable(u) => ("unavailable", u.reason()),
         }
     }
+
+    /// Whether this is a final answer that may be cached (not "cannot decide now").
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Unavailable(_))
+    }
+
+    /// The identity of a `Allow` decided from the claims (malformed when not forwardable).
+    pub fn from_claims(claims: &Claims, local_kid: Option<&str>) -> Self {
+        match Identity::from_claims(claims, local_kid) {
+            Some(id) => Self::Allow(Arc::new(id)),
+            None => Self::Deny(Rejection::Malformed),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -84,11 +128,12 @@ mod tests {
     #[test]
     fn identities_with_unforwardable_values_are_refused() {
         let mut c = Claims::new(5, "alice", "a@example.com", 0, 60);
-        let id = Identity::from_claims(&c).unwrap();
+        let id = Identity::from_claims(&c, Some("k")).unwrap();
         assert_eq!(id.user_id_header, "5");
+        assert_eq!(id.jti, jti_key(&c.jti));
         c.username = "bad\nname".into();
-        assert!(Identity::from_claims(&c).is_none());
+        assert!(Identity::from_claims(&c, None).is_none());
         let c = Claims::new(0, "alice", "a@example.com", 0, 60);
-        assert!(Identity::from_claims(&c).is_none());
+        assert_eq!(Decision::from_claims(&c, None), Decision::Deny(Rejection::Malformed));
     }
 }

@@ -7,69 +7,98 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod admin;
+pub mod auth_client;
 pub mod authenticator;
 pub mod config;
 pub mod decision;
 pub mod fallback;
-pub mod keyring_source;
 pub mod metrics;
 pub mod proxy;
 pub mod resolver;
+pub mod revocation_list;
 pub mod token_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use pingora::prelude::background_service;
 use pingora::proxy::http_proxy_service;
-use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
-use platform::keyring::Keyring;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::BackgroundService;
+use platform::keyring::store::{KeyringAgeCollector, Refresher};
 
-use crate::admin::AdminService;
-use crate::authenticator::Authenticator;
-use crate::config::{Config, KeyringConfig};
+use crate::admin::{AdminService, AdminState};
+use crate::auth_client::AuthClient;
+use crate::authenticator::{Authenticator, AuthenticatorSettings};
+use crate::config::Config;
 use crate::fallback::{Fallback, FallbackConfig};
-use crate::keyring_source::{KeyringRefresher, KeyringStore, SecretsManagerSource};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::resolver::{AuthResolver, ResolverService};
+use crate::revocation_list::{RevocationList, RevocationPoller};
 use crate::token_cache::{DecisionExpiry, TokenCache};
 
 /// How long a fallback answer is shared with identical tokens when the main cache is off.
 const FALLBACK_ANSWER_TTL: Duration = Duration::from_secs(1);
 
+/// The Secrets Manager keyring refresher as a pingora background service.
+struct KeyringRefresh(Refresher);
+
+#[async_trait]
+impl BackgroundService for KeyringRefresh {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.0
+            .run(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    }
+}
+
 /// Builds the pingora server with the proxy and its background services (keyring refresh,
-/// DNS re-resolution, metrics/readiness). The caller runs it (`run_forever`).
+/// revocation pulls, DNS re-resolution, metrics/readiness). The caller runs it
+/// (`run_forever`).
 pub fn build_server(config: Config) -> anyhow::Result<Server> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
-    let keyring = Arc::new(KeyringStore::new(metrics.clone()));
+    let (keyring, refresher) = config.keyring.build(
+        config.keyring_refresh_interval,
+        config.keyring_min_refresh_gap,
+        Some(metrics.keyring_refreshes.clone()),
+    );
+    metrics.registry().register(Box::new(KeyringAgeCollector::new("gateway_keyring_age_seconds", keyring.clone())?))?;
     let resolver = Arc::new(AuthResolver::new(&config.auth_host, config.auth_port, metrics.clone()));
+    let client = AuthClient::new(&config.auth_url, resolver.clone(), config.fallback_deadline)?;
     let fallback = Fallback::new(
         FallbackConfig {
-            base_url: config.auth_url.clone(),
             deadline: config.fallback_deadline,
             rate_limit_per_sec: config.rate_limit_per_sec,
             rate_limit_burst: config.rate_limit_burst,
-            unknown_kid_ttl: config.unknown_kid_ttl,
             answer_ttl: FALLBACK_ANSWER_TTL,
         },
-        resolver.clone(),
-        keyring.clone(),
+        client.clone(),
         metrics.clone(),
-    )?;
+    );
     let cache = TokenCache::new(
         config.cache_capacity,
         DecisionExpiry { max_ttl: config.cache_max_ttl, negative_ttl: config.negative_ttl },
     );
-    let auth = Arc::new(Authenticator {
-        keyring: keyring.clone(),
+    let revocations = Arc::new(RevocationList::default());
+    let auth = Arc::new(Authenticator::new(
+        keyring.clone(),
         cache,
         fallback,
-        leeway_secs: config.leeway_secs,
-        metrics: metrics.clone(),
-    });
+        revocations.clone(),
+        AuthenticatorSettings {
+            rules: config.rules,
+            unknown_kid_wait: config.unknown_kid_wait,
+            revocation_max_age: config.revocation_max_age,
+            unknown_kid_ttl: config.unknown_kid_ttl,
+        },
+        metrics.clone(),
+    ));
 
     // pingora's defaults (300 s grace) exceed any ECS stopTimeout; ours come from sidecar.toml.
     let conf = ServerConf {
@@ -81,33 +110,30 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let refresher = match &config.keyring {
-        KeyringConfig::Env { current, previous } => {
-            // Fixed for the life of the process: load now, nothing to refresh.
-            keyring.set(Keyring::new(current, previous.as_ref())?);
-            metrics.keyring_refreshes.with_label_values(&["success"]).inc();
-            None
-        }
-        KeyringConfig::SecretsManager { arn } => Some(KeyringRefresher {
-            source: Box::new(SecretsManagerSource::new(arn.clone())),
-            store: keyring.clone(),
-            interval: config.keyring_refresh_interval,
-            metrics: metrics.clone(),
-        }),
-    };
-
     let gateway = Gateway { config: config.clone(), auth, metrics: metrics.clone() };
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
     if let Some(refresher) = refresher {
-        server.add_service(background_service("keyring refresh", refresher));
+        server.add_service(background_service("keyring refresh", KeyringRefresh(refresher)));
     }
+    server.add_service(background_service(
+        "revocation list",
+        RevocationPoller {
+            client,
+            list: revocations.clone(),
+            interval: config.revocation_poll_interval,
+            metrics: metrics.clone(),
+        },
+    ));
     server.add_service(background_service(
         "auth-svc resolver",
         ResolverService { resolver, interval: config.resolve_interval },
     ));
-    server.add_service(background_service("metrics", AdminService { addr: config.metrics, metrics, keyring }));
+    server.add_service(background_service(
+        "metrics",
+        AdminService { addr: config.metrics, state: AdminState { metrics, keyring, revocations } },
+    ));
     tracing::info!(
         listen = %config.listen,
         upstream = %config.upstream,

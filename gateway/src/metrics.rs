@@ -18,12 +18,16 @@ pub struct Metrics {
     pub coalesced_waiters: IntCounter,
     /// `outcome` = success | failure.
     pub keyring_refreshes: IntCounterVec,
-    pub keyring_age: IntGauge,
     pub keyring_loaded: IntGauge,
+    pub revocations_live: IntGauge,
+    /// Seconds since the last successful revocation pull (-1 before the first).
+    pub revocation_list_age: IntGauge,
     /// `outcome` = success | failure.
     pub dns_resolutions: IntCounterVec,
     /// `class` = 1xx..5xx of what task-svc answered.
     pub upstream_responses: IntCounterVec,
+    /// `outcome` = success | failure.
+    pub revocation_pulls: IntCounterVec,
     /// `status` = class of what the client got; `route` = public | protected.
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
@@ -70,9 +74,6 @@ impl Metrics {
         r.register(Box::new(coalesced_waiters.clone())).expect("metric names are unique");
         let keyring_refreshes =
             counter_vec(&r, "gateway_keyring_refreshes_total", "Keyring loads and refreshes by outcome", &["outcome"]);
-        let keyring_age = IntGauge::new("gateway_keyring_age_seconds", "Seconds since the keyring in use was loaded")
-            .expect("static metric definition is valid");
-        r.register(Box::new(keyring_age.clone())).expect("metric names are unique");
         let keyring_loaded =
             IntGauge::new("gateway_keyring_loaded", "1 when a keyring is loaded (the gateway is ready)")
                 .expect("static metric definition is valid");
@@ -83,6 +84,22 @@ impl Metrics {
             "Re-resolutions of the auth-svc name by outcome",
             &["outcome"],
         );
+        let revocation_pulls = counter_vec(
+            &r,
+            "gateway_revocation_pulls_total",
+            "Pulls of the revocation list from auth-svc by outcome",
+            &["outcome"],
+        );
+        let revocations_live =
+            IntGauge::new("gateway_revocations_live", "Revocations in force (revoked tokens and per-user cut-offs)")
+                .expect("static metric definition is valid");
+        r.register(Box::new(revocations_live.clone())).expect("metric names are unique");
+        let revocation_list_age = IntGauge::new(
+            "gateway_revocation_list_age_seconds",
+            "Seconds since the revocation list was last pulled successfully (-1: never)",
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(revocation_list_age.clone())).expect("metric names are unique");
         let upstream_responses =
             counter_vec(&r, "gateway_upstream_responses_total", "Responses from task-svc by status class", &["class"]);
         let requests = counter_vec(
@@ -106,8 +123,10 @@ impl Metrics {
             fallback_duration,
             coalesced_waiters,
             keyring_refreshes,
-            keyring_age,
             keyring_loaded,
+            revocation_pulls,
+            revocations_live,
+            revocation_list_age,
             dns_resolutions,
             upstream_responses,
             requests,
@@ -147,7 +166,7 @@ mod tests {
         m.request_duration.with_label_values(&["protected"]).observe(0.01);
         let text = m.render();
         assert!(text.contains(r#"gateway_auth_decisions_total{reason="expired",result="deny"} 1"#), "{text}");
-        assert!(text.contains("gateway_keyring_age_seconds"), "{text}");
+        assert!(text.contains("gateway_revocation_list_age_seconds"), "{text}");
         assert!(text.contains("gateway_fallback_coalesced_waiters_total 0"), "{text}");
     }
 }

@@ -103,12 +103,11 @@ fn status_class(status: u16) -> &'static str {
 impl Gateway {
     fn json_response(
         status: u16,
-        message: &str,
+        body: ErrorBody,
         ctx: &RequestCtx,
         extra: &[(&'static str, String)],
     ) -> Result<(ResponseHeader, Bytes)> {
-        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = Bytes::from(ErrorBody::new(code, message).to_json_bytes());
+        let body = Bytes::from(body.to_json_bytes());
         let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
         resp.insert_header(header::CONTENT_TYPE, "application/json")?;
         resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
@@ -125,10 +124,10 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
         status: u16,
-        message: &str,
+        body: ErrorBody,
         extra: &[(&'static str, String)],
     ) -> Result<()> {
-        let (resp, body) = Self::json_response(status, message, ctx, extra)?;
+        let (resp, body) = Self::json_response(status, body, ctx, extra)?;
         ctx.responded = Some(status);
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await
@@ -176,19 +175,17 @@ impl ProxyHttp for Gateway {
                 Ok(false)
             }
             Decision::Deny(r) => {
-                self.respond(session, ctx, 401, &r.to_string(), &[("www-authenticate", "Bearer".to_owned())]).await?;
+                let body = ErrorBody::new(StatusCode::UNAUTHORIZED, r.to_string()).with_reason(r.reason());
+                self.respond(session, ctx, 401, body, &[("www-authenticate", "Bearer".to_owned())]).await?;
                 Ok(true)
             }
             Decision::Unavailable(_) => {
                 let retry = self.config.retry_after_secs.to_string();
-                self.respond(
-                    session,
-                    ctx,
-                    503,
+                let body = ErrorBody::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
                     "Authentication is temporarily unavailable, retry later",
-                    &[("retry-after", retry)],
-                )
-                .await?;
+                );
+                self.respond(session, ctx, 503, body, &[("retry-after", retry)]).await?;
                 Ok(true)
             }
         }
@@ -267,7 +264,7 @@ impl ProxyHttp for Gateway {
             let message = message.unwrap_or_else(|| ErrorBody::default_message(status));
             let extra: Vec<(&'static str, String)> =
                 if code == 503 { vec![("retry-after", self.config.retry_after_secs.to_string())] } else { vec![] };
-            match Self::json_response(code, message, ctx, &extra) {
+            match Self::json_response(code, ErrorBody::new(status, message), ctx, &extra) {
                 Ok((resp, body)) => {
                     ctx.responded = Some(code);
                     if let Err(err) = session.as_downstream_mut().write_error_response(resp, body).await {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use rand::seq::SliceRandom;
 
 use crate::metrics::Metrics;
 
@@ -65,8 +66,9 @@ impl AuthResolver {
     }
 }
 
-/// The fallback client's resolver: answers from the last lookup; if there was none yet (the
-/// first request raced the background service), looks up once inline.
+/// The auth-svc client's resolver: answers from the last lookup, in a random order per call so
+/// connections spread over the auth-svc tasks; if there was no lookup yet (the first request
+/// raced the background service), looks up once inline.
 pub struct ClientResolver(pub Arc<AuthResolver>);
 
 impl reqwest::dns::Resolve for ClientResolver {
@@ -81,7 +83,8 @@ impl reqwest::dns::Resolve for ClientResolver {
             if addrs.is_empty() {
                 return Err("auth-svc name does not resolve".into());
             }
-            let list: Vec<SocketAddr> = addrs.as_ref().clone();
+            let mut list: Vec<SocketAddr> = addrs.as_ref().clone();
+            list.shuffle(&mut rand::thread_rng());
             Ok(Box::new(list.into_iter()) as reqwest::dns::Addrs)
         })
     }

@@ -2,28 +2,19 @@
 //! An allowed entry expires at the token's `exp` at the latest (moka `Expiry`, checked again on
 //! read); a rejection lives only `negative_ttl`. A hit does no signature work.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::Expiry;
 use moka::future::Cache;
-use platform::keyring::Rejection;
 use sha2::{Digest, Sha256};
 
-use crate::decision::Identity;
+use crate::decision::Decision;
 
 pub type TokenKey = [u8; 32];
 
 /// The cache key of a token.
 pub fn token_key(token: &str) -> TokenKey {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// What a cache entry holds: only final decisions (never "auth-svc unavailable").
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cached {
-    Allow(Arc<Identity>),
-    Deny(Rejection),
 }
 
 pub fn now_unix_millis() -> i64 {
@@ -39,26 +30,28 @@ pub struct DecisionExpiry {
 }
 
 impl DecisionExpiry {
-    pub fn ttl(&self, value: &Cached) -> Duration {
+    pub fn ttl(&self, value: &Decision) -> Duration {
         match value {
-            Cached::Allow(id) => {
+            Decision::Allow(id) => {
                 let remaining_ms = id.exp.saturating_mul(1000).saturating_sub(now_unix_millis()).max(0);
                 Duration::from_millis(remaining_ms as u64).min(self.max_ttl)
             }
-            Cached::Deny(_) => self.negative_ttl,
+            Decision::Deny(_) => self.negative_ttl,
+            // Never stored (see `TokenCache::insert`); gone at once if it were.
+            Decision::Unavailable(_) => Duration::ZERO,
         }
     }
 }
 
-impl Expiry<TokenKey, Cached> for DecisionExpiry {
-    fn expire_after_create(&self, _key: &TokenKey, value: &Cached, _created_at: Instant) -> Option<Duration> {
+impl Expiry<TokenKey, Decision> for DecisionExpiry {
+    fn expire_after_create(&self, _key: &TokenKey, value: &Decision, _created_at: Instant) -> Option<Duration> {
         Some(self.ttl(value))
     }
 
     fn expire_after_update(
         &self,
         _key: &TokenKey,
-        value: &Cached,
+        value: &Decision,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
@@ -67,14 +60,14 @@ impl Expiry<TokenKey, Cached> for DecisionExpiry {
 }
 
 /// Builds a bounded moka cache with [`DecisionExpiry`].
-pub fn build(capacity: u64, expiry: DecisionExpiry) -> Cache<TokenKey, Cached> {
+pub fn build(capacity: u64, expiry: DecisionExpiry) -> Cache<TokenKey, Decision> {
     Cache::builder().max_capacity(capacity).expire_after(expiry).build()
 }
 
 /// The cache, or nothing at all when disabled (benchmarks compare both).
 #[derive(Clone)]
 pub struct TokenCache {
-    inner: Option<Cache<TokenKey, Cached>>,
+    inner: Option<Cache<TokenKey, Decision>>,
     negative_ttl: Duration,
 }
 
@@ -89,10 +82,10 @@ impl TokenCache {
 
     /// A cached decision still valid now. An identity past its `exp` is never returned, even
     /// if moka has not evicted it yet.
-    pub async fn get(&self, key: &TokenKey) -> Option<Cached> {
+    pub async fn get(&self, key: &TokenKey) -> Option<Decision> {
         let cache = self.inner.as_ref()?;
         match cache.get(key).await? {
-            Cached::Allow(id) if id.is_expired_at(now_unix_millis() / 1000) => {
+            Decision::Allow(id) if id.is_expired_at(now_unix_millis() / 1000) => {
                 cache.invalidate(key).await;
                 None
             }
@@ -100,10 +93,20 @@ impl TokenCache {
         }
     }
 
-    pub async fn insert(&self, key: TokenKey, value: Cached) {
+    /// Drops the entry of `key` (its key left the keyring).
+    pub async fn invalidate(&self, key: &TokenKey) {
+        if let Some(cache) = &self.inner {
+            cache.invalidate(key).await;
+        }
+    }
+
+    /// Caches a final decision; `Unavailable` is never cached.
+    pub async fn insert(&self, key: TokenKey, value: Decision) {
         let Some(cache) = &self.inner else { return };
-        if matches!(value, Cached::Deny(_)) && self.negative_ttl.is_zero() {
-            return;
+        match value {
+            Decision::Unavailable(_) => return,
+            Decision::Deny(_) if self.negative_ttl.is_zero() => return,
+            _ => {}
         }
         cache.insert(key, value).await;
     }
@@ -112,12 +115,14 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platform::keyring::Claims;
+    use crate::decision::{Identity, Unavailable};
+    use platform::keyring::{Claims, Rejection};
+    use std::sync::Arc;
 
     fn identity(exp_in: i64) -> Arc<Identity> {
         let now = now_unix_millis() / 1000;
         let claims = Claims::new(1, "u", "u@example.com", now, exp_in);
-        Arc::new(Identity::from_claims(&claims).unwrap())
+        Arc::new(Identity::from_claims(&claims, Some("k")).unwrap())
     }
 
     const EXPIRY: DecisionExpiry =
@@ -125,11 +130,11 @@ mod tests {
 
     #[test]
     fn entries_never_outlive_exp_nor_max_ttl() {
-        let ttl = EXPIRY.ttl(&Cached::Allow(identity(2)));
+        let ttl = EXPIRY.ttl(&Decision::Allow(identity(2)));
         assert!(ttl <= Duration::from_secs(2) && ttl > Duration::from_millis(500), "{ttl:?}");
-        assert_eq!(EXPIRY.ttl(&Cached::Allow(identity(10_000))), Duration::from_secs(300));
-        assert_eq!(EXPIRY.ttl(&Cached::Allow(identity(-10))), Duration::ZERO);
-        assert_eq!(EXPIRY.ttl(&Cached::Deny(Rejection::Expired)), Duration::from_secs(5));
+        assert_eq!(EXPIRY.ttl(&Decision::Allow(identity(10_000))), Duration::from_secs(300));
+        assert_eq!(EXPIRY.ttl(&Decision::Allow(identity(-10))), Duration::ZERO);
+        assert_eq!(EXPIRY.ttl(&Decision::Deny(Rejection::Expired)), Duration::from_secs(5));
     }
 
     #[test]
@@ -144,9 +149,17 @@ mod tests {
     async fn expired_identity_is_not_served_from_cache() {
         let cache = TokenCache::new(Some(100), EXPIRY);
         let key = token_key("t");
-        cache.insert(key, Cached::Allow(identity(1))).await;
+        cache.insert(key, Decision::Allow(identity(1))).await;
         assert!(cache.get(&key).await.is_some());
         tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(cache.get(&key).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn unavailable_is_never_cached() {
+        let cache = TokenCache::new(Some(100), EXPIRY);
+        let key = token_key("t");
+        cache.insert(key, Decision::Unavailable(Unavailable::AuthUnavailable)).await;
         assert!(cache.get(&key).await.is_none());
     }
 
@@ -154,7 +167,7 @@ mod tests {
     async fn disabled_cache_stores_nothing() {
         let cache = TokenCache::new(None, EXPIRY);
         let key = token_key("t");
-        cache.insert(key, Cached::Allow(identity(60))).await;
+        cache.insert(key, Decision::Allow(identity(60))).await;
         assert!(cache.get(&key).await.is_none());
         assert!(!cache.is_enabled());
     }

@@ -2,6 +2,8 @@
 //! binaries on loopback ports picked at run time, and moto for Secrets Manager.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod moto;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -106,6 +108,10 @@ pub struct GatewayToml {
     pub refresh_interval_secs: u64,
     pub deadline_ms: u64,
     pub cache_enabled: bool,
+    pub unknown_kid_wait_ms: u64,
+    pub min_refresh_gap_ms: u64,
+    pub revocation_poll_interval_secs: u64,
+    pub revocation_max_age_secs: u64,
 }
 
 impl Default for GatewayToml {
@@ -120,6 +126,10 @@ impl Default for GatewayToml {
             refresh_interval_secs: 300,
             deadline_ms: 1000,
             cache_enabled: true,
+            unknown_kid_wait_ms: 3000,
+            min_refresh_gap_ms: 2000,
+            revocation_poll_interval_secs: 1,
+            revocation_max_age_secs: 0,
         }
     }
 }
@@ -129,7 +139,8 @@ impl GatewayToml {
         format!(
             "[server]\nthreads = 2\n\n[upstream]\nread_timeout_ms = {}\nwrite_timeout_ms = 5000\nconnect_timeout_ms = 500\n\n\
              [auth]\nresolve_interval_secs = 1\ndeadline_ms = {}\nrate_limit_per_sec = {}\nrate_limit_burst = {}\nretry_after_secs = 1\n\n\
-             [jwt]\nleeway_secs = {}\nrefresh_interval_secs = {}\n\n[cache]\nenabled = {}\n\n\
+             [jwt]\nleeway_secs = {}\nrefresh_interval_secs = {}\nunknown_kid_wait_ms = {}\nmin_refresh_gap_ms = {}\n\n\
+             [revocation]\npoll_interval_secs = {}\nmax_age_secs = {}\n\n[cache]\nenabled = {}\n\n\
              [shutdown]\ngrace_period_secs = {}\ngraceful_shutdown_timeout_secs = {}\n\n[routes]\npublic = [\"/tasks/health\"]\n",
             self.read_timeout_ms,
             self.deadline_ms,
@@ -137,6 +148,10 @@ impl GatewayToml {
             self.rate_limit_burst,
             self.leeway_secs,
             self.refresh_interval_secs,
+            self.unknown_kid_wait_ms,
+            self.min_refresh_gap_ms,
+            self.revocation_poll_interval_secs,
+            self.revocation_max_age_secs,
             self.cache_enabled,
             self.grace_period_secs,
             self.graceful_shutdown_timeout_secs,
