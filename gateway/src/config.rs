@@ -134,9 +134,13 @@ pub struct RoutesSection {
     pub public: Vec<String>,
 }
 
+/// Paths forwarded without a token by default: the ALB health check, and the API document
+/// (clients and code generators fetch it before they hold a token, like `/auth/openapi.json`).
+pub const DEFAULT_PUBLIC_ROUTES: [&str; 2] = ["/tasks/health", "/tasks/openapi.json"];
+
 impl Default for RoutesSection {
     fn default() -> Self {
-        Self { public: vec!["/tasks/health".into()] }
+        Self { public: DEFAULT_PUBLIC_ROUTES.map(String::from).to_vec() }
     }
 }
 
@@ -386,14 +390,18 @@ mod tests {
         assert_eq!(c.auth_port, 3000);
         assert_eq!(c.grace_period_secs + c.graceful_shutdown_timeout_secs, 20);
         assert!(c.is_public("/tasks/health"));
-        assert!(!c.is_public("/tasks/health/"));
-        assert!(!c.is_public("/tasks"));
+        assert!(c.is_public("/tasks/openapi.json"));
+        for path in ["/tasks/health/", "/tasks", "/tasks/openapi.json/", "/tasks/OPENAPI.json", "/tasks/openapi.jsonx"]
+        {
+            assert!(!c.is_public(path), "{path}");
+        }
     }
 
     #[test]
-    fn the_repository_sidecar_toml_parses() {
+    fn the_repository_sidecar_toml_parses_and_states_the_default_public_routes() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sidecar.toml")).unwrap();
         let file = parse_file(&text).unwrap();
+        assert_eq!(file.routes.public, DEFAULT_PUBLIC_ROUTES);
         Config::from_file(file, &env(&[("JWT_SECRET", SECRET)])).unwrap();
     }
 
