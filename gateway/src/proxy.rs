@@ -87,7 +87,12 @@ pub fn strip_untrusted(req: &mut RequestHeader) {
         let Some(value) = req.headers.get_all(header::CONNECTION).iter().nth(line).cloned() else { break };
         for token in value.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii) {
             let Ok(name) = std::str::from_utf8(token) else { continue };
-            if !name.is_empty() && !KEEP.iter().any(|keep| keep.eq_ignore_ascii_case(name)) {
+            // `Connection` itself goes with the hop-by-hop headers below; removing it here would
+            // hide the names on its later lines.
+            let skip = name.is_empty()
+                || name.eq_ignore_ascii_case("connection")
+                || KEEP.iter().any(|keep| keep.eq_ignore_ascii_case(name));
+            if !skip {
                 // Looked up by &str: parsed on the stack; a name that is not a token matches nothing.
                 req.remove_header(name);
             }
@@ -330,6 +335,7 @@ mod tests {
         req.append_header("X-Authenticated_User", "root").unwrap();
         req.append_header("Remote_User", "root").unwrap();
         req.append_header("Connection", "keep-alive, X-Custom-Hop").unwrap();
+        req.append_header("Connection", "Connection").unwrap();
         req.append_header("Connection", "x_other_hop").unwrap();
         req.append_header("X_Other_Hop", "v").unwrap();
         req.append_header("X-Custom-Hop", "v").unwrap();
