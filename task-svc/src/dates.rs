@@ -32,7 +32,7 @@ pub fn is_representable(ts: &DateTime<Utc>) -> bool {
 /// responses show, so what is stored is what is returned):
 ///
 /// - an RFC 3339 §5.6 `date-time`: `T` (or `t`) between date and time, seconds required,
-///   optional fraction, `Z`/`z` or a `±hh:mm` offset; no leap second (PostgreSQL would store
+///   optional fraction, `Z`/`z` or a `±hh:mm` offset; no leap second (it would be stored as
 ///   the next second instead);
 /// - or exactly `YYYY-MM-DD` (ten ASCII characters), taken as midnight UTC.
 ///
