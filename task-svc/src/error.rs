@@ -41,10 +41,10 @@ impl IntoResponse for ApiError {
 fn database_error(e: &sqlx::Error) -> Response {
     if platform::db::is_unavailable(e) {
         tracing::warn!(error = %e, "database unavailable");
-        let mut response =
-            ErrorBody::response(StatusCode::SERVICE_UNAVAILABLE, "Database temporarily unavailable, retry later");
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return platform::http::service_unavailable(
+            platform::metrics::Unavailable::Database,
+            "Database temporarily unavailable, retry later",
+        );
     }
     if let sqlx::Error::Database(db) = e {
         match db.code().as_deref() {
