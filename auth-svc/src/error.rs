@@ -3,7 +3,9 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use platform::ErrorBody;
+use platform::http::service_unavailable;
 use platform::keyring::Rejection;
+use platform::metrics::Unavailable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -36,11 +38,11 @@ impl IntoResponse for ApiError {
                 return response;
             }
             Self::Conflict => (StatusCode::CONFLICT, self.to_string()),
-            Self::Busy => return unavailable(&self.to_string()),
+            Self::Busy => return service_unavailable(Unavailable::Hashing, &self.to_string()),
             Self::Database(e) => {
                 if platform::db::is_unavailable(e) {
                     tracing::warn!(error = %e, "database unavailable");
-                    return unavailable("Database temporarily unavailable, retry later");
+                    return service_unavailable(Unavailable::Database, "Database temporarily unavailable, retry later");
                 }
                 // Constraint violations are the client's doing: map them here, in one place.
                 if let sqlx::Error::Database(db) = e {
@@ -68,10 +70,4 @@ impl IntoResponse for ApiError {
         };
         ErrorBody::response(status, message)
     }
-}
-
-fn unavailable(message: &str) -> Response {
-    let mut response = ErrorBody::response(StatusCode::SERVICE_UNAVAILABLE, message);
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }

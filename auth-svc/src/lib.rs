@@ -5,6 +5,7 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod hash_metrics;
 pub mod password;
 pub mod routes;
 
@@ -38,11 +39,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Also registers the hashing pool's metrics (`auth_hash_*`) in `metrics`' registry.
     pub fn new(config: Config, pool: PgPool, metrics: HttpMetrics) -> Self {
+        let hasher = Hasher::new(config.hash_concurrency, config.hash_queue_timeout);
+        if let Err(e) = hasher.metrics().register(metrics.registry()) {
+            // Only a second AppState on one registry (tests) gets here; the first one's counts stay.
+            tracing::warn!(error = %e, "hashing metrics not registered");
+        }
         Self {
             pool,
             keyring: Arc::new(config.keyring),
-            hasher: Hasher::new(config.hash_concurrency, config.hash_queue_timeout),
+            hasher,
             token_lifetime_secs: config.token_lifetime_secs,
             leeway_secs: config.leeway_secs,
             metrics,

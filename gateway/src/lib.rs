@@ -81,6 +81,10 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    if matches!(config.keyring, KeyringConfig::SecretsManager { .. }) {
+        let secs = config.keyring_refresh_interval.as_secs();
+        metrics.keyring_refresh_interval.set(i64::try_from(secs).unwrap_or(i64::MAX));
+    }
     let refresher = match &config.keyring {
         KeyringConfig::Env { current, previous } => {
             // Fixed for the life of the process: load now, nothing to refresh.
@@ -107,7 +111,10 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
         "auth-svc resolver",
         ResolverService { resolver, interval: config.resolve_interval },
     ));
-    server.add_service(background_service("metrics", AdminService { addr: config.metrics, metrics, keyring }));
+    server.add_service(background_service(
+        "metrics",
+        AdminService { addr: config.metrics, metrics, keyring, upstream_metrics: config.upstream_metrics },
+    ));
     tracing::info!(
         listen = %config.listen,
         upstream = %config.upstream,

@@ -165,6 +165,18 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// Sets how long this connection may sit idle after the response: `server.keepalive_timeout_secs`.
+    /// pingora 0.9.1 gives a new connection 60 s for its first request, then waits without limit
+    /// between HTTP/1.1 requests (parsing a request resets the timeout to "infinite"), so it is
+    /// set again on every request. A client's `Connection: close` and pingora's shutdown (both
+    /// turn keep-alive off) are left alone.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.config.keepalive_timeout_secs));
+        }
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id = request_id(req.headers.get(REQUEST_ID));

@@ -82,10 +82,10 @@ fn database_error(unavailable: bool, error: ApiError) -> Response {
     let chain = format!("{:#}", anyhow::Error::new(error));
     if unavailable {
         tracing::warn!(error = %chain, "database unavailable");
-        let mut response =
-            ErrorBody::response(StatusCode::SERVICE_UNAVAILABLE, "Database temporarily unavailable, retry later");
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return platform::http::service_unavailable(
+            platform::metrics::Unavailable::Database,
+            "Database temporarily unavailable, retry later",
+        );
     }
     tracing::error!(error = %chain, "database error");
     ErrorBody::response(
