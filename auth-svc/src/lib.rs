@@ -7,6 +7,8 @@ pub mod db;
 pub mod error;
 pub mod password;
 pub mod routes;
+pub mod throttle;
+pub mod username_conflicts;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,12 +26,14 @@ use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::password::Hasher;
+use crate::throttle::Throttle;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub keyring: Arc<Keyring>,
     pub hasher: Hasher,
+    pub throttle: Arc<Throttle>,
     pub token_lifetime_secs: i64,
     pub leeway_secs: u64,
     pub metrics: HttpMetrics,
@@ -43,6 +47,7 @@ impl AppState {
             pool,
             keyring: Arc::new(config.keyring),
             hasher: Hasher::new(config.hash_concurrency, config.hash_queue_timeout),
+            throttle: Arc::new(Throttle::new(&config.throttle, metrics.registry())),
             token_lifetime_secs: config.token_lifetime_secs,
             leeway_secs: config.leeway_secs,
             metrics,
@@ -79,12 +84,17 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
-/// grace period.
+/// grace period. Meanwhile the throttles' expired state is dropped in the background, and a
+/// warning is logged first if renamed accounts await an operator.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = state.shutdown_grace;
-    platform::shutdown::serve(listener, router(state), shutdown, grace).await
+    username_conflicts::warn_if_unresolved(&state.pool).await;
+    let housekeeping = state.throttle.spawn_housekeeping(state.pool.clone());
+    let served = platform::shutdown::serve(listener, router(state), shutdown, grace).await;
+    housekeeping.abort();
+    served
 }
