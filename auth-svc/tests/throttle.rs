@@ -60,7 +60,8 @@ async fn post(app: &Router, uri: &str, headers: &[(&str, &str)], body: Value) ->
 
 impl Svc {
     async fn register(&self, username: &str, email: &str) -> Reply {
-        post(&self.app, "/auth/register", &[], json!({"username": username, "email": email, "password": PASSWORD})).await
+        post(&self.app, "/auth/register", &[], json!({"username": username, "email": email, "password": PASSWORD}))
+            .await
     }
 
     async fn login(&self, username: &str, password: &str) -> Reply {
@@ -282,7 +283,9 @@ async fn registration_refuses_a_taken_name_or_email_before_hashing() {
     let before = s.state.hasher.jobs_started();
     assert_eq!(s.register("Harry", "harry@example.com").await.status, StatusCode::CREATED);
     assert_eq!(s.state.hasher.jobs_started(), before + 1, "a registration hashes once");
-    for (username, email) in [("harry", "other@example.com"), ("HARRY", "x@example.com"), ("harold", "Harry@Example.COM")] {
+    for (username, email) in
+        [("harry", "other@example.com"), ("HARRY", "x@example.com"), ("harold", "Harry@Example.COM")]
+    {
         let r = s.register(username, email).await;
         assert_eq!(r.assert_error(StatusCode::CONFLICT), "Username or email already exists");
     }
@@ -294,10 +297,11 @@ async fn usernames_are_unique_regardless_of_case_and_login_ignores_case() {
     let s = svc(&[]).await;
     assert_eq!(s.register("Ivy.Lee", "ivy@example.com").await.status, StatusCode::CREATED);
     // The race the pre-check cannot see is decided by the unique index: 409 from the insert.
-    let err = sqlx::query("INSERT INTO users (username, email, password_hash) VALUES ('IVY.LEE', 'i2@example.com', 'x')")
-        .execute(&s.db.pool)
-        .await
-        .unwrap_err();
+    let err =
+        sqlx::query("INSERT INTO users (username, email, password_hash) VALUES ('IVY.LEE', 'i2@example.com', 'x')")
+            .execute(&s.db.pool)
+            .await
+            .unwrap_err();
     assert_eq!(err.as_database_error().and_then(|e| e.code()).as_deref(), Some("23505"));
     let r = s.login("ivy.lee", PASSWORD).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
