@@ -14,7 +14,7 @@ pub const DEFAULT_LOGIN_FAILURE_LIMIT: u32 = 10;
 pub const DEFAULT_LOGIN_FAILURE_WINDOW_SECS: u64 = 900;
 /// Default `CLIENT_RATE_PER_MIN`: login and register requests one source address may make per
 /// minute, per auth-svc task. Generous for people (a login is a few requests an hour), while a
-/// single source gets half a hash a second: a few percent of one core (a hash takes ~50 ms).
+/// single source gets half a hash a second, 1-3% of one core (a hash takes 20-50 ms).
 pub const DEFAULT_CLIENT_RATE_PER_MIN: u32 = 30;
 /// Default `CLIENT_BURST`: requests a quiet source may make at once before the rate applies.
 pub const DEFAULT_CLIENT_BURST: u32 = 10;
