@@ -7,6 +7,8 @@ use platform::http::service_unavailable;
 use platform::keyring::Rejection;
 use platform::metrics::Unavailable;
 
+use crate::throttle::Throttled;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -21,6 +23,9 @@ pub enum ApiError {
     /// All hashing slots stayed busy for the whole queue timeout.
     #[error("Too many concurrent logins, retry shortly")]
     Busy,
+    /// A login or registration limit is used up: 429 with `Retry-After`.
+    #[error("{}", .0.message())]
+    Throttled(Throttled),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]
@@ -39,6 +44,11 @@ impl IntoResponse for ApiError {
             }
             Self::Conflict => (StatusCode::CONFLICT, self.to_string()),
             Self::Busy => return service_unavailable(Unavailable::Hashing, &self.to_string()),
+            Self::Throttled(t) => {
+                let mut response = ErrorBody::response(StatusCode::TOO_MANY_REQUESTS, t.message());
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(t.retry_after_secs));
+                return response;
+            }
             Self::Database(e) => {
                 if platform::db::is_unavailable(e) {
                     tracing::warn!(error = %e, "database unavailable");

@@ -8,6 +8,8 @@ pub mod error;
 pub mod hash_metrics;
 pub mod password;
 pub mod routes;
+pub mod throttle;
+pub mod username_conflicts;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,12 +27,14 @@ use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::password::Hasher;
+use crate::throttle::Throttle;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub keyring: Arc<Keyring>,
     pub hasher: Hasher,
+    pub throttle: Arc<Throttle>,
     pub token_lifetime_secs: i64,
     pub leeway_secs: u64,
     pub metrics: HttpMetrics,
@@ -50,6 +54,7 @@ impl AppState {
             pool,
             keyring: Arc::new(config.keyring),
             hasher,
+            throttle: Arc::new(Throttle::new(&config.throttle, metrics.registry())),
             token_lifetime_secs: config.token_lifetime_secs,
             leeway_secs: config.leeway_secs,
             metrics,
@@ -86,12 +91,17 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
-/// grace period.
+/// grace period. Meanwhile the throttles' expired state is dropped in the background, and a
+/// warning is logged first if renamed accounts await an operator.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = state.shutdown_grace;
-    platform::shutdown::serve(listener, router(state), shutdown, grace).await
+    username_conflicts::warn_if_unresolved(&state.pool).await;
+    let housekeeping = state.throttle.spawn_housekeeping(state.pool.clone());
+    let served = platform::shutdown::serve(listener, router(state), shutdown, grace).await;
+    housekeeping.abort();
+    served
 }
