@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# All offline checks of the ECS deployment; contacts no AWS endpoint.
+# All offline checks of the ECS deployment and its Prometheus configuration; contacts no AWS
+# endpoint. Needs promtool (Debian package prometheus, installed by scripts/setup.sh).
 #
 #   VENV=/path/to/venv ecs/check.sh      (default VENV: <repo>/.venv)
 #
@@ -20,6 +21,10 @@ for tool in python cfn-lint checkov; do
         exit 2
     fi
 done
+if ! command -v promtool >/dev/null; then
+    echo "ecs/check.sh: promtool not found: run scripts/setup.sh (Debian package prometheus)" >&2
+    exit 2
+fi
 
 cd "$ROOT"
 # No telemetry or version checks from checkov; nothing leaves the machine.
@@ -44,6 +49,9 @@ step "cfn-lint (ecs/.cfnlintrc.yaml)" "$BIN/cfn-lint" --config-file ecs/.cfnlint
 step "checkov --skip-download (ecs/.checkov.yaml)" "$BIN/checkov" --config-file ecs/.checkov.yaml --skip-download --quiet --compact
 step "task definition JSON matches the template" "$BIN/python" ecs/taskdefs.py check
 step "task definition JSON valid for botocore's ECS model" "$BIN/python" ecs/taskdefs.py validate
+step "promtool check config (ecs/prometheus/prometheus.yml)" promtool check config ecs/prometheus/prometheus.yml
+step "promtool check rules (ecs/prometheus/rules)" promtool check rules ecs/prometheus/rules/*.yml
+step "promtool test rules (ecs/prometheus/tests)" promtool test rules ecs/prometheus/tests/*_test.yml
 step "invariant tests (pytest ecs/tests)" "$BIN/python" -m pytest -p no:cacheprovider ecs/tests
 
 total=${#results[@]}

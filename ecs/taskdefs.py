@@ -10,6 +10,8 @@ values:
   ${AuthImageTag} ...                 template parameters, by name
   ${ExecutionRoleArn} ${DbSecretArn}  stack outputs, by output name (every placeholder that is
   ...                                 not a parameter or pseudo parameter is one)
+  ${AuthDbMaxConnections}             a Fn::FindInMap: the stack output whose Value is the same
+                                      Fn::FindInMap (the mapped value depends on parameters)
 
 Commands:
   render               write ecs/taskdefs/*.json from the template
@@ -117,6 +119,12 @@ class Resolver:
             raise ValueError(f"{what} needs a stack output named {output!r} to fill its placeholder")
         return "${%s}" % output
 
+    def find_in_map(self, arg: Any) -> str:
+        for name, output in self.outputs.items():
+            if output.get("Value") == {"Fn::FindInMap": arg}:
+                return "${%s}" % name
+        raise ValueError(f"Fn::FindInMap {arg} needs a stack output with the same Value to fill its placeholder")
+
     def sub(self, arg: Any) -> str:
         if isinstance(arg, list):
             text, variables = arg[0], {k: self.resolve(v) for k, v in arg[1].items()}
@@ -146,6 +154,8 @@ class Resolver:
                     return self.get_att(parts[0], parts[1])
                 if key == "Fn::Sub":
                     return self.sub(arg)
+                if key == "Fn::FindInMap":
+                    return self.find_in_map(arg)
                 if key.startswith("Fn::") or key == "Condition":
                     raise ValueError(f"{key} is not supported in task definitions")
             return {k: self.resolve(v) for k, v in value.items()}

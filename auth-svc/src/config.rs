@@ -7,6 +7,8 @@ use platform::config::{self, ConfigError, Source};
 use platform::db::DbConfig;
 use platform::keyring::{DEFAULT_MAX_LIFETIME_SECS, KeyringConfig, TokenRules};
 
+use crate::throttle::config::ThrottleConfig;
+
 #[derive(Debug)]
 pub struct Config {
     pub db: DbConfig,
@@ -28,6 +30,8 @@ pub struct Config {
     pub hash_concurrency: usize,
     /// How long a request waits for a hashing slot before it gets 503 (`HASH_QUEUE_TIMEOUT_MS`).
     pub hash_queue_timeout: Duration,
+    /// Login and registration limits (`LOGIN_FAILURE_*`, `CLIENT_*`).
+    pub throttle: ThrottleConfig,
 }
 
 pub const DEFAULT_PORT: u16 = 3000;
@@ -74,6 +78,7 @@ impl Config {
             shutdown_grace: config::seconds_or(src, "SHUTDOWN_GRACE_SECS", 20, 1..=110)?,
             hash_concurrency,
             hash_queue_timeout: Duration::from_millis(hash_queue_ms),
+            throttle: ThrottleConfig::from_source(src)?,
         })
     }
 }

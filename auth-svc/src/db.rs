@@ -36,12 +36,32 @@ pub async fn insert_user(
     .await
 }
 
+/// The account whose username equals `username` regardless of case (through the unique index
+/// on `lower(username)`).
 pub async fn credentials_by_username(
     db: impl PgExecutor<'_>,
     username: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as::<_, Credentials>("SELECT id, username, email, password_hash FROM users WHERE username = $1")
-        .bind(username)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as::<_, Credentials>(
+        "SELECT id, username, email, password_hash FROM users WHERE lower(username) = lower($1)",
+    )
+    .bind(username)
+    .fetch_optional(db)
+    .await
+}
+
+/// Whether an account already has this username or this email (both regardless of case): the
+/// cheap check registration makes before it hashes. The unique indexes still decide races.
+pub async fn username_or_email_taken(
+    db: impl PgExecutor<'_>,
+    username: &str,
+    email: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($2))",
+    )
+    .bind(username)
+    .bind(email)
+    .fetch_one(db)
+    .await
 }

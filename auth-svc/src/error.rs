@@ -3,7 +3,11 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use platform::ErrorBody;
+use platform::http::service_unavailable;
 use platform::keyring::Rejection;
+use platform::metrics::Unavailable;
+
+use crate::throttle::Throttled;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -22,6 +26,9 @@ pub enum ApiError {
     /// All hashing slots stayed busy for the whole queue timeout.
     #[error("Too many concurrent logins, retry shortly")]
     Busy,
+    /// A login or registration limit is used up: 429 with `Retry-After`.
+    #[error("{}", .0.message())]
+    Throttled(Throttled),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]
@@ -40,11 +47,17 @@ impl IntoResponse for ApiError {
                 return response;
             }
             Self::Conflict => (StatusCode::CONFLICT, self.to_string()),
-            Self::Busy | Self::KeysUnavailable => return unavailable(&self.to_string()),
+            Self::Busy => return service_unavailable(Unavailable::Hashing, &self.to_string()),
+            Self::KeysUnavailable => return service_unavailable(Unavailable::Keyring, &self.to_string()),
+            Self::Throttled(t) => {
+                let mut response = ErrorBody::response(StatusCode::TOO_MANY_REQUESTS, t.message());
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(t.retry_after_secs));
+                return response;
+            }
             Self::Database(e) => {
                 if platform::db::is_unavailable(e) {
                     tracing::warn!(error = %e, "database unavailable");
-                    return unavailable("Database temporarily unavailable, retry later");
+                    return service_unavailable(Unavailable::Database, "Database temporarily unavailable, retry later");
                 }
                 // Constraint violations are the client's doing: map them here, in one place.
                 if let sqlx::Error::Database(db) = e {
@@ -72,10 +85,4 @@ impl IntoResponse for ApiError {
         };
         ErrorBody::response(status, message)
     }
-}
-
-fn unavailable(message: &str) -> Response {
-    let mut response = ErrorBody::response(StatusCode::SERVICE_UNAVAILABLE, message);
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }

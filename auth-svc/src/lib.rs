@@ -5,11 +5,14 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod hash_metrics;
 pub mod logout;
 pub mod password;
 pub mod revocation;
 pub mod routes;
+pub mod throttle;
 pub mod token;
+pub mod username_conflicts;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::password::Hasher;
+use crate::throttle::Throttle;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -37,6 +41,7 @@ pub struct AppState {
     /// Fills and refreshes [`AppState::keyring`] from Secrets Manager; [`run`] starts it.
     pub refresher: Option<Arc<Refresher>>,
     pub hasher: Hasher,
+    pub throttle: Arc<Throttle>,
     pub token_lifetime_secs: i64,
     pub rules: TokenRules,
     pub metrics: HttpMetrics,
@@ -50,9 +55,15 @@ const KEYRING_START_TIMEOUT: Duration = Duration::from_secs(60);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
 impl AppState {
-    /// The state for `config`. Keyring metrics (`auth_keyring_refreshes_total{outcome}`,
-    /// `auth_keyring_age_seconds`) go to `metrics`' registry.
+    /// The state for `config`. Registers the hashing pool's metrics (`auth_hash_*`) and the
+    /// keyring's (`auth_keyring_refreshes_total{outcome}`, `auth_keyring_age_seconds`) in
+    /// `metrics`' registry.
     pub fn new(config: Config, pool: PgPool, metrics: HttpMetrics) -> Self {
+        let hasher = Hasher::new(config.hash_concurrency, config.hash_queue_timeout);
+        if let Err(e) = hasher.metrics().register(metrics.registry()) {
+            // Only a second AppState on one registry (tests) gets here; the first one's counts stay.
+            tracing::warn!(error = %e, "hashing metrics not registered");
+        }
         let refreshes = prometheus::IntCounterVec::new(
             prometheus::Opts::new("auth_keyring_refreshes_total", "Keyring loads and refreshes by outcome"),
             &["outcome"],
@@ -69,7 +80,8 @@ impl AppState {
             pool,
             keyring,
             refresher: refresher.map(Arc::new),
-            hasher: Hasher::new(config.hash_concurrency, config.hash_queue_timeout),
+            hasher,
+            throttle: Arc::new(Throttle::new(&config.throttle, metrics.registry())),
             token_lifetime_secs: config.token_lifetime_secs,
             rules: config.rules,
             metrics,
@@ -110,8 +122,9 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
 /// grace period. Starts the background work first: the Secrets Manager keyring refresher
-/// (waiting up to a minute for the first keyring; no keyring is an error) and the pruning of
-/// expired revocations.
+/// (waiting up to a minute for the first keyring; no keyring is an error), the pruning of
+/// expired revocations and the throttles' clean-up; logs a warning if renamed accounts await
+/// an operator.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -125,6 +138,8 @@ pub async fn run(
             anyhow::bail!("no keyring loaded from Secrets Manager within {KEYRING_START_TIMEOUT:?} (JWT_SECRET_ARN)");
         }
     }
+    username_conflicts::warn_if_unresolved(&state.pool).await;
+    let housekeeping = state.throttle.spawn_housekeeping(state.pool.clone());
     let pool = state.pool.clone();
     background.spawn(async move {
         let mut every = tokio::time::interval(PRUNE_INTERVAL);
@@ -139,5 +154,6 @@ pub async fn run(
     });
     let served = platform::shutdown::serve(listener, router(state), shutdown, grace).await;
     background.abort_all();
+    housekeeping.abort();
     Ok(served?)
 }

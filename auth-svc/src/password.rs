@@ -7,6 +7,7 @@
 //! own 19 MiB argon2 memory allocated once: glibc keeps freed 19 MiB blocks in per-thread arenas,
 //! so allocating per hash on up to 512 blocking threads grew the process by hundreds of MiB.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::ApiError;
+use crate::hash_metrics::HashMetrics;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
@@ -30,6 +32,9 @@ pub struct Hasher {
     queue_timeout: Duration,
     dummy: Arc<OnceCell<String>>,
     jobs: mpsc::Sender<Job>,
+    metrics: HashMetrics,
+    /// argon2 computations started, for tests that show a request did not hash.
+    started: Arc<AtomicU64>,
 }
 
 /// Starts `n` hashing threads; they exit when every `Hasher` clone (every sender) is gone.
@@ -139,25 +144,45 @@ impl Hasher {
             queue_timeout,
             dummy: Arc::new(OnceCell::new()),
             jobs: spawn_workers(concurrency),
+            metrics: HashMetrics::new(concurrency),
+            started: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The pool's saturation metrics (`auth_hash_*`), to register in the service's registry.
+    pub fn metrics(&self) -> &HashMetrics {
+        &self.metrics
     }
 
     /// Runs `work` on a hashing thread while holding a hashing slot. The slot moves into the job,
     /// so a cancelled request cannot free it while the hash still runs; as many threads as slots
     /// exist, so a job that holds a slot never waits for a thread.
     async fn bounded<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+        let waiting = self.metrics.waiting();
         let permit = tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
             .await
-            .map_err(|_| ApiError::Busy)?
+            .map_err(|_| {
+                self.metrics.queue_timed_out();
+                ApiError::Busy
+            })?
             .map_err(|_| ApiError::Internal("hashing semaphore closed".into()))?;
+        drop(waiting);
+        let slot = (permit, self.metrics.slot_in_use());
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let started = self.started.clone();
         let job: Job = Box::new(move || {
+            started.fetch_add(1, Ordering::Relaxed);
             let out = work();
-            drop(permit);
+            drop(slot);
             let _ = reply.send(out);
         });
         self.jobs.send(job).map_err(|_| ApiError::Internal("hashing threads stopped".into()))?;
         answer.await.map_err(|_| ApiError::Internal("hashing job dropped".into()))
+    }
+
+    /// How many hashing jobs (hashes and verifications) have started since this hasher was built.
+    pub fn jobs_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
@@ -225,6 +250,35 @@ mod tests {
             let name = h.bounded(|| std::thread::current().name().map(str::to_owned)).await.unwrap();
             assert!(name.as_deref().is_some_and(|n| n == "argon2-0" || n == "argon2-1"), "{name:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn saturation_shows_in_the_hashing_metrics() {
+        let h = Hasher::new(1, Duration::from_millis(50));
+        let registry = prometheus::Registry::new();
+        h.metrics().register(&registry).unwrap();
+        let value = |name: &str| -> f64 {
+            let text = platform::metrics::render(&registry);
+            let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{text}"));
+            line.rsplit_once(' ').unwrap().1.parse().unwrap()
+        };
+        assert_eq!(value("auth_hash_slots"), 1.0);
+        // Occupy the only slot with a job that waits for our signal.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let h = h.clone();
+            async move { h.bounded(move || released.recv().is_ok()).await }
+        });
+        while value("auth_hash_slots_in_use") < 1.0 {
+            tokio::task::yield_now().await;
+        }
+        // A second request waits, times out, and is counted.
+        assert!(matches!(h.hash("password1".into()).await, Err(ApiError::Busy)));
+        assert_eq!(value("auth_hash_queue_timeouts_total"), 1.0);
+        assert_eq!(value("auth_hash_queue_waiting"), 0.0, "the timed-out waiter is no longer counted");
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().unwrap());
+        assert_eq!(value("auth_hash_slots_in_use"), 0.0, "the slot is given back with the permit");
     }
 
     #[tokio::test]

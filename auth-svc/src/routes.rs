@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+use crate::throttle::client::ClientAddress;
 use crate::token::{bearer, verify};
 use crate::{db, revocation};
 
@@ -107,24 +108,32 @@ fn validate_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Creates a user. A taken username or email (emails compare case-insensitively) is 409.
+/// Creates a user. A taken username or email (both compare case-insensitively) is 409, found
+/// before the password is hashed.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 201, body = RegisterResponse),
     (status = 400, body = ErrorBody, description = "missing or invalid field, malformed JSON"),
     (status = 409, body = ErrorBody, description = "username or email already exists"),
     (status = 413, body = ErrorBody),
+    (status = 429, body = ErrorBody, description = "too many login/register requests from this source address; see Retry-After",
+        headers(("Retry-After" = u64, description = "seconds until the limit allows again"))),
     (status = 503, body = ErrorBody, description = "hashing capacity or database unavailable; see Retry-After"),
 ))]
 pub async fn register(
     State(state): State<AppState>,
+    client: ClientAddress,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    state.throttle.check_client(client)?;
     let username = required(body.username, "username")?;
     let email = required(body.email, "email")?;
     let password = required(body.password, "password")?;
     validate_username(&username)?;
     validate_email(&email)?;
     validate_password(&password)?;
+    if db::username_or_email_taken(&state.pool, &username, &email).await? {
+        return Err(ApiError::Conflict);
+    }
     let hash = state.hasher.hash(password).await?;
     let user = db::insert_user(&state.pool, &username, &email, &hash).await?;
     tracing::info!(user_id = user.id, "user registered");
@@ -163,17 +172,22 @@ pub struct LoginResponse {
     pub user: PublicUser,
 }
 
-/// Issues a token. Unknown user and wrong password give the same 401 and take the same time.
+/// Issues a token. The username matches regardless of case. Unknown user and wrong password
+/// give the same 401 and take the same time, and are counted and throttled alike.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, body = LoginResponse),
     (status = 400, body = ErrorBody, description = "missing credentials, malformed JSON"),
     (status = 401, body = ErrorBody, description = "invalid username or password"),
+    (status = 429, body = ErrorBody, description = "too many failed logins for this username, or too many login/register requests from this source address; see Retry-After",
+        headers(("Retry-After" = u64, description = "seconds until the limit allows again"))),
     (status = 503, body = ErrorBody, description = "hashing capacity or database unavailable; see Retry-After"),
 ))]
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientAddress,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    state.throttle.check_client(client)?;
     let (Some(username), Some(password)) = (body.username, body.password) else {
         return Err(ApiError::BadRequest("Missing credentials: username and password are required".into()));
     };
@@ -184,21 +198,28 @@ pub async fn login(
     if password.chars().count() > MAX_PASSWORD_CHARS || username.contains('\0') || username.chars().count() > 50 {
         return Err(ApiError::InvalidCredentials);
     }
-    let user = db::credentials_by_username(&state.pool, &username).await?;
-    let (hash, user) = match user {
-        Some(u) => (Some(u.password_hash.clone()), Some(u)),
-        None => (None, None),
-    };
-    if !state.hasher.verify(password, hash).await? {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let user = user.ok_or(ApiError::InvalidCredentials)?;
+    // Counted before the user is looked up, so the answer cannot depend on whether it exists.
+    let attempt = state.throttle.begin_login(&state.pool, &username).await?;
+    let outcome = authenticate(&state, &username, password).await;
+    attempt.finish(&state.pool, &outcome).await;
+    let user = outcome?;
     let iat = revocation_safe_issue_time(&state, user.id).await?;
     let claims = Claims::new(user.id, &user.username, &user.email, iat, state.token_lifetime_secs);
     let keyring = state.keyring.current().ok_or(ApiError::KeysUnavailable)?;
     let token = keyring.issue(&claims).map_err(|e| ApiError::Internal(format!("sign token: {e}")))?;
     tracing::info!(user_id = user.id, "login succeeded");
     Ok(Json(LoginResponse { token, user: PublicUser { id: user.id, username: user.username, email: user.email } }))
+}
+
+/// The account for `username` if `password` is its password. An unknown user is checked against
+/// the dummy hash, so both failures cost one hash.
+async fn authenticate(state: &AppState, username: &str, password: String) -> Result<db::Credentials, ApiError> {
+    let user = db::credentials_by_username(&state.pool, username).await?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    if !state.hasher.verify(password, hash).await? {
+        return Err(ApiError::InvalidCredentials);
+    }
+    user.ok_or(ApiError::InvalidCredentials)
 }
 
 /// Longest wait for the next second after a logout-all (a clock behind the other tasks' waits

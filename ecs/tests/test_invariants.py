@@ -391,7 +391,8 @@ def test_every_security_group_limits_egress(resources):
 
 
 def alb_route(resources, path):
-    """What the ALB does with `path`: the target group's logical id or the default action."""
+    """What the ALB does with `path`: the target group's logical id, "fixed <status>" for a rule's
+    fixed response, or "default" (the listener's default action)."""
     rules = sorted(of_type(resources, "AWS::ElasticLoadBalancingV2::ListenerRule").values(), key=lambda r: r["Properties"]["Priority"])
     for rule in rules:
         for cond in rule["Properties"]["Conditions"]:
@@ -399,8 +400,11 @@ def alb_route(resources, path):
                 patterns = cond.get("PathPatternConfig", {}).get("Values") or cond.get("Values", [])
                 # ALB path patterns: case-sensitive, * any characters, ? one character.
                 if any(fnmatch.fnmatchcase(path, p) for p in patterns):
-                    forward = [a for a in rule["Properties"]["Actions"] if a["Type"] == "forward"]
-                    return ref(forward[0]["TargetGroupArn"])
+                    (action,) = rule["Properties"]["Actions"]
+                    if action["Type"] == "fixed-response":
+                        return "fixed " + action["FixedResponseConfig"]["StatusCode"]
+                    assert action["Type"] == "forward", action
+                    return ref(action["TargetGroupArn"])
     return "default"
 
 
@@ -408,7 +412,9 @@ def alb_route(resources, path):
     ("/auth", "AuthTargetGroup"),
     ("/auth/health", "AuthTargetGroup"),
     ("/auth/login", "AuthTargetGroup"),
-    ("/auth/validate", "AuthTargetGroup"),
+    ("/auth/validate", "fixed 404"),
+    ("/auth/validate/", "fixed 404"),
+    ("/auth/validatex", "AuthTargetGroup"),
     ("/tasks", "TaskTargetGroup"),
     ("/tasks/", "TaskTargetGroup"),
     ("/tasks/health", "TaskTargetGroup"),
@@ -425,9 +431,25 @@ def test_routing(resources, path, target):
 def test_routing_rules_name_both_forms(resources):
     patterns = set()
     for rule in of_type(resources, "AWS::ElasticLoadBalancingV2::ListenerRule").values():
+        if rule["Properties"]["Actions"][0]["Type"] != "forward":
+            continue
         for cond in rule["Properties"]["Conditions"]:
             patterns |= set(cond["PathPatternConfig"]["Values"])
     assert {"/auth", "/auth/*", "/tasks", "/tasks/*"} <= patterns
+
+
+def test_validate_is_answered_by_the_alb_like_an_unknown_route(resources):
+    """/auth/validate is internal: gateways call auth-svc through Cloud Map. The ALB answers it
+    itself with the default action's JSON 404, from a rule evaluated before the /auth rule."""
+    rules = of_type(resources, "AWS::ElasticLoadBalancingV2::ListenerRule")
+    deny = rules["ValidateDenyRule"]["Properties"]
+    assert deny["Priority"] < rules["AuthListenerRule"]["Properties"]["Priority"]
+    assert deny["ListenerArn"] == rules["AuthListenerRule"]["Properties"]["ListenerArn"]
+    (action,) = deny["Actions"]
+    default = resources["HttpsListener"]["Properties"]["DefaultActions"][0]
+    assert action == default, "same status, content type and body as an unknown route"
+    assert action["FixedResponseConfig"]["ContentType"] == "application/json"
+    assert set(json.loads(action["FixedResponseConfig"]["MessageBody"])) == {"error", "message"}
 
 
 def test_default_action_is_a_json_404(resources):
@@ -474,15 +496,21 @@ def test_services(resources, containers):
         assert (lb["ContainerName"], lb["ContainerPort"], ref(lb["TargetGroupArn"])) == expected_lb[name]
         _, c = containers[lb["ContainerName"]]
         assert lb["ContainerPort"] in {pm["containerPort"] for pm in c["portMappings"]}
-    assert ref(services["AuthService"]["Properties"]["ServiceRegistries"][0]["RegistryArn"]) == "AuthDiscoveryService"
-    assert "ServiceRegistries" not in services["TaskService"]["Properties"]
+    # One registry each (ECS supports one per service), publishing the metrics port's SRV record.
+    expected_registry = {"AuthService": ("AuthDiscoveryService", "auth-service", AUTH_METRICS_PORT),
+                         "TaskService": ("TaskDiscoveryService", "gateway", GATEWAY_METRICS_PORT)}
+    for name, svc in services.items():
+        (registry,) = svc["Properties"]["ServiceRegistries"]
+        got = (ref(registry["RegistryArn"]), registry["ContainerName"], registry["ContainerPort"])
+        assert got == expected_registry[name], name
 
 
 def test_autoscaling(resources):
     targets = of_type(resources, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert len(targets) == 2
     for t in targets.values():
-        assert (t["Properties"]["MinCapacity"], t["Properties"]["MaxCapacity"]) == (2, 10)
+        p = t["Properties"]
+        assert (p["MinCapacity"], p["MaxCapacity"]) == (2, {"Ref": "MaxTasksPerService"})
     policies = of_type(resources, "AWS::ApplicationAutoScaling::ScalingPolicy")
     assert {ref(p["Properties"]["ScalingTargetId"]) for p in policies.values()} == set(targets)
     for p in policies.values():
@@ -500,6 +528,14 @@ def test_alarms_and_dashboard(resources):
         "CPUUtilization:task-service-high-cpu",
         "UnHealthyHostCount:auth-service-unhealthy-hosts",
         "UnHealthyHostCount:task-service-unhealthy-hosts",
+        # Beyond the guide's set (test_monitoring.py checks their dimensions).
+        "HTTPCode_ELB_5XX_Count:task-mgmt-alb-5xx",
+        "TargetResponseTime:task-mgmt-target-p99",
+        "HTTPCode_Target_5XX_Count:auth-service-target-5xx",
+        "HTTPCode_Target_5XX_Count:task-service-target-5xx",
+        "CPUUtilization:task-mgmt-db-high-cpu",
+        "DatabaseConnections:task-mgmt-db-connections",
+        "FreeStorageSpace:task-mgmt-db-free-storage",
     }
     body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
     dashboard = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))

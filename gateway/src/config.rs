@@ -31,11 +31,25 @@ pub struct ServerSection {
     pub metrics: String,
     /// Worker threads of the proxy service; 0 means one per CPU.
     pub threads: usize,
+    /// How long an idle downstream (ALB) keep-alive connection is kept open between requests.
+    /// Must exceed the ALB's `idle_timeout.timeout_seconds` (60): the ALB, not the gateway, has
+    /// to be the side that closes an idle connection, or it may reuse one the gateway is closing
+    /// and answer 502 (AWS: "configure the idle timeout of your application to be larger than
+    /// the idle timeout configured for the load balancer").
+    pub keepalive_timeout_secs: u64,
 }
+
+/// Default downstream keep-alive timeout: above the ALB's default idle timeout of 60 s.
+pub const DEFAULT_KEEPALIVE_TIMEOUT_SECS: u64 = 75;
 
 impl Default for ServerSection {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:3000".into(), metrics: "0.0.0.0:9100".into(), threads: 0 }
+        Self {
+            listen: "0.0.0.0:3000".into(),
+            metrics: "0.0.0.0:9100".into(),
+            threads: 0,
+            keepalive_timeout_secs: DEFAULT_KEEPALIVE_TIMEOUT_SECS,
+        }
     }
 }
 
@@ -43,6 +57,9 @@ impl Default for ServerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamSection {
     pub addr: String,
+    /// task-svc's own metrics listener (loopback), passed through as `/metrics/task-svc` on the
+    /// gateway's metrics port; `off` disables the pass-through.
+    pub metrics: String,
     pub connect_timeout_ms: u64,
     pub total_connect_timeout_ms: u64,
     pub read_timeout_ms: u64,
@@ -54,6 +71,7 @@ impl Default for UpstreamSection {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:3001".into(),
+            metrics: "127.0.0.1:9102".into(),
             connect_timeout_ms: 1000,
             total_connect_timeout_ms: 2000,
             read_timeout_ms: 30_000,
@@ -78,7 +96,7 @@ impl Default for AuthSection {
     fn default() -> Self {
         Self {
             url: "http://auth-service.task-management.local:3000".into(),
-            resolve_interval_secs: 15,
+            resolve_interval_secs: 5,
             deadline_ms: 1500,
             rate_limit_per_sec: 20,
             rate_limit_burst: 40,
@@ -164,9 +182,13 @@ pub struct RoutesSection {
     pub public: Vec<String>,
 }
 
+/// Paths forwarded without a token by default: the ALB health check, and the API document
+/// (clients and code generators fetch it before they hold a token, like `/auth/openapi.json`).
+pub const DEFAULT_PUBLIC_ROUTES: [&str; 2] = ["/tasks/health", "/tasks/openapi.json"];
+
 impl Default for RoutesSection {
     fn default() -> Self {
-        Self { public: vec!["/tasks/health".into()] }
+        Self { public: DEFAULT_PUBLIC_ROUTES.map(String::from).to_vec() }
     }
 }
 
@@ -176,7 +198,11 @@ pub struct Config {
     pub listen: SocketAddr,
     pub metrics: SocketAddr,
     pub threads: usize,
+    /// Idle downstream keep-alive timeout in whole seconds (pingora's unit).
+    pub keepalive_timeout_secs: u64,
     pub upstream: SocketAddr,
+    /// task-svc's metrics listener; `None` when the pass-through is off.
+    pub upstream_metrics: Option<SocketAddr>,
     pub connect_timeout: Duration,
     pub total_connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -245,6 +271,7 @@ impl Config {
         let listen = addr(env, "GATEWAY_LISTEN", "server.listen", &f.server.listen)?;
         let metrics = addr(env, "METRICS_ADDR", "server.metrics", &f.server.metrics)?;
         let upstream = addr(env, "UPSTREAM_ADDR", "upstream.addr", &f.upstream.addr)?;
+        let upstream_metrics = addr_or_off(env, "UPSTREAM_METRICS_ADDR", "upstream.metrics", &f.upstream.metrics)?;
         let (auth_url, auth_key) = match raw(env, "AUTH_SERVICE_URL") {
             Some(v) => (v.trim().trim_end_matches('/').to_owned(), "AUTH_SERVICE_URL"),
             None => (f.auth.url.trim_end_matches('/').to_owned(), "auth.url"),
@@ -285,7 +312,14 @@ impl Config {
             } else {
                 f.server.threads
             },
+            // ALB idle timeouts range 1..=4000 s; the gateway's must be able to exceed any of them.
+            keepalive_timeout_secs: in_range(
+                "server.keepalive_timeout_secs",
+                f.server.keepalive_timeout_secs,
+                1..=4001,
+            )?,
             upstream,
+            upstream_metrics,
             connect_timeout: ms("upstream.connect_timeout_ms", f.upstream.connect_timeout_ms, 1..=60_000)?,
             total_connect_timeout: ms(
                 "upstream.total_connect_timeout_ms",
@@ -362,6 +396,20 @@ fn addr(env: &dyn Source, env_key: &str, file_key: &str, file_value: &str) -> Re
     value.trim().parse().map_err(|e| ConfigError::new(key, format!("invalid socket address {value:?}: {e}")))
 }
 
+/// Like [`addr`], but `off` (any case) means "disabled".
+fn addr_or_off(
+    env: &dyn Source,
+    env_key: &str,
+    file_key: &str,
+    file_value: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let value = raw(env, env_key).unwrap_or_else(|| file_value.to_owned());
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    addr(env, env_key, file_key, file_value).map(Some)
+}
+
 /// `http://host[:port][/]` → (host, port). Only plain HTTP: auth-svc is reached inside the VPC.
 fn parse_http_url(url: &str) -> Result<(String, u16), String> {
     let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url:?} must start with http://"))?;
@@ -401,15 +449,22 @@ mod tests {
         assert_eq!(c.auth_host, "auth-service.task-management.local");
         assert_eq!(c.auth_port, 3000);
         assert_eq!(c.grace_period_secs + c.graceful_shutdown_timeout_secs, 20);
+        assert_eq!(c.keepalive_timeout_secs, 75, "above the ALB's default idle timeout (60 s)");
+        assert_eq!(c.upstream_metrics, Some("127.0.0.1:9102".parse().unwrap()));
+        assert_eq!(c.resolve_interval, Duration::from_secs(5));
         assert!(c.is_public("/tasks/health"));
-        assert!(!c.is_public("/tasks/health/"));
-        assert!(!c.is_public("/tasks"));
+        assert!(c.is_public("/tasks/openapi.json"));
+        for path in ["/tasks/health/", "/tasks", "/tasks/openapi.json/", "/tasks/OPENAPI.json", "/tasks/openapi.jsonx"]
+        {
+            assert!(!c.is_public(path), "{path}");
+        }
     }
 
     #[test]
-    fn the_repository_sidecar_toml_parses() {
+    fn the_repository_sidecar_toml_parses_and_states_the_default_public_routes() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sidecar.toml")).unwrap();
         let file = parse_file(&text).unwrap();
+        assert_eq!(file.routes.public, DEFAULT_PUBLIC_ROUTES);
         Config::from_file(file, &env(&[("JWT_SECRET", SECRET)])).unwrap();
     }
 
@@ -448,6 +503,28 @@ mod tests {
             Config::from_file(f, &env(&[("JWT_SECRET", SECRET)])).unwrap_err().key,
             "shutdown.grace_period_secs"
         );
+    }
+
+    #[test]
+    fn keepalive_and_task_metrics_pass_through_are_configurable() {
+        let file = parse_file("[server]\nkeepalive_timeout_secs = 120\n[upstream]\nmetrics = \"off\"\n").unwrap();
+        let c = Config::from_file(file, &env(&[("JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(c.keepalive_timeout_secs, 120);
+        assert_eq!(c.upstream_metrics, None);
+        let c = Config::from_file(
+            SidecarFile::default(),
+            &env(&[("JWT_SECRET", SECRET), ("UPSTREAM_METRICS_ADDR", "127.0.0.1:19102")]),
+        )
+        .unwrap();
+        assert_eq!(c.upstream_metrics, Some("127.0.0.1:19102".parse().unwrap()));
+        let mut f = SidecarFile::default();
+        f.server.keepalive_timeout_secs = 0;
+        let err = Config::from_file(f, &env(&[("JWT_SECRET", SECRET)])).unwrap_err();
+        assert_eq!(err.key, "server.keepalive_timeout_secs");
+        let err =
+            Config::from_file(SidecarFile::default(), &env(&[("JWT_SECRET", SECRET), ("UPSTREAM_METRICS_ADDR", "x")]))
+                .unwrap_err();
+        assert_eq!(err.key, "UPSTREAM_METRICS_ADDR");
     }
 
     #[test]

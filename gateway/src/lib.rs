@@ -27,6 +27,7 @@ use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::BackgroundService;
+use platform::keyring::KeyringConfig;
 use platform::keyring::store::{KeyringAgeCollector, Refresher};
 
 use crate::admin::{AdminService, AdminState};
@@ -110,6 +111,11 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    if matches!(config.keyring, KeyringConfig::SecretsManager { .. }) {
+        let secs = config.keyring_refresh_interval.as_secs();
+        metrics.keyring_refresh_interval.set(i64::try_from(secs).unwrap_or(i64::MAX));
+    }
+
     let gateway = Gateway { config: config.clone(), auth, metrics: metrics.clone() };
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
@@ -132,7 +138,10 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
     ));
     server.add_service(background_service(
         "metrics",
-        AdminService { addr: config.metrics, state: AdminState { metrics, keyring, revocations } },
+        AdminService {
+            addr: config.metrics,
+            state: AdminState::new(metrics, keyring, revocations, config.upstream_metrics),
+        },
     ));
     tracing::info!(
         listen = %config.listen,

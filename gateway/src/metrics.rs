@@ -1,6 +1,8 @@
 //! The gateway's Prometheus metrics, in a registry of its own (pingora 0.9.1's core does not
 //! use prometheus, so nothing else registers here), served by [`crate::admin`].
 //! Every label has a small fixed set of values: never paths, users, kids or tokens.
+//! The process metrics and `taskmgmt_build_info{service="gateway"}` come from
+//! [`platform::process_metrics`].
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -22,6 +24,9 @@ pub struct Metrics {
     pub revocations_live: IntGauge,
     /// Seconds since the last successful revocation pull (-1 before the first).
     pub revocation_list_age: IntGauge,
+    /// `jwt.refresh_interval_secs` for a Secrets Manager keyring, 0 for a fixed one (`JWT_SECRET`),
+    /// so an alert on `gateway_keyring_age_seconds` can tell "stale" from "never refreshed".
+    pub keyring_refresh_interval: IntGauge,
     /// `outcome` = success | failure.
     pub dns_resolutions: IntCounterVec,
     /// `class` = 1xx..5xx of what task-svc answered.
@@ -78,6 +83,12 @@ impl Metrics {
             IntGauge::new("gateway_keyring_loaded", "1 when a keyring is loaded (the gateway is ready)")
                 .expect("static metric definition is valid");
         r.register(Box::new(keyring_loaded.clone())).expect("metric names are unique");
+        let keyring_refresh_interval = IntGauge::new(
+            "gateway_keyring_refresh_interval_seconds",
+            "Seconds between keyring refreshes from Secrets Manager; 0 when the keyring is fixed (JWT_SECRET)",
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(keyring_refresh_interval.clone())).expect("metric names are unique");
         let dns_resolutions = counter_vec(
             &r,
             "gateway_dns_resolutions_total",
@@ -115,6 +126,8 @@ impl Metrics {
         )
         .expect("static metric definition is valid");
         r.register(Box::new(request_duration.clone())).expect("metric names are unique");
+        platform::process_metrics::register(&r, "gateway", env!("CARGO_PKG_VERSION"))
+            .expect("a fresh registry has no process metrics yet");
         Self {
             registry: r,
             decisions,
@@ -127,6 +140,7 @@ impl Metrics {
             revocation_pulls,
             revocations_live,
             revocation_list_age,
+            keyring_refresh_interval,
             dns_resolutions,
             upstream_responses,
             requests,
@@ -168,5 +182,8 @@ mod tests {
         assert!(text.contains(r#"gateway_auth_decisions_total{reason="expired",result="deny"} 1"#), "{text}");
         assert!(text.contains("gateway_revocation_list_age_seconds"), "{text}");
         assert!(text.contains("gateway_fallback_coalesced_waiters_total 0"), "{text}");
+        assert!(text.contains(r#"taskmgmt_build_info{service="gateway",version=""#), "{text}");
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        assert!(text.contains("gateway_keyring_refresh_interval_seconds 0"), "{text}");
     }
 }

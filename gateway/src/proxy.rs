@@ -71,28 +71,42 @@ pub fn request_id(existing: Option<&HeaderValue>) -> HeaderValue {
         })
 }
 
-/// Removes every client-sent identity header and hop-by-hop header (including those named in
-/// `Connection`), any case, any count. The client's `Authorization` is not forwarded either:
-/// task-svc trusts only the gateway's identity headers and has no use for the token.
+/// Removes every client-sent identity header (any spelling, see
+/// [`identity::is_identity_header`]) and hop-by-hop header, including those named in
+/// `Connection`, in any case and any number of copies. The client's `Authorization` is not
+/// forwarded either: task-svc trusts only the gateway's identity headers and has no use for the
+/// token.
+///
+/// Runs on every forwarded request, so it allocates nothing unless the request carries an
+/// identity header to strip (then one name is cloned per such header).
 pub fn strip_untrusted(req: &mut RequestHeader) {
-    let mut remove: Vec<String> = req
-        .headers
-        .keys()
-        .map(|n| n.as_str())
-        .filter(|n| identity::is_identity_header(n) || HOP_BY_HOP.contains(n) || *n == "authorization")
-        .map(str::to_owned)
-        .collect();
-    for value in req.headers.get_all(header::CONNECTION) {
-        for token in value.to_str().unwrap_or_default().split(',') {
-            let name = token.trim().to_ascii_lowercase();
-            if !name.is_empty() && !KEEP.contains(&name.as_str()) {
-                remove.push(name);
+    // Headers named in `Connection` first, while `Connection` is still there to name them.
+    let connection_lines = req.headers.get_all(header::CONNECTION).iter().count();
+    for line in 0..connection_lines {
+        // A HeaderValue clone shares its bytes; it frees `req` for the removals below.
+        let Some(value) = req.headers.get_all(header::CONNECTION).iter().nth(line).cloned() else { break };
+        for token in value.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            let Ok(name) = std::str::from_utf8(token) else { continue };
+            // `Connection` itself goes with the hop-by-hop headers below; removing it here would
+            // hide the names on its later lines.
+            let skip = name.is_empty()
+                || name.eq_ignore_ascii_case("connection")
+                || KEEP.iter().any(|keep| keep.eq_ignore_ascii_case(name));
+            if !skip {
+                // Looked up by &str: parsed on the stack; a name that is not a token matches nothing.
+                req.remove_header(name);
             }
         }
     }
-    for name in remove {
-        // Removes every value of the name.
-        while req.remove_header(name.as_str()).is_some() {}
+    for name in HOP_BY_HOP {
+        req.remove_header(*name);
+    }
+    req.remove_header(&header::AUTHORIZATION);
+    loop {
+        let spoofed = req.headers.keys().find(|n| identity::is_identity_header(n.as_str())).cloned();
+        let Some(name) = spoofed else { break };
+        // Removes every value under the name.
+        req.remove_header(&name);
     }
 }
 
@@ -148,6 +162,18 @@ impl ProxyHttp for Gateway {
             responded: None,
             upstream_status: None,
         }
+    }
+
+    /// Sets how long this connection may sit idle after the response: `server.keepalive_timeout_secs`.
+    /// pingora 0.9.1 gives a new connection 60 s for its first request, then waits without limit
+    /// between HTTP/1.1 requests (parsing a request resets the timeout to "infinite"), so it is
+    /// set again on every request. A client's `Connection: close` and pingora's shutdown (both
+    /// turn keep-alive off) are left alone.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.config.keepalive_timeout_secs));
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
@@ -313,7 +339,14 @@ mod tests {
         req.append_header("x-user-id", "2").unwrap();
         req.append_header("X-USER-EMAIL", "e@x.io").unwrap();
         req.append_header("X-Authenticated-User", "root").unwrap();
+        req.append_header("X_User_Id", "3").unwrap();
+        req.append_header("x_USER-id", "4").unwrap();
+        req.append_header("X-Authenticated_User", "root").unwrap();
+        req.append_header("Remote_User", "root").unwrap();
         req.append_header("Connection", "keep-alive, X-Custom-Hop").unwrap();
+        req.append_header("Connection", "Connection").unwrap();
+        req.append_header("Connection", "x_other_hop").unwrap();
+        req.append_header("X_Other_Hop", "v").unwrap();
         req.append_header("X-Custom-Hop", "v").unwrap();
         req.append_header("Keep-Alive", "timeout=5").unwrap();
         req.append_header("Upgrade", "websocket").unwrap();
@@ -336,6 +369,18 @@ mod tests {
         strip_untrusted(&mut req);
         assert!(req.headers.get("content-length").is_some());
         assert!(req.headers.get("host").is_some());
+    }
+
+    #[test]
+    fn connection_tokens_that_are_empty_odd_or_long_are_handled() {
+        let long = format!("x-{}", "l".repeat(100));
+        let mut req = RequestHeader::build("GET", b"/tasks", None).unwrap();
+        req.append_header("Connection", format!(" , ,,not a token, \u{e9}, {}", long.to_uppercase())).unwrap();
+        req.append_header(long.clone(), "v").unwrap();
+        req.append_header("X-Kept", "v").unwrap();
+        strip_untrusted(&mut req);
+        let left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-kept"]);
     }
 
     #[test]

@@ -144,3 +144,35 @@ async fn expired_token_in_the_cache_is_rejected_after_its_exp() {
     let body = assert_401(r).await;
     assert_eq!(body["message"], "Token has expired");
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_public_and_public_routes_match_exactly() {
+    let stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &GatewayToml::default()).await;
+    let c = client();
+    // Clients and code generators fetch the document before they hold a token.
+    for path in ["/tasks/openapi.json", "/tasks/openapi.json?download=1"] {
+        let r = c.get(stack.gateway.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let doc: Value = r.json().await.unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+        assert!(doc["paths"]["/tasks/{id}"]["delete"].is_object(), "{doc}");
+    }
+    // Exact match only: anything else near it still needs a token.
+    for path in [
+        "/tasks/openapi.json/",
+        "/tasks/openapi.jsonx",
+        "/tasks/OPENAPI.json",
+        "/tasks//openapi.json",
+        "/tasks/openapi%2Ejson",
+        "/tasks/openapi.json;x",
+        "/tasks/health/openapi.json",
+    ] {
+        let r = c.get(stack.gateway.url(path)).send().await.unwrap();
+        assert_401(r).await;
+    }
+    let text = stack.gateway.metrics_text().await;
+    assert_eq!(
+        sample(&parse_exposition(&text), r#"gateway_auth_decisions_total{reason="public",result="public"}"#),
+        2.0
+    );
+}

@@ -15,7 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::ErrorBody;
-use crate::metrics::HttpMetrics;
+use crate::metrics::{HttpMetrics, Unavailable};
 
 /// Request bodies larger than this get 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -86,15 +86,22 @@ async fn json_error_bodies(req: Request, next: Next) -> Response {
     fresh
 }
 
+/// 503 with the contract's body, `Retry-After: 1`, and `cause` in the response's extensions so
+/// the metrics middleware counts it as `http_unavailable_responses_total{cause}`.
+pub fn service_unavailable(cause: Unavailable, message: &str) -> Response {
+    let mut response = ErrorBody::response(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response.extensions_mut().insert(cause);
+    response
+}
+
 /// Answers 503 with `Retry-After` when a handler takes longer than `timeout`.
 async fn request_timeout(timeout: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
-            let mut response = ErrorBody::response(StatusCode::SERVICE_UNAVAILABLE, "Request timed out, retry later");
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
+            service_unavailable(Unavailable::Timeout, "Request timed out, retry later")
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod http;
 pub mod identity;
 pub mod keyring;
 pub mod metrics;
+pub mod pool_metrics;
+pub mod process_metrics;
 pub mod revocation;
 pub mod secret;
 pub mod service;

@@ -85,6 +85,7 @@ impl Service {
 
     /// Migrates the database (waiting up to a minute for it), then binds the service's listener
     /// and the metrics listener. Not listening until migrated means not healthy until usable.
+    /// Adds the process metrics, `taskmgmt_build_info` and the pool gauges to `registry`.
     pub async fn start(
         &self,
         db: &DbConfig,
@@ -93,6 +94,12 @@ impl Service {
         registry: &Registry,
     ) -> anyhow::Result<(PgPool, TcpListener)> {
         let pool = db.pool();
+        // Every crate of the workspace takes the workspace version, so platform's is the binary's.
+        crate::process_metrics::register(registry, self.name, env!("CARGO_PKG_VERSION"))
+            .context("registering process metrics")?;
+        registry
+            .register(Box::new(crate::pool_metrics::PoolCollector::new(pool.clone())?))
+            .context("registering pool metrics")?;
         crate::db::migrate_when_ready(&pool, Duration::from_secs(60)).await.context("database migration failed")?;
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen} (BIND_ADDR/PORT)"))?;

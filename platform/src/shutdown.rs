@@ -55,13 +55,14 @@ where
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests for at
-/// most `grace`.
+/// most `grace`. Handlers can extract the TCP peer as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     serve_with_deadline(
         |trigger| axum::serve(listener, app).with_graceful_shutdown(trigger).into_future(),
         shutdown,

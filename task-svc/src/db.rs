@@ -1,104 +1,167 @@
 //! task-svc's queries. Ownership is decided inside each statement (never read-then-write in
-//! Rust), and each function takes an executor so it works on the pool or in a transaction.
+//! Rust), constraint violations are mapped to client errors by name right here, and each
+//! function takes an executor so it works on the pool or in a transaction.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
+use crate::error::{ApiError, ConstraintExt, QueryResultExt};
 use crate::task::{NewTask, Priority, Status, Task, TaskChanges};
 
-/// A task together with whether the caller owns it.
-#[derive(Debug, sqlx::FromRow)]
-pub struct OwnedTask {
-    #[sqlx(flatten)]
-    pub task: Task,
-    pub owned: bool,
+/// The columns of [`Task`], in the order the struct declares them.
+macro_rules! task_columns {
+    () => {
+        "id, user_id, title, description, status, priority, due_date, created_at, updated_at"
+    };
 }
 
-/// What happened to a delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deleted {
-    Yes,
+/// What a request for one task by id found: decided from a single row version, so existence
+/// and ownership can never disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access<T> {
+    /// The caller owns the task; the read or write happened.
+    Granted(T),
+    /// The task exists and belongs to someone else; nothing was written.
     NotOwned,
+    /// There is no such task (any more).
     NotFound,
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, user_id: i64, t: &NewTask) -> Result<Task, sqlx::Error> {
-    sqlx::query_as::<_, Task>(
+#[derive(sqlx::FromRow)]
+struct OwnedTask {
+    #[sqlx(flatten)]
+    task: Task,
+    owned: bool,
+}
+
+impl From<Option<OwnedTask>> for Access<Task> {
+    fn from(row: Option<OwnedTask>) -> Self {
+        match row {
+            None => Self::NotFound,
+            Some(OwnedTask { owned: false, .. }) => Self::NotOwned,
+            Some(OwnedTask { task, owned: true }) => Self::Granted(task),
+        }
+    }
+}
+
+/// The CHECK constraints on task fields (migrations/), and the 400 each one means. task.rs
+/// validates the same rules first, so these fire only for a writer that skipped it.
+fn field_checks<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
+    let bad = |m: &'static str| move || ApiError::BadRequest(m.to_owned());
+    result
+        .on_constraint("tasks_title_length", bad("title must be 1 to 200 characters"))
+        .on_constraint("tasks_description_length", bad("description must be at most 10000 characters"))
+        .on_constraint("tasks_status_values", bad("status must be one of pending, in_progress, completed"))
+        .on_constraint("tasks_priority_values", bad("priority must be one of low, medium, high"))
+        .on_constraint("tasks_due_date_range", bad("due_date must lie within the years 0000 to 9999 in UTC"))
+}
+
+/// Creates a task for `user_id`. A user id with no user row is [`ApiError::Unauthenticated`]
+/// (the identity outlived its user).
+pub async fn insert(db: impl PgExecutor<'_>, user_id: i64, t: &NewTask) -> Result<Task, ApiError> {
+    let inserted = sqlx::query_as::<_, Task>(concat!(
         "INSERT INTO tasks (user_id, title, description, status, priority, due_date)
          VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING *",
-    )
+         RETURNING ",
+        task_columns!()
+    ))
     .bind(user_id)
     .bind(&t.title)
     .bind(&t.description)
-    .bind(t.status.as_str())
-    .bind(t.priority.as_str())
+    .bind(t.status)
+    .bind(t.priority)
     .bind(t.due_date)
     .fetch_one(db)
     .await
+    .query("tasks: insert")
+    .on_constraint("tasks_user_id_fkey", || ApiError::Unauthenticated);
+    field_checks(inserted)
 }
 
-/// The task with `id` and whether `user_id` owns it; `None` when there is no such task.
-pub async fn get(db: impl PgExecutor<'_>, id: i64, user_id: i64) -> Result<Option<OwnedTask>, sqlx::Error> {
-    sqlx::query_as::<_, OwnedTask>("SELECT t.*, (t.user_id = $2) AS owned FROM tasks t WHERE t.id = $1")
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
+/// Task `id` if `user_id` owns it.
+pub async fn get(db: impl PgExecutor<'_>, id: i64, user_id: i64) -> Result<Access<Task>, ApiError> {
+    // One row version answers both questions.
+    let row = sqlx::query_as::<_, OwnedTask>(concat!(
+        "SELECT ",
+        task_columns!(),
+        ", user_id = $2 AS owned FROM tasks WHERE id = $1"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
+    .query("tasks: get")?;
+    Ok(row.into())
 }
 
-/// Applies `changes` if `user_id` owns the task. Returns the updated task (owned = true), the
-/// untouched task (owned = false), or `None` when it does not exist — in one statement.
+/// Applies `changes` if `user_id` owns task `id`; returns the updated task.
+///
+/// The row is locked first (`FOR UPDATE`), so a concurrent write is waited for and its result
+/// decides: a task deleted meanwhile is [`Access::NotFound`], never [`Access::NotOwned`]. (The
+/// statement's snapshot predates that delete; deciding from it was the old 403-to-the-owner race.)
 pub async fn update(
     db: impl PgExecutor<'_>,
     id: i64,
     user_id: i64,
     changes: &TaskChanges,
-) -> Result<Option<OwnedTask>, sqlx::Error> {
-    // Both parts of the statement see the same snapshot: the second SELECT finds the row only
-    // when the UPDATE did not touch it (someone else's task).
-    sqlx::query_as::<_, OwnedTask>(
-        "WITH updated AS (
+) -> Result<Access<Task>, ApiError> {
+    let row = sqlx::query_as::<_, OwnedTask>(concat!(
+        "WITH target AS (
+             SELECT id AS target_id, user_id = $2 AS owned FROM tasks WHERE id = $1 FOR UPDATE
+         ), updated AS (
              UPDATE tasks SET
                  title       = COALESCE($3, title),
                  description = CASE WHEN $4 THEN $5 ELSE description END,
                  status      = COALESCE($6, status),
                  priority    = COALESCE($7, priority),
                  due_date    = CASE WHEN $8 THEN $9 ELSE due_date END
-             WHERE id = $1 AND user_id = $2
-             RETURNING *
+             FROM target
+             WHERE id = target_id AND owned
+             RETURNING ",
+        task_columns!(),
+        "
          )
          SELECT updated.*, true AS owned FROM updated
          UNION ALL
-         SELECT t.*, false AS owned FROM tasks t
-         WHERE t.id = $1 AND NOT EXISTS (SELECT 1 FROM updated)",
-    )
+         SELECT ",
+        task_columns!(),
+        ", false AS owned FROM tasks
+         WHERE id = (SELECT target_id FROM target WHERE NOT owned)"
+    ))
     .bind(id)
     .bind(user_id)
     .bind(changes.title.as_deref())
     .bind(changes.description.is_some())
     .bind(changes.description.clone().flatten())
-    .bind(changes.status.map(Status::as_str))
-    .bind(changes.priority.map(Priority::as_str))
+    .bind(changes.status)
+    .bind(changes.priority)
     .bind(changes.due_date.is_some())
     .bind(changes.due_date.flatten())
     .fetch_optional(db)
     .await
+    .query("tasks: update");
+    Ok(field_checks(row)?.into())
 }
 
-pub async fn delete(db: impl PgExecutor<'_>, id: i64, user_id: i64) -> Result<Deleted, sqlx::Error> {
-    let (deleted, existed): (bool, bool) = sqlx::query_as(
-        "WITH deleted AS (DELETE FROM tasks WHERE id = $1 AND user_id = $2 RETURNING id)
-         SELECT EXISTS (SELECT 1 FROM deleted), EXISTS (SELECT 1 FROM tasks WHERE id = $1)",
+/// Deletes task `id` if `user_id` owns it. Locks the row first, like [`update`].
+pub async fn delete(db: impl PgExecutor<'_>, id: i64, user_id: i64) -> Result<Access<()>, ApiError> {
+    let (existed, deleted): (bool, bool) = sqlx::query_as(
+        "WITH target AS (
+             SELECT id AS target_id, user_id = $2 AS owned FROM tasks WHERE id = $1 FOR UPDATE
+         ), deleted AS (
+             DELETE FROM tasks USING target WHERE id = target_id AND owned RETURNING id
+         )
+         SELECT EXISTS (SELECT 1 FROM target), EXISTS (SELECT 1 FROM deleted)",
     )
     .bind(id)
     .bind(user_id)
     .fetch_one(db)
-    .await?;
-    Ok(match (deleted, existed) {
-        (true, _) => Deleted::Yes,
-        (false, true) => Deleted::NotOwned,
-        (false, false) => Deleted::NotFound,
+    .await
+    .query("tasks: delete")?;
+    Ok(match (existed, deleted) {
+        (_, true) => Access::Granted(()),
+        (true, false) => Access::NotOwned,
+        (false, false) => Access::NotFound,
     })
 }
 
@@ -118,22 +181,25 @@ pub struct ListQuery {
 }
 
 /// One page of a user's tasks, newest first, using the (user_id, created_at, id) index.
-pub async fn list(db: impl PgExecutor<'_>, q: &ListQuery) -> Result<Vec<Task>, sqlx::Error> {
-    sqlx::query_as::<_, Task>(
-        "SELECT * FROM tasks
+pub async fn list(db: impl PgExecutor<'_>, q: &ListQuery) -> Result<Vec<Task>, ApiError> {
+    sqlx::query_as::<_, Task>(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks
          WHERE user_id = $1
-           AND ($2::text IS NULL OR status = $2)
-           AND ($3::text IS NULL OR priority = $3)
+           AND ($2::varchar IS NULL OR status = $2)
+           AND ($3::varchar IS NULL OR priority = $3)
            AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
          ORDER BY created_at DESC, id DESC
-         LIMIT $6",
-    )
+         LIMIT $6"
+    ))
     .bind(q.user_id)
-    .bind(q.status.map(Status::as_str))
-    .bind(q.priority.map(Priority::as_str))
+    .bind(q.status)
+    .bind(q.priority)
     .bind(q.after.map(|c| c.created_at))
     .bind(q.after.map_or(0, |c| c.id))
     .bind(q.limit)
     .fetch_all(db)
     .await
+    .query("tasks: list")
 }

@@ -4,6 +4,7 @@
 //! The service is a library so tests can drive [`router`] directly or bind port 0 with [`run`].
 
 pub mod config;
+pub mod dates;
 pub mod db;
 pub mod error;
 pub mod routes;

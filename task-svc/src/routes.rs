@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
-use crate::db::{self, Cursor, Deleted, ListQuery};
+use crate::db::{self, Access, Cursor, ListQuery};
 use crate::error::ApiError;
 use crate::task::{NewTask, Priority, Status, Task, TaskChanges};
+use crate::{AppState, dates};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -44,7 +44,7 @@ fn task_id(raw: &str) -> Result<i64, ApiError> {
     }
     match raw.parse::<i64>() {
         Ok(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::NotFound(if raw.len() > 20 { format!("{}...", &raw[..20]) } else { raw.to_owned() })),
+        _ => Err(ApiError::NotFound(shorten(raw))),
     }
 }
 
@@ -89,13 +89,36 @@ fn encode_cursor(task: &Task) -> String {
     hex::encode(format!("{}:{}", task.created_at.timestamp_micros(), task.id))
 }
 
+/// A cursor from [`encode_cursor`]. Anything else, including a time no task can have been
+/// created at (outside years 0000-9999), is 400 before it reaches the database.
 fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     let invalid = || ApiError::BadRequest("Invalid cursor".into());
     let bytes = hex::decode(raw).map_err(|_| invalid())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
     let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
-    let created_at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?).ok_or_else(invalid)?;
+    let created_at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?)
+        .filter(dates::is_representable)
+        .ok_or_else(invalid)?;
     Ok(Cursor { created_at, id: id.parse().map_err(|_| invalid())? })
+}
+
+impl<T> Access<T> {
+    /// The contract's answer: the value, 403 for another user's task, 404 naming the id as sent.
+    fn or_reject(self, raw_id: &str) -> Result<T, ApiError> {
+        match self {
+            Self::Granted(value) => Ok(value),
+            Self::NotOwned => Err(ApiError::Forbidden),
+            Self::NotFound => Err(ApiError::NotFound(shorten(raw_id))),
+        }
+    }
+}
+
+/// An id as the client sent it, cut to 20 characters for messages.
+fn shorten(raw: &str) -> String {
+    match raw.char_indices().nth(20) {
+        Some((end, _)) => format!("{}...", &raw[..end]),
+        None => raw.to_owned(),
+    }
 }
 
 const UNAUTHORIZED: &str = "no valid identity (the gateway sets it from the bearer token)";
@@ -164,11 +187,8 @@ pub async fn get_task(
     Path(raw): Path<String>,
 ) -> Result<Json<TaskEnvelope>, ApiError> {
     let id = task_id(&raw)?;
-    match db::get(&state.pool, id, caller.0).await? {
-        None => Err(ApiError::NotFound(raw)),
-        Some(t) if !t.owned => Err(ApiError::Forbidden),
-        Some(t) => Ok(Json(TaskEnvelope { task: t.task })),
-    }
+    let task = db::get(&state.pool, id, caller.0).await?.or_reject(&raw)?;
+    Ok(Json(TaskEnvelope { task }))
 }
 
 /// Partial update: absent fields are unchanged; `null` clears `description` or `due_date`.
@@ -187,11 +207,8 @@ pub async fn update_task(
 ) -> Result<Json<TaskEnvelope>, ApiError> {
     let id = task_id(&raw)?;
     let changes = TaskChanges::parse(body)?;
-    match db::update(&state.pool, id, caller.0, &changes).await? {
-        None => Err(ApiError::NotFound(raw)),
-        Some(t) if !t.owned => Err(ApiError::Forbidden),
-        Some(t) => Ok(Json(TaskEnvelope { task: t.task })),
-    }
+    let task = db::update(&state.pool, id, caller.0, &changes).await?.or_reject(&raw)?;
+    Ok(Json(TaskEnvelope { task }))
 }
 
 /// Deletes a task of the caller's.
@@ -208,11 +225,8 @@ pub async fn delete_task(
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = task_id(&raw)?;
-    match db::delete(&state.pool, id, caller.0).await? {
-        Deleted::Yes => Ok(StatusCode::NO_CONTENT),
-        Deleted::NotOwned => Err(ApiError::Forbidden),
-        Deleted::NotFound => Err(ApiError::NotFound(raw)),
-    }
+    db::delete(&state.pool, id, caller.0).await?.or_reject(&raw)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]
@@ -234,7 +248,11 @@ mod tests {
         let c = Cursor { created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), id: 9 };
         let encoded = hex::encode(format!("{}:{}", c.created_at.timestamp_micros(), c.id));
         assert_eq!(decode_cursor(&encoded).unwrap(), c);
-        for bad in ["zz", "", "3a", &hex::encode("x:y"), &hex::encode("99999999999999999999:1")] {
+        let year_10000 = hex::encode("253402300800000000:1");
+        let year_minus_1 = hex::encode("-62198755200000001:1");
+        for bad in
+            ["zz", "", "3a", &hex::encode("x:y"), &hex::encode("99999999999999999999:1"), &year_10000, &year_minus_1]
+        {
             assert!(decode_cursor(bad).is_err(), "{bad}");
         }
     }

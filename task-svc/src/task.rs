@@ -3,11 +3,12 @@
 //! Bodies are parsed in two steps: first as a JSON object, to name server-owned fields
 //! precisely, then into a typed struct that rejects unknown fields and wrong types.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::dates;
 use crate::error::ApiError;
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -15,40 +16,26 @@ pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 /// Fields the server sets; a client sending them gets 400, not silence.
 const SERVER_OWNED: [&str; 4] = ["id", "user_id", "created_at", "updated_at"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// A task's status. Stored as text in `tasks.status` (varchar with the CHECK constraint
+/// `tasks_status_values`), not as a PostgreSQL enum type: adding a value is then a constraint
+/// swap that needs no table rewrite, and the spelling is the same in JSON and in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "varchar", rename_all = "snake_case")]
 pub enum Status {
     Pending,
     InProgress,
     Completed,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::InProgress => "in_progress",
-            Self::Completed => "completed",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// A task's priority; stored like [`Status`] (`tasks.priority`, CHECK `tasks_priority_values`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "varchar", rename_all = "snake_case")]
 pub enum Priority {
     Low,
     Medium,
     High,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-        }
-    }
 }
 
 /// A task as stored and returned.
@@ -58,10 +45,9 @@ pub struct Task {
     pub user_id: i64,
     pub title: String,
     pub description: Option<String>,
-    #[schema(value_type = Status)]
-    pub status: String,
-    #[schema(value_type = Priority)]
-    pub priority: String,
+    pub status: Status,
+    pub priority: Priority,
+    /// Always within years 0000-9999 in UTC (see [`dates`]), so it is valid RFC 3339.
     #[serde(serialize_with = "platform::timestamp::serialize_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub due_date: Option<DateTime<Utc>>,
@@ -86,7 +72,8 @@ pub struct CreateTask {
     pub status: Option<Status>,
     /// Default `medium`.
     pub priority: Option<Priority>,
-    /// RFC 3339 date-time (`2024-01-15T00:00:00Z`) or a date (`2024-01-15`, midnight UTC).
+    /// RFC 3339 date-time (`2024-01-15T00:00:00Z`) or exactly `YYYY-MM-DD` (midnight UTC),
+    /// within years 0000-9999 in UTC; fractions beyond milliseconds are dropped.
     #[schema(example = "2024-01-15T00:00:00Z")]
     pub due_date: Option<String>,
 }
@@ -170,20 +157,9 @@ fn description(value: String) -> Result<String, ApiError> {
     Ok(value)
 }
 
-/// RFC 3339 date-time, or a plain date taken as midnight UTC.
+/// A `due_date` by the contract's rules ([`dates::parse_due_date`]); a violation is a 400.
 pub fn due_date(value: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(ts) = DateTime::parse_from_rfc3339(value) {
-        return Ok(ts.to_utc());
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        && value.len() == 10
-        && let Some(midnight) = date.and_hms_opt(0, 0, 0)
-    {
-        return Ok(midnight.and_utc());
-    }
-    Err(ApiError::BadRequest(
-        "due_date must be an RFC 3339 date-time (2024-01-15T00:00:00Z) or a date (2024-01-15)".into(),
-    ))
+    dates::parse_due_date(value).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 impl NewTask {

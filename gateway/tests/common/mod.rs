@@ -96,7 +96,8 @@ pub async fn start_task(db_url: &str) -> Service {
     Service { process, addr: loopback(port), metrics }
 }
 
-/// The sidecar.toml the tests write; only the keys the tests vary.
+/// The sidecar.toml the tests write; only the keys the tests vary. `[routes]` is left out, so
+/// the tests see the gateway's default public routes (the repository's sidecar.toml states them).
 #[derive(Clone)]
 pub struct GatewayToml {
     pub leeway_secs: u64,
@@ -141,7 +142,7 @@ impl GatewayToml {
              [auth]\nresolve_interval_secs = 1\ndeadline_ms = {}\nrate_limit_per_sec = {}\nrate_limit_burst = {}\nretry_after_secs = 1\n\n\
              [jwt]\nleeway_secs = {}\nrefresh_interval_secs = {}\nunknown_kid_wait_ms = {}\nmin_refresh_gap_ms = {}\n\n\
              [revocation]\npoll_interval_secs = {}\nmax_age_secs = {}\n\n[cache]\nenabled = {}\n\n\
-             [shutdown]\ngrace_period_secs = {}\ngraceful_shutdown_timeout_secs = {}\n\n[routes]\npublic = [\"/tasks/health\"]\n",
+             [shutdown]\ngrace_period_secs = {}\ngraceful_shutdown_timeout_secs = {}\n",
             self.read_timeout_ms,
             self.deadline_ms,
             self.rate_limit_per_sec,

@@ -1,0 +1,179 @@
+//! Login and registration throttling: two limits, both answered with 429 + `Retry-After` and
+//! the contract's error body before any argon2 work, so neither a flood nor password guessing
+//! can occupy the hashing threads.
+//!
+//! - per client ([`client`]): login and register requests per source address, in this task's
+//!   memory; one source cannot fill the hashing pool.
+//! - per account ([`account`]): failed logins per normalised username, in PostgreSQL, shared by
+//!   every task; unknown and existing names are counted and refused alike.
+//!
+//! Both refusals count in `auth_login_throttled_total{scope="account"|"client"}` (the client
+//! scope covers register as well: both endpoints hash).
+
+pub mod account;
+pub mod client;
+pub mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, Opts, Registry};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+use account::{AccountKey, AccountLimiter, Admission};
+use client::{ClientAddress, ClientLimiter};
+use config::ThrottleConfig;
+
+/// How often expired state is dropped: quiet sources' buckets and `login_failures` rows whose
+/// window is over.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Which limit refused a request; the `scope` label of `auth_login_throttled_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Account,
+    Client,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Account => "account",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// A 429: which limit, and the whole seconds until it allows again (`Retry-After`, at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    pub scope: Scope,
+    pub retry_after_secs: u64,
+}
+
+impl Throttled {
+    /// The error body's message. The account message is the same for every username, existing
+    /// or not.
+    pub fn message(&self) -> String {
+        let secs = self.retry_after_secs;
+        match self.scope {
+            Scope::Account => format!("Too many failed logins for this username, retry in {secs} seconds"),
+            Scope::Client => {
+                format!("Too many login or registration requests from this address, retry in {secs} seconds")
+            }
+        }
+    }
+}
+
+/// Seconds for `Retry-After` (RFC 9110 10.2.3): `wait` rounded up, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+pub struct Throttle {
+    client: Option<ClientLimiter>,
+    account: AccountLimiter,
+    throttled: IntCounterVec,
+}
+
+impl Throttle {
+    /// Builds both limits and registers `auth_login_throttled_total` in `registry`.
+    pub fn new(config: &ThrottleConfig, registry: &Registry) -> Self {
+        let throttled = IntCounterVec::new(
+            Opts::new(
+                "auth_login_throttled_total",
+                "Login and register requests answered 429, by the limit that refused them: \
+                 account (failed logins per username) or client (requests per source address)",
+            ),
+            &["scope"],
+        )
+        .expect("valid metric definition");
+        for scope in [Scope::Account, Scope::Client] {
+            // Both series exist from the start, so rate() and alerts see a 0 before the first 429.
+            throttled.with_label_values(&[scope.as_str()]);
+        }
+        if let Err(e) = registry.register(Box::new(throttled.clone())) {
+            tracing::warn!(error = %e, "auth_login_throttled_total not registered");
+        }
+        Self {
+            client: config.client.map(ClientLimiter::new),
+            account: AccountLimiter::new(config.login_failure_limit, config.login_failure_window),
+            throttled,
+        }
+    }
+
+    fn refuse(&self, scope: Scope, wait: Duration) -> ApiError {
+        self.throttled.with_label_values(&[scope.as_str()]).inc();
+        ApiError::Throttled(Throttled { scope, retry_after_secs: retry_after_secs(wait) })
+    }
+
+    /// Takes one request from the source's budget for the hashing endpoints; 429 when it is
+    /// used up. Requests without a source (in-process callers, never a socket) are not limited.
+    pub fn check_client(&self, source: ClientAddress) -> Result<(), ApiError> {
+        match (&self.client, source.0) {
+            (Some(limiter), Some(ip)) => limiter.check(ip).map_err(|wait| self.refuse(Scope::Client, wait)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a login attempt for `username` before its password is checked; 429 when the
+    /// account's limit for the current window is used up.
+    pub async fn begin_login(&self, db: &PgPool, username: &str) -> Result<LoginAttempt<'_>, ApiError> {
+        let key = AccountKey::new(username);
+        match self.account.begin(db, &key).await? {
+            Admission::Admitted => Ok(LoginAttempt { throttle: self, key }),
+            Admission::Refused { retry_after } => Err(self.refuse(Scope::Account, retry_after)),
+        }
+    }
+
+    /// Drops expired state every [`HOUSEKEEPING_INTERVAL`] until aborted.
+    pub fn spawn_housekeeping(self: &Arc<Self>, db: PgPool) -> JoinHandle<()> {
+        let throttle = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                throttle.housekeeping(&db).await;
+            }
+        })
+    }
+
+    /// One round of [`Self::spawn_housekeeping`].
+    pub async fn housekeeping(&self, db: &PgPool) {
+        if let Some(limiter) = &self.client {
+            limiter.retain_recent();
+        }
+        match self.account.delete_expired(db).await {
+            Ok(n) => tracing::debug!(deleted = n, "expired login failure counts deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not delete expired login failure counts"),
+        }
+    }
+}
+
+/// A counted login attempt. Dropped without [`LoginAttempt::finish`] (the request was
+/// cancelled), it stays counted as a failure.
+pub struct LoginAttempt<'a> {
+    throttle: &'a Throttle,
+    key: AccountKey,
+}
+
+impl LoginAttempt<'_> {
+    /// Settles the count by the login's outcome: a success resets the account's count, wrong
+    /// credentials keep it, anything else (no hashing slot, database trouble: no password was
+    /// checked) gives it back. Failing to settle is logged, never the request's failure.
+    pub async fn finish<T>(self, db: &PgPool, outcome: &Result<T, ApiError>) {
+        let account = &self.throttle.account;
+        let settled = match outcome {
+            Ok(_) => account.reset(db, &self.key).await,
+            Err(ApiError::InvalidCredentials) => Ok(()),
+            Err(_) => account.refund(db, &self.key).await,
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "could not update the login failure count");
+        }
+    }
+}
