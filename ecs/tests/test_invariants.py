@@ -27,7 +27,7 @@ BINARIES = {"auth-service": "auth-svc", "task-service": "task-svc", "gateway": "
 
 # The one intended exception to "only the execution role reads secrets": the gateway re-reads
 # the JWT secret itself (AWSCURRENT + AWSPREVIOUS) so a rotation reaches running tasks.
-RUNTIME_SECRET_READERS = {("TaskServiceTaskRole", "JwtSecret")}
+RUNTIME_SECRET_READERS = {("TaskServiceTaskRole", "JwtSecret"), ("AuthServiceTaskRole", "JwtSecret")}
 
 # Gateway shutdown grace when sidecar.toml does not say: the gateway's own defaults (15 + 5).
 DEFAULT_GATEWAY_GRACE = {"grace_period_secs": 15, "graceful_shutdown_timeout_secs": 5}
@@ -213,7 +213,11 @@ def test_auth_svc_configuration(containers):
     assert e["BIND_ADDR"] == "0.0.0.0" and int(e["PORT"]) == AUTH_PORT
     assert e["DB_SSLMODE"] == "require"
     secrets = {s["name"] for s in auth["secrets"]}
-    assert {"DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD", "JWT_SECRET", "JWT_EXPIRATION"} <= secrets
+    assert {"DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD", "JWT_EXPIRATION"} <= secrets
+    # The keyring is read at run time so a rotation needs no redeploy; auth-svc refuses
+    # JWT_SECRET together with JWT_SECRET_ARN.
+    assert e["JWT_SECRET_ARN"] == "${JwtSecretArn}"
+    assert "JWT_SECRET" not in secrets | set(e)
 
 
 def test_db_settings_match_the_instance(containers, resources):
@@ -320,10 +324,10 @@ def test_secrets_are_readable_by_the_execution_role_only(rendered, template, res
     assert {s for r, s in grants if r == "ExecutionRole"} == injected, "execution role must read exactly the injected secrets"
     others = {g for g in grants if g[0] != "ExecutionRole"}
     assert others == RUNTIME_SECRET_READERS, f"unexpected secret readers: {others - RUNTIME_SECRET_READERS}"
-    # The exception is the gateway's task role, and the gateway is told that secret's ARN.
-    task_td = rendered["task-service.json"]
-    assert task_td["taskRoleArn"] == "${TaskServiceTaskRoleArn}"
-    assert "taskRoleArn" not in rendered["auth-service.json"], "auth-svc calls no AWS API"
+    # The exceptions are the task roles that read the JWT keyring at run time (the gateway and
+    # auth-svc), and both are told that secret's ARN.
+    assert rendered["task-service.json"]["taskRoleArn"] == "${TaskServiceTaskRoleArn}"
+    assert rendered["auth-service.json"]["taskRoleArn"] == "${AuthServiceTaskRoleArn}"
 
 
 def test_iam_has_no_wildcards_beyond_ecr_token(resources):

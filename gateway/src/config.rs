@@ -301,6 +301,12 @@ impl Config {
         if let Some(bad) = public_routes.iter().find(|r| !r.starts_with('/')) {
             return Err(ConfigError::new("routes.public", format!("route {bad:?} must start with '/'")));
         }
+        if f.revocation.max_age_secs != 0 && f.revocation.max_age_secs <= f.revocation.poll_interval_secs {
+            return Err(ConfigError::new(
+                "revocation.max_age_secs",
+                "must be 0 (off) or longer than revocation.poll_interval_secs, or every request fails closed",
+            ));
+        }
         if f.auth.rate_limit_per_sec == 0 || f.auth.rate_limit_burst == 0 {
             return Err(ConfigError::new("auth.rate_limit_per_sec", "rate limit and burst must be at least 1"));
         }
@@ -525,6 +531,27 @@ mod tests {
             Config::from_file(SidecarFile::default(), &env(&[("JWT_SECRET", SECRET), ("UPSTREAM_METRICS_ADDR", "x")]))
                 .unwrap_err();
         assert_eq!(err.key, "UPSTREAM_METRICS_ADDR");
+    }
+
+    #[test]
+    fn token_rules_and_revocation_settings_are_checked() {
+        let c = Config::from_file(SidecarFile::default(), &env(&[("JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(c.rules.max_lifetime_secs, 604_800);
+        assert_eq!(c.revocation_poll_interval, Duration::from_secs(2));
+        assert_eq!(c.revocation_max_age, None);
+        let mut f = SidecarFile::default();
+        f.revocation.max_age_secs = 2;
+        let err = Config::from_file(f, &env(&[("JWT_SECRET", SECRET)])).unwrap_err();
+        assert_eq!(err.key, "revocation.max_age_secs");
+        let mut f = SidecarFile::default();
+        f.revocation.max_age_secs = 30;
+        f.jwt.max_lifetime_secs = 3600;
+        let c = Config::from_file(f, &env(&[("JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(c.revocation_max_age, Some(Duration::from_secs(30)));
+        assert_eq!(c.rules.max_lifetime_secs, 3600);
+        let mut f = SidecarFile::default();
+        f.jwt.max_lifetime_secs = 10;
+        assert_eq!(Config::from_file(f, &env(&[("JWT_SECRET", SECRET)])).unwrap_err().key, "jwt.max_lifetime_secs");
     }
 
     #[test]
