@@ -2,6 +2,7 @@
 //! what a user runs.
 
 pub mod front_door;
+pub mod launch;
 pub mod oneshot;
 pub mod postgres;
 pub mod process;

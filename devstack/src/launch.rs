@@ -1,0 +1,595 @@
+//! The one launcher of the system's binaries: typed settings per binary produce its command
+//! line, environment and config file in one place, and [`Launch`] starts the process and waits
+//! until it is ready. The run command ([`crate::stack`]), the bench, the gateway tests and the
+//! process tests all start auth-svc, task-svc and the gateway through here, so a new setting is
+//! a change to one struct.
+//!
+//! Settings map to the variables in the README's "Configuration" table and to the gateway's
+//! `sidecar.toml` (written from [`gateway::config::SidecarFile`], the schema the gateway reads).
+//! A process that is not one of the three (moto, the bench's helpers, later Prometheus or
+//! HAProxy) is a plain [`Launch::new`] or a settings struct of its own with a `launch` method.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use gateway::config::SidecarFile;
+use platform::Secret;
+
+use crate::process::{Output, Process};
+
+/// The command that builds every binary the launcher starts, with the workspace's single
+/// feature resolution (see docs/local-run.md, "One build").
+pub const BUILD_COMMAND: &str = "cargo build --workspace --bins";
+
+/// `127.0.0.1:port`.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// The directory holding auth-svc, task-svc and gateway (one build profile's output).
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub dir: PathBuf,
+}
+
+impl Binaries {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// `$TASKMGMT_BIN_DIR`, else the running executable's directory ([`crate::process::bin_dir`]).
+    pub fn locate() -> Result<Self> {
+        Ok(Self::new(crate::process::bin_dir()?))
+    }
+
+    /// The path of binary `name`; an error saying how to build it when it is missing.
+    pub fn path(&self, name: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        if !path.exists() {
+            bail!(
+                "{name} not found in {}: build the binaries first with `{BUILD_COMMAND}` (add --release for a release run)",
+                self.dir.display()
+            );
+        }
+        Ok(path)
+    }
+}
+
+/// `LOG_FORMAT` and `RUST_LOG` of a child. `None` leaves the variable as the parent has it
+/// (the run command passes the user's choice through).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Logging {
+    pub format: Option<LogFormat>,
+    /// `RUST_LOG`, e.g. `info`.
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Compact,
+    /// JSON lines, as on ECS (CloudWatch).
+    Json,
+}
+
+impl Logging {
+    /// JSON lines, as the ECS task definitions set.
+    pub fn json() -> Self {
+        Self { format: Some(LogFormat::Json), filter: None }
+    }
+}
+
+/// A Secrets Manager endpoint other than AWS's (moto in the tests): the standard
+/// `AWS_ENDPOINT_URL_SECRETS_MANAGER` plus static test credentials, and no instance metadata
+/// or shared config files, so nothing outside the test is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsEndpoint {
+    pub secrets_manager_url: String,
+    pub region: String,
+}
+
+impl AwsEndpoint {
+    /// moto (or any stand-in) at `url`, region `us-east-1`.
+    pub fn stand_in(url: impl Into<String>) -> Self {
+        Self { secrets_manager_url: url.into(), region: "us-east-1".into() }
+    }
+
+    fn env(&self, env: &mut Env) {
+        env.set("AWS_ENDPOINT_URL_SECRETS_MANAGER", &self.secrets_manager_url);
+        env.set("AWS_REGION", &self.region);
+        env.set("AWS_ACCESS_KEY_ID", "testing");
+        env.set("AWS_SECRET_ACCESS_KEY", "testing");
+        env.set("AWS_EC2_METADATA_DISABLED", "true");
+        env.set("AWS_CONFIG_FILE", "/nonexistent");
+        env.set("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    }
+}
+
+/// Where a binary's JWT keyring comes from (auth-svc and gateway read the same variables).
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyringSource {
+    /// `JWT_SECRET` (+ `JWT_SECRET_PREVIOUS`): fixed for the life of the process.
+    Secret { current: Secret, previous: Option<Secret> },
+    /// `JWT_SECRET_ARN`: AWSCURRENT and AWSPREVIOUS from Secrets Manager at `endpoint`.
+    SecretsManager { arn: String, endpoint: AwsEndpoint },
+}
+
+impl fmt::Debug for KeyringSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyringSource::Secret { previous, .. } => f
+                .debug_struct("Secret")
+                .field("current", &"[redacted]")
+                .field("previous", &previous.as_ref().map(|_| "[redacted]"))
+                .finish(),
+            KeyringSource::SecretsManager { arn, endpoint } => {
+                f.debug_struct("SecretsManager").field("arn", arn).field("endpoint", endpoint).finish()
+            }
+        }
+    }
+}
+
+impl KeyringSource {
+    /// One fixed secret (`JWT_SECRET`).
+    pub fn secret(current: &str) -> Self {
+        KeyringSource::Secret { current: Secret::new(current), previous: None }
+    }
+
+    /// A secret and the previous one during a rotation (`JWT_SECRET_PREVIOUS`, verify only).
+    pub fn rotating(current: &str, previous: Option<&str>) -> Self {
+        KeyringSource::Secret { current: Secret::new(current), previous: previous.map(Secret::new) }
+    }
+
+    fn env(&self, env: &mut Env) {
+        match self {
+            KeyringSource::Secret { current, previous } => {
+                env.set("JWT_SECRET", current.expose());
+                match previous {
+                    Some(p) => env.set("JWT_SECRET_PREVIOUS", p.expose()),
+                    None => env.unset("JWT_SECRET_PREVIOUS"),
+                }
+                env.unset("JWT_SECRET_ARN");
+            }
+            KeyringSource::SecretsManager { arn, endpoint } => {
+                env.set("JWT_SECRET_ARN", arn);
+                env.unset("JWT_SECRET");
+                env.unset("JWT_SECRET_PREVIOUS");
+                endpoint.env(env);
+            }
+        }
+    }
+}
+
+/// What auth-svc and task-svc share (README, "Configuration").
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// `DATABASE_URL` (may hold a password: never printed).
+    pub database_url: String,
+    /// `BIND_ADDR` and `PORT`.
+    pub listen: SocketAddr,
+    /// `METRICS_ADDR`; `None` is `off`.
+    pub metrics: Option<SocketAddr>,
+    /// `SHUTDOWN_GRACE_SECS`; `None` keeps the service's default (20 s).
+    pub shutdown_grace_secs: Option<u64>,
+    /// `DB_ACQUIRE_TIMEOUT_SECS`; `None` keeps the default (3 s).
+    pub db_acquire_timeout_secs: Option<u64>,
+}
+
+impl fmt::Debug for ServiceSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceSettings")
+            .field("database_url", &"[redacted]")
+            .field("listen", &self.listen)
+            .field("metrics", &self.metrics)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("db_acquire_timeout_secs", &self.db_acquire_timeout_secs)
+            .finish()
+    }
+}
+
+impl ServiceSettings {
+    /// `database_url`, listening on `listen`, no metrics listener, the services' defaults.
+    pub fn new(database_url: impl Into<String>, listen: SocketAddr) -> Self {
+        Self {
+            database_url: database_url.into(),
+            listen,
+            metrics: None,
+            shutdown_grace_secs: None,
+            db_acquire_timeout_secs: None,
+        }
+    }
+
+    fn env(&self, env: &mut Env) {
+        env.set("DATABASE_URL", &self.database_url);
+        env.set("BIND_ADDR", &self.listen.ip().to_string());
+        env.set("PORT", &self.listen.port().to_string());
+        env.set("METRICS_ADDR", &self.metrics.map_or_else(|| "off".to_owned(), |m| m.to_string()));
+        env.set_or_unset("SHUTDOWN_GRACE_SECS", self.shutdown_grace_secs);
+        env.set_or_unset("DB_ACQUIRE_TIMEOUT_SECS", self.db_acquire_timeout_secs);
+    }
+}
+
+/// auth-svc: users, passwords and token issuing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSvc {
+    pub service: ServiceSettings,
+    pub keyring: KeyringSource,
+    pub logging: Logging,
+}
+
+impl AuthSvc {
+    pub fn new(service: ServiceSettings, keyring: KeyringSource) -> Self {
+        Self { service, keyring, logging: Logging::default() }
+    }
+
+    /// The process, ready once `GET /auth/health` answers 200.
+    pub fn launch(&self, name: &str, program: &Path) -> Launch {
+        let mut env = Env::default();
+        self.service.env(&mut env);
+        self.keyring.env(&mut env);
+        Launch::new(name, program)
+            .with_env(env)
+            .logging(&self.logging)
+            .ready(vec![Probe::http(self.service.listen, "/auth/health")])
+    }
+}
+
+/// task-svc: the task CRUD behind its gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSvc {
+    pub service: ServiceSettings,
+    pub logging: Logging,
+}
+
+impl TaskSvc {
+    pub fn new(service: ServiceSettings) -> Self {
+        Self { service, logging: Logging::default() }
+    }
+
+    /// The process, ready once `GET /tasks/health` answers 200.
+    pub fn launch(&self, name: &str, program: &Path) -> Launch {
+        let mut env = Env::default();
+        self.service.env(&mut env);
+        Launch::new(name, program)
+            .with_env(env)
+            .logging(&self.logging)
+            .ready(vec![Probe::http(self.service.listen, "/tasks/health")])
+    }
+}
+
+/// The gateway sidecar: `sidecar.toml` (written to `config_path` from `sidecar`) plus the
+/// per-task environment overrides ECS sets (`GATEWAY_LISTEN`, `UPSTREAM_ADDR`, `METRICS_ADDR`,
+/// `AUTH_SERVICE_URL`, the keyring).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    pub sidecar: SidecarFile,
+    /// Where the config file is written.
+    pub config_path: PathBuf,
+    pub listen: SocketAddr,
+    pub metrics: SocketAddr,
+    /// task-svc.
+    pub upstream: SocketAddr,
+    /// auth-svc for the fallback, e.g. `http://localhost:3000`.
+    pub auth_url: String,
+    pub keyring: KeyringSource,
+    pub logging: Logging,
+    /// What counts as ready: by default the keyring is loaded (`/ready`) and a request reaches
+    /// task-svc (`/tasks/health`).
+    pub ready: Vec<Probe>,
+}
+
+impl Gateway {
+    pub fn new(
+        sidecar: SidecarFile,
+        config_path: PathBuf,
+        listen: SocketAddr,
+        metrics: SocketAddr,
+        upstream: SocketAddr,
+        auth_url: impl Into<String>,
+        keyring: KeyringSource,
+    ) -> Self {
+        Self {
+            sidecar,
+            config_path,
+            listen,
+            metrics,
+            upstream,
+            auth_url: auth_url.into(),
+            keyring,
+            logging: Logging::default(),
+            ready: vec![Probe::http(metrics, "/ready"), Probe::http(listen, "/tasks/health")],
+        }
+    }
+
+    /// The grace and final timeout of its `[shutdown]`: how long a SIGTERM may take.
+    pub fn stop_timeout(&self) -> Duration {
+        let s = &self.sidecar.shutdown;
+        Duration::from_secs(s.grace_period_secs + s.graceful_shutdown_timeout_secs)
+    }
+
+    /// Writes the config file and returns the process.
+    pub fn launch(&self, name: &str, program: &Path) -> Result<Launch> {
+        let text = self.sidecar.to_toml().map_err(anyhow::Error::msg).context("serialising sidecar.toml")?;
+        let header = "# Written by devstack::launch from gateway::config::SidecarFile; see the repository's sidecar.toml for what each key means.\n";
+        std::fs::write(&self.config_path, format!("{header}{text}"))
+            .with_context(|| format!("could not write {}", self.config_path.display()))?;
+        let mut env = Env::default();
+        env.set("GATEWAY_LISTEN", &self.listen.to_string());
+        env.set("UPSTREAM_ADDR", &self.upstream.to_string());
+        env.set("METRICS_ADDR", &self.metrics.to_string());
+        env.set("AUTH_SERVICE_URL", &self.auth_url);
+        self.keyring.env(&mut env);
+        Ok(Launch::new(name, program)
+            .arg("--config")
+            .arg(self.config_path.display().to_string())
+            .with_env(env)
+            .logging(&self.logging)
+            .ready(self.ready.clone()))
+    }
+}
+
+/// One readiness check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// `GET http://addr{path}` answers 200.
+    Http { addr: SocketAddr, path: String },
+    /// Something accepts TCP connections on `addr`.
+    Tcp(SocketAddr),
+}
+
+impl Probe {
+    pub fn http(addr: SocketAddr, path: &str) -> Self {
+        Probe::Http { addr, path: path.to_owned() }
+    }
+
+    async fn passes(&self) -> bool {
+        match self {
+            Probe::Http { addr, path } => platform::healthcheck::probe(*addr, path, Duration::from_millis(500)).await,
+            Probe::Tcp(addr) => tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr))
+                .await
+                .is_ok_and(|r| r.is_ok()),
+        }
+    }
+}
+
+/// Environment changes for a child: variables set, and variables removed so that a stray
+/// value in the parent's environment cannot reach the child.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    set: Vec<(String, String)>,
+    unset: Vec<String>,
+}
+
+impl Env {
+    /// Sets `key` (replacing an earlier value).
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.unset.retain(|k| k != key);
+        match self.set.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value.to_owned(),
+            None => self.set.push((key.to_owned(), value.to_owned())),
+        }
+    }
+
+    /// Removes `key` from the child's environment.
+    pub fn unset(&mut self, key: &str) {
+        self.set.retain(|(k, _)| k != key);
+        if !self.unset.iter().any(|k| k == key) {
+            self.unset.push(key.to_owned());
+        }
+    }
+
+    fn set_or_unset(&mut self, key: &str, value: Option<u64>) {
+        match value {
+            Some(v) => self.set(key, &v.to_string()),
+            None => self.unset(key),
+        }
+    }
+
+    /// The value `key` will have, if set here.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.set.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+impl fmt::Debug for Env {
+    /// Names only: values can be secrets (JWT_SECRET, DATABASE_URL).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Env")
+            .field("set", &self.set.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .field("unset", &self.unset)
+            .finish()
+    }
+}
+
+/// A process to start: program, arguments, environment, where its output goes, and what
+/// "ready" means. Cheap to keep, so a crashed child can be started again the same way.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Env,
+    pub ready: Vec<Probe>,
+    /// Pause between failed readiness checks.
+    pub poll: Duration,
+    pub output: Output,
+}
+
+impl Launch {
+    /// `program` with no arguments, the parent's environment, output inherited, ready at once.
+    pub fn new(name: &str, program: &Path) -> Self {
+        Self {
+            name: name.to_owned(),
+            program: program.to_path_buf(),
+            args: Vec::new(),
+            env: Env::default(),
+            ready: Vec::new(),
+            poll: Duration::from_millis(10),
+            output: Output::Inherit,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets one variable: the escape hatch for settings that have no typed field (tests,
+    /// `bench --env`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.set(key, value);
+        self
+    }
+
+    fn with_env(mut self, env: Env) -> Self {
+        for (k, v) in &env.set {
+            self.env.set(k, v);
+        }
+        for k in &env.unset {
+            self.env.unset(k);
+        }
+        self
+    }
+
+    /// Applies `LOG_FORMAT` / `RUST_LOG` where the settings name them.
+    pub fn logging(mut self, logging: &Logging) -> Self {
+        match logging.format {
+            Some(LogFormat::Json) => self.env.set("LOG_FORMAT", "json"),
+            Some(LogFormat::Compact) => self.env.set("LOG_FORMAT", "compact"),
+            None => {}
+        }
+        if let Some(filter) = &logging.filter {
+            self.env.set("RUST_LOG", filter);
+        }
+        self
+    }
+
+    pub fn output(mut self, output: Output) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Replaces the readiness checks (run in order).
+    pub fn ready(mut self, probes: Vec<Probe>) -> Self {
+        self.ready = probes;
+        self
+    }
+
+    /// Checks readiness every `poll` (the bench measures start-up times at 2 ms).
+    pub fn poll_every(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Starts the process. A child whose output is not a terminal gets `NO_COLOR=1`, so log
+    /// files and captured test output have no escape codes.
+    pub fn spawn(&self) -> Result<Process> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for k in &self.env.unset {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.env.set {
+            cmd.env(k, v);
+        }
+        if !self.output.is_terminal() && self.env.get("NO_COLOR").is_none() {
+            cmd.env("NO_COLOR", "1");
+        }
+        Process::spawn_command(&self.name, cmd, &self.output)
+            .with_context(|| format!("could not start {} ({})", self.name, self.program.display()))
+    }
+
+    /// Waits until every readiness check passes in turn; fails when the process exits first
+    /// or `timeout` passes.
+    pub async fn wait_ready(&self, process: &mut Process, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        for probe in &self.ready {
+            while !probe.passes().await {
+                if !process.is_running() {
+                    bail!("{} exited before it became ready{}", self.name, self.output.hint());
+                }
+                if start.elapsed() > timeout {
+                    bail!("{} not ready ({probe:?}) after {timeout:?}{}", self.name, self.output.hint());
+                }
+                tokio::time::sleep(self.poll).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Launch::spawn`], then [`Launch::wait_ready`].
+    pub async fn start(&self, timeout: Duration) -> Result<Process> {
+        let mut process = self.spawn()?;
+        self.wait_ready(&mut process, timeout).await?;
+        Ok(process)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_produce_the_documented_variables() {
+        let mut service = ServiceSettings::new("postgres://u:pw@h/db", loopback(3000));
+        service.shutdown_grace_secs = Some(2);
+        let launch = AuthSvc::new(service, KeyringSource::rotating("new-secret", Some("old-secret")))
+            .launch("auth-1", Path::new("/bin/auth-svc"));
+        let env = &launch.env;
+        assert_eq!(env.get("DATABASE_URL"), Some("postgres://u:pw@h/db"));
+        assert_eq!((env.get("BIND_ADDR"), env.get("PORT")), (Some("127.0.0.1"), Some("3000")));
+        assert_eq!(env.get("METRICS_ADDR"), Some("off"));
+        assert_eq!(env.get("SHUTDOWN_GRACE_SECS"), Some("2"));
+        assert_eq!(env.get("JWT_SECRET_PREVIOUS"), Some("old-secret"));
+        assert!(env.unset.contains(&"JWT_SECRET_ARN".to_owned()), "a stray parent value cannot leak in");
+        assert!(env.unset.contains(&"DB_ACQUIRE_TIMEOUT_SECS".to_owned()));
+        assert_eq!(launch.ready, vec![Probe::http(loopback(3000), "/auth/health")]);
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let launch = AuthSvc::new(
+            ServiceSettings::new("postgres://u:hunter2@h/db", loopback(1)),
+            KeyringSource::rotating("s3cr3t-current", Some("s3cr3t-previous")),
+        )
+        .launch("auth", Path::new("auth-svc"));
+        let text = format!("{launch:?}");
+        for secret in ["hunter2", "s3cr3t"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        let keyring = KeyringSource::rotating("s3cr3t-current", None);
+        assert!(!format!("{keyring:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_gateway_config_is_written_through_the_schema() {
+        let dir = std::env::temp_dir().join(format!("launch-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let mut sidecar = SidecarFile::default();
+        sidecar.cache.enabled = false;
+        sidecar.shutdown.grace_period_secs = 1;
+        let gw = Gateway::new(
+            sidecar.clone(),
+            dir.join("sidecar.toml"),
+            loopback(1),
+            loopback(2),
+            loopback(3),
+            "http://localhost:4",
+            KeyringSource::secret("k"),
+        );
+        let launch = gw.launch("gateway-1", Path::new("gateway"));
+        assert!(launch.is_ok(), "{launch:?}");
+        let read = SidecarFile::read(&dir.join("sidecar.toml"));
+        assert_eq!(read.ok(), Some(sidecar));
+        assert_eq!(gw.stop_timeout(), Duration::from_secs(1 + 5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
