@@ -1,6 +1,7 @@
 //! The local stack, shared by the run command and the tests so that what the tests start is
 //! what a user runs.
 
+pub mod build;
 pub mod front_door;
 pub mod launch;
 pub mod oneshot;
