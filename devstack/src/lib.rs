@@ -2,9 +2,12 @@
 //! what a user runs.
 
 pub mod build;
+pub mod forwarded;
 pub mod front_door;
 pub mod launch;
 pub mod oneshot;
 pub mod postgres;
 pub mod process;
+pub mod request_check;
 pub mod stack;
+pub mod upstream;
