@@ -79,6 +79,18 @@ fn is_crate_variable(key: &str) -> bool {
         .any(|prefix| key.starts_with(prefix))
 }
 
+/// The services' build that the run command (under `cargo run`) and `bench` run before
+/// starting them.
+pub fn services(profile: Profile) -> Command {
+    cargo_build(&SERVICES, profile)
+}
+
+/// A readable form of `cmd` for logs: `cargo build --workspace --bin ...`.
+pub fn describe(cmd: &Command) -> String {
+    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    format!("cargo {}", args.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_crate_variable;
@@ -92,16 +104,4 @@ mod tests {
             assert!(!is_crate_variable(key), "{key}");
         }
     }
-}
-
-/// The services' build that the run command (under `cargo run`) and `bench` run before
-/// starting them.
-pub fn services(profile: Profile) -> Command {
-    cargo_build(&SERVICES, profile)
-}
-
-/// A readable form of `cmd` for logs: `cargo build --workspace --bin ...`.
-pub fn describe(cmd: &Command) -> String {
-    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-    format!("cargo {}", args.join(" "))
 }
