@@ -2,7 +2,7 @@
 //! stand-in), N auth-svc instances, N "tasks" of task-svc + its gateway sidecar, and the front
 //! door (the ALB stand-in, plus the Cloud Map stand-in the gateways reach auth-svc through).
 //!
-//! The run command (`cargo run --release -p devstack`) and the e2e tests both start it through
+//! The run command (scripts/run.sh: `cargo run --release --bin devstack`) and the e2e tests both start it through
 //! [`Stack::start`], so what the tests exercise is what a user runs.
 
 use std::collections::HashSet;
