@@ -13,14 +13,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::Body;
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::serve::IncomingStream;
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -32,7 +31,7 @@ use tokio::task::JoinHandle;
 use crate::forwarded::{self, strip_hop_by_hop};
 use crate::process::LogSink;
 use crate::request_check::{CheckedListener, Peer};
-use crate::upstream::EarlyResponseConnector;
+use crate::upstream::{ClientBody, EarlyResponseConnector};
 
 /// Active health-check settings, named after the ALB target group's.
 #[derive(Debug, Clone, Copy)]
@@ -476,74 +475,6 @@ async fn forward(shared: &Shared, kind: PoolKind, client: Option<(SocketAddr, u1
             StatusCode::GATEWAY_TIMEOUT,
             format!("The {} instance did not answer in time", kind.service()),
         ),
-    }
-}
-
-/// The client's request body on its way to the target.
-///
-/// A failure while reading it (broken chunked framing, a body cut short) is the client's
-/// mistake: `failed` lets [`forward`] answer 400 where a failure of the target is a 502. And
-/// when the target answered before taking all of it, the rest is still read and dropped
-/// (up to [`DRAIN_LIMIT`] bytes): otherwise the connection to the client closes while the client
-/// is still sending, and its next write fails before it reads the answer.
-struct ClientBody {
-    inner: Option<Body>,
-    failed: Arc<AtomicBool>,
-}
-
-/// How much of an unread request body is drained after an early answer.
-const DRAIN_LIMIT: usize = 64 << 20;
-
-impl ClientBody {
-    fn new(body: Body) -> Self {
-        Self { inner: Some(body), failed: Arc::new(AtomicBool::new(false)) }
-    }
-}
-
-impl HttpBody for ClientBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        let Some(inner) = self.inner.as_mut() else { return std::task::Poll::Ready(None) };
-        let polled = std::pin::Pin::new(inner).poll_frame(cx);
-        match &polled {
-            std::task::Poll::Ready(Some(Err(_))) => self.failed.store(true, Ordering::Relaxed),
-            std::task::Poll::Ready(None) => self.inner = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(HttpBody::is_end_stream)
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.as_ref().map_or_else(|| http_body::SizeHint::with_exact(0), HttpBody::size_hint)
-    }
-}
-
-impl Drop for ClientBody {
-    fn drop(&mut self) {
-        let Some(mut rest) = self.inner.take() else { return };
-        if rest.is_end_stream() {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let mut drained = 0usize;
-                while let Some(Ok(frame)) = rest.frame().await {
-                    drained += frame.data_ref().map_or(0, Bytes::len);
-                    if drained > DRAIN_LIMIT {
-                        break;
-                    }
-                }
-            });
-        }
     }
 }
 
