@@ -1,43 +1,69 @@
 #!/usr/bin/env bash
-# One-time set-up of a Debian machine with Rust: installs what the build, the run command and
-# the tests need, and nothing that is already there. Idempotent; safe to re-run.
+# The set-up step shared by the README's two commands (scripts/run.sh and scripts/test.sh):
+# installs what a Debian machine with Rust lacks, and nothing that is already there. Idempotent;
+# when nothing is missing it only looks (well under a second) and prints nothing.
 #
-#   sudo scripts/setup.sh          (as root: apt-get needs it)
+#   scripts/setup.sh run     what the run command needs
+#   scripts/setup.sh test    what the test command needs (a superset)
 #
-#   Debian packages: cmake (pingora builds zlib-ng with it), postgresql (server binaries for
-#   the throwaway clusters), python3-venv, prometheus (promtool, to check metrics output),
-#   wrk (the load generator of bench/).
-#   PyPI, in <repo>/.venv: scripts/requirements.txt (cfn-lint, checkov, botocore, pytest, moto).
+#   Debian packages (apt-get, needs root):
+#     run:  cmake (pingora builds zlib-ng with it), postgresql (initdb/pg_ctl for the local
+#           cluster), util-linux (runuser: PostgreSQL refuses to run as root)
+#     test: + prometheus (promtool checks the metrics exposition), wrk (the bench's load
+#           generator), haproxy (the bench's peer proxy), python3-venv (for .venv)
+#   test: PyPI tools in <repo>/.venv (scripts/requirements.txt: cfn-lint, checkov, botocore,
+#         pytest, moto), and cargo-nextest from crates.io (`cargo install --locked`).
+#
+# Not root and a Debian package missing: prints the packages and the command to run, exits 1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
+PURPOSE=${1:-test}
+case "$PURPOSE" in
+    run | test) ;;
+    *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+say() { echo "setup: $*"; }
 
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
-compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v wrk >/dev/null || missing+=(wrk)
-python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || [ -n "${PG_BIN:-}" ] || missing+=(postgresql)
 command -v runuser >/dev/null || missing+=(util-linux)
+if [ "$PURPOSE" = test ]; then
+    command -v promtool >/dev/null || missing+=(prometheus)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: missing Debian packages: ${missing[*]}; re-run as root (sudo $0)" >&2
+        echo "setup: missing Debian packages: ${missing[*]}" >&2
+        echo "setup: install them once as root, then run the command again:" >&2
+        echo "    sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        echo "setup: (or: sudo $0 $PURPOSE)" >&2
         exit 1
     fi
-    echo "setup: installing Debian packages: ${missing[*]}"
+    say "installing Debian packages: ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # The postgresql package starts a system cluster; the project never uses it.
+    # The packages start system services the project never uses: stop them again.
     if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v pg_ctlcluster >/dev/null; then
         for v in /etc/postgresql/*/main; do
             [ -d "$v" ] && pg_ctlcluster "$(basename "$(dirname "$v")")" main stop 2>/dev/null || true
         done
     fi
+    for service in haproxy prometheus; do
+        if [[ " ${missing[*]} " == *" $service "* ]]; then
+            (invoke-rc.d "$service" stop || service "$service" stop) >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
+[ "$PURPOSE" = test ] || exit 0
+
 if [ ! -x "$VENV/bin/python" ]; then
-    echo "setup: creating $VENV"
+    say "creating $VENV"
     python3 -m venv "$VENV"
 fi
 # Skip pip when every pinned requirement is already satisfied (fast re-runs, no network).
@@ -62,7 +88,12 @@ for req in reqs(sys.argv[1]):
     except PackageNotFoundError:
         sys.exit(1)
 PY
-    echo "setup: installing PyPI tools into $VENV (scripts/requirements.txt)"
+    say "installing PyPI tools into $VENV (scripts/requirements.txt)"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/scripts/requirements.txt"
 fi
-echo "setup: ready (cmake, PostgreSQL binaries, $VENV)"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    # From crates.io, built locally (a few minutes on 2 cores, once per machine).
+    say "installing cargo-nextest (cargo install --locked cargo-nextest)"
+    cargo install --locked cargo-nextest
+fi

@@ -6,29 +6,19 @@
 use std::path::Path;
 use std::time::Duration;
 
+use devstack::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
 use devstack::postgres::free_port;
 use devstack::postgres::testing::TestDatabase;
-use devstack::process::{Output, Process, healthcheck_exit_code, wait_healthy};
+use devstack::process::{Process, healthcheck_exit_code};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
 const SECRET: &str = "process-test-secret-0123456789-abcdefgh";
 
 async fn start(db: &TestDatabase, port: u16) -> Process {
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_SECRET", SECRET),
-        ("PORT", &port.to_string()),
-        ("BIND_ADDR", "127.0.0.1"),
-        ("METRICS_ADDR", "off"),
-        ("SHUTDOWN_GRACE_SECS", "10"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let mut p = Process::spawn("auth-svc", Path::new(BIN), &[], &env, &Output::Inherit).unwrap();
-    wait_healthy(&mut p, ([127, 0, 0, 1], port).into(), "/auth/health", Duration::from_secs(60)).await.unwrap();
-    p
+    let service = ServiceSettings { shutdown_grace_secs: Some(10), ..ServiceSettings::new(&db.url, loopback(port)) };
+    let launch = AuthSvc::new(service, KeyringSource::secret(SECRET)).launch("auth-svc", Path::new(BIN));
+    launch.start(Duration::from_secs(60)).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

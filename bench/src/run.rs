@@ -36,13 +36,12 @@ fn bin_dir(o: &Options) -> Result<PathBuf> {
     }
 }
 
+/// Builds the services in release with the workspace-wide feature resolution of
+/// `cargo run --release --bin bench` (devstack::build): it compiles no dependency twice.
 fn build_release() -> Result<()> {
-    // Not `-p bench`: this binary is running, and cargo would replace it under us.
-    let args = ["build", "--release", "-p", "auth-svc", "-p", "task-svc", "-p", "gateway"];
-    eprintln!("==> cargo {}", args.join(" "));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo).args(args).current_dir(workspace_root()).status()?;
-    if !status.success() {
+    let mut cmd = devstack::build::services(devstack::build::Profile::Release);
+    eprintln!("==> {}", devstack::build::describe(&cmd));
+    if !cmd.status()?.success() {
         bail!("cargo build failed");
     }
     Ok(())

@@ -14,10 +14,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Body;
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{StatusCode, Uri};
+use axum::http::header::{self, HeaderValue};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
+use axum::serve::IncomingStream;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -26,7 +28,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::forwarded::{self, strip_hop_by_hop};
 use crate::process::LogSink;
+use crate::request_check::{CheckedListener, Peer};
+use crate::upstream::{ClientBody, EarlyResponseConnector};
 
 /// Active health-check settings, named after the ALB target group's.
 #[derive(Debug, Clone, Copy)]
@@ -127,8 +132,10 @@ impl Pool {
 struct Shared {
     auth: Pool,
     tasks: Pool,
-    client: Client<HttpConnector, Body>,
+    client: Client<EarlyResponseConnector, Body>,
     upstream_timeout: Duration,
+    /// The public listener's port, for `X-Forwarded-Port`.
+    public_port: u16,
     logs: LogSink,
 }
 
@@ -226,19 +233,20 @@ impl FrontDoor {
         let client = Client::builder(TokioExecutor::new())
             // Shorter than the services' keep-alive so we never reuse a connection they closed.
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(EarlyResponseConnector::new(connector));
         let shared = Arc::new(Shared {
             auth: Pool { backends: auth, next: AtomicUsize::new(0) },
             tasks: Pool { backends: tasks, next: AtomicUsize::new(0) },
             client,
             upstream_timeout: config.upstream_timeout,
+            public_port: public.local_addr().context("front door address")?.port(),
             logs,
         });
 
         let public_app = Router::new().fallback(public_proxy).with_state(shared.clone());
         let internal_app = Router::new().fallback(internal_proxy).with_state(shared.clone());
-        let public = serve(public, public_app)?;
-        let internal = serve(internal, internal_app)?;
+        let public = serve::<_, Peer>(CheckedListener(public), public_app)?;
+        let internal = serve::<_, SocketAddr>(internal, internal_app)?;
         let health = tokio::spawn(health_loop(shared.clone(), config.health));
         Ok(Self { shared, public: Some(public), internal: Some(internal), health, drain: config.drain })
     }
@@ -291,18 +299,37 @@ impl Drop for FrontDoor {
     }
 }
 
-fn serve(listener: TcpListener, app: Router) -> Result<Listener> {
-    let addr = listener.local_addr().context("listener address")?;
+fn serve<L, C>(listener: L, app: Router) -> Result<Listener>
+where
+    L: axum::serve::Listener<Addr: Into<SocketAddrOf> + std::fmt::Debug>,
+    C: Clone + Send + Sync + 'static + for<'a> Connected<IncomingStream<'a, L>>,
+{
+    let addr = listener.local_addr().context("listener address")?.into().0;
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<C>())
             .with_graceful_shutdown(shutdown)
             .await;
     });
     Ok(Listener { addr, stop, task })
+}
+
+/// A listener's own address, whatever its connection-info type.
+struct SocketAddrOf(SocketAddr);
+
+impl From<SocketAddr> for SocketAddrOf {
+    fn from(addr: SocketAddr) -> Self {
+        Self(addr)
+    }
+}
+
+impl From<Peer> for SocketAddrOf {
+    fn from(peer: Peer) -> Self {
+        Self(peer.addr)
+    }
 }
 
 async fn stop_listener(mut l: Listener, drain: Duration) {
@@ -355,16 +382,40 @@ async fn health_loop(shared: Arc<Shared>, hc: HealthCheck) {
     }
 }
 
+/// The ALB listener: its own checks first (request_check, TRACE, the internal
+/// `/auth/validate`), then the listener rules.
 async fn public_proxy(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     req: Request,
 ) -> Response {
-    let Some(kind) = PoolKind::route(req.uri().path()) else {
-        return ErrorBody::response(StatusCode::NOT_FOUND, "No route for this path: the API is under /auth and /tasks");
+    if let Some(rejection) = peer.conn.take_rejection() {
+        let mut resp = ErrorBody::response(rejection.status, rejection.message);
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    if req.method() == Method::TRACE {
+        // "Troubleshoot your Application Load Balancers", HTTP 405.
+        return ErrorBody::response(StatusCode::METHOD_NOT_ALLOWED, "The TRACE method is not supported");
+    }
+    let path = req.uri().path();
+    // Internal: the gateways reach it through Cloud Map, never through the load balancer,
+    // whose listener answers it with a fixed 404 like any path without a rule.
+    if path == INTERNAL_PATH {
+        return ErrorBody::response(StatusCode::NOT_FOUND, NO_ROUTE);
+    }
+    let Some(kind) = PoolKind::route(path) else {
+        return ErrorBody::response(StatusCode::NOT_FOUND, NO_ROUTE);
     };
-    forward(&shared, kind, Some(peer), req).await
+    let listener_port = shared.public_port;
+    forward(&shared, kind, Some((peer.addr, listener_port)), req).await
 }
+
+/// The body of every 404 of the ALB's listener rules.
+const NO_ROUTE: &str = "No route for this path: the API is under /auth and /tasks";
+
+/// auth-svc's token validation for the gateways; not routed by the public listener.
+pub const INTERNAL_PATH: &str = "/auth/validate";
 
 /// The Cloud Map stand-in: every path goes to the auth pool, and no `X-Forwarded-*` is added
 /// because on ECS this hop is a DNS answer, not a proxy.
@@ -372,7 +423,9 @@ async fn internal_proxy(State(shared): State<Arc<Shared>>, req: Request) -> Resp
     forward(&shared, PoolKind::Auth, None, req).await
 }
 
-async fn forward(shared: &Shared, kind: PoolKind, peer: Option<SocketAddr>, req: Request) -> Response {
+/// Sends `req` to a healthy target of `kind`. `client` is the client's address and the public
+/// listener's port (the ALB's headers); `None` on the Cloud Map stand-in.
+async fn forward(shared: &Shared, kind: PoolKind, client: Option<(SocketAddr, u16)>, req: Request) -> Response {
     let Some(backend) = shared.pool(kind).pick() else {
         return ErrorBody::response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -390,16 +443,29 @@ async fn forward(shared: &Shared, kind: PoolKind, peer: Option<SocketAddr>, req:
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(peer) = peer {
-        add_forwarded(&mut parts.headers, peer);
+    if let Some((addr, port)) = client {
+        forwarded::drop_invalid_names(&mut parts.headers);
+        forwarded::add_forwarded(&mut parts.headers, addr, port);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        forwarded::add_trace_id(&mut parts.headers, now);
     }
-    let upstream = Request::from_parts(parts, body);
+    let body = ClientBody::new(body);
+    let client_body_failed = body.failed.clone();
+    let upstream = Request::from_parts(parts, Body::new(body));
 
     match tokio::time::timeout(shared.upstream_timeout, shared.client.request(upstream)).await {
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
+        }
+        Ok(Err(_)) if client_body_failed.load(Ordering::Relaxed) => {
+            let mut resp = ErrorBody::response(
+                StatusCode::BAD_REQUEST,
+                "The request body is malformed: its chunked encoding or length is not valid HTTP/1.1",
+            );
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
         }
         Ok(Err(e)) => {
             shared.logs.line("front-door", &format!("{} ({}) failed: {e}", backend.name, backend.addr));
@@ -410,49 +476,6 @@ async fn forward(shared: &Shared, kind: PoolKind, peer: Option<SocketAddr>, req:
             format!("The {} instance did not answer in time", kind.service()),
         ),
     }
-}
-
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
-/// Removes the hop-by-hop headers (RFC 9110 7.6.1), including any the `Connection` header
-/// names. `Transfer-Encoding` goes too: the body is re-framed for the next hop.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::TRANSFER_ENCODING);
-}
-
-/// What the ALB adds: the client address appended to `X-Forwarded-For`, and the scheme/port.
-fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-        _ => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
 }
 
 #[cfg(test)]
@@ -469,25 +492,5 @@ mod tests {
         assert_eq!(PoolKind::route("/authz"), None);
         assert_eq!(PoolKind::route("/"), None);
         assert_eq!(PoolKind::route("/Tasks"), None);
-    }
-
-    #[test]
-    fn hop_by_hop_headers_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("authorization", HeaderValue::from_static("Bearer t"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("authorization"));
-    }
-
-    #[test]
-    fn forwarded_for_is_appended() {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarded(&mut h, "127.0.0.1:5000".parse().unwrap_or_else(|_| unreachable!()));
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
     }
 }

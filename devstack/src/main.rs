@@ -1,4 +1,4 @@
-//! `cargo run --release -p devstack`: the whole system on 127.0.0.1, shaped like the ECS
+//! `scripts/run.sh` (`cargo run --release --bin devstack`): the whole system on 127.0.0.1, shaped like the ECS
 //! deployment, until Ctrl-C or SIGTERM. See docs/local-run.md.
 
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use devstack::build::Profile;
 use devstack::front_door::{FrontDoorConfig, HealthCheck};
 use devstack::process::LogSink;
 use devstack::stack::{Options, Stack, repo_root};
@@ -76,8 +77,9 @@ const AFTER_HELP: &str = "\
 Routes: /auth, /auth/* -> auth-svc; /tasks, /tasks/* -> the gateways (-> task-svc); anything
 else is a JSON 404. Stop with Ctrl-C or SIGTERM: front door, gateways, services, then
 PostgreSQL stop in that order. Logs of every process are printed with its name as prefix.
-Binaries: when started by cargo, `cargo build -p auth-svc -p task-svc -p gateway` runs first
-(same profile); otherwise they must be beside this executable (or in $TASKMGMT_BIN_DIR).
+Binaries: when started by cargo, `cargo build --workspace --bin auth-svc --bin task-svc --bin
+gateway` runs first (same profile, same feature resolution: nothing is compiled twice);
+otherwise they must be beside this executable (or in $TASKMGMT_BIN_DIR).
 See docs/local-run.md.";
 
 fn main() -> ExitCode {
@@ -106,22 +108,19 @@ fn main() -> ExitCode {
 }
 
 /// Under `cargo run`, builds the other binaries with the profile this one was built with, so
-/// the one command works on a fresh clone.
+/// the one command works on a fresh clone. The build selects the whole workspace like the
+/// `cargo run --bin devstack` that started us, so it reuses every unit that build compiled
+/// (see devstack::build).
 fn build_siblings(args: &Args, logs: &LogSink) -> Result<()> {
-    let Some(cargo) = std::env::var_os("CARGO") else { return Ok(()) };
-    if args.no_build {
+    if std::env::var_os("CARGO").is_none() || args.no_build {
         return Ok(());
     }
-    let manifest = repo_root().join("Cargo.toml");
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.arg("build").arg("--manifest-path").arg(&manifest).args(["-p", "auth-svc", "-p", "task-svc", "-p", "gateway"]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    logs.line("devstack", &format!("building auth-svc, task-svc and gateway ({:?})", cmd));
+    let mut cmd = devstack::build::services(Profile::current());
+    let described = devstack::build::describe(&cmd);
+    logs.line("devstack", &format!("building auth-svc, task-svc and gateway ({described})"));
     let status = cmd.status().context("could not run cargo")?;
     if !status.success() {
-        bail!("cargo build of auth-svc, task-svc and gateway failed ({status})");
+        bail!("`{described}` failed ({status})");
     }
     Ok(())
 }
@@ -186,6 +185,7 @@ fn banner(stack: &Stack) -> String {
  Task Management API is running: {url}
    /auth, /auth/*   -> auth-svc instances      /tasks, /tasks/* -> gateways -> task-svc
    gateways reach auth-svc at {discovery} (Cloud Map stand-in)
+   database: {storage}
 {processes}
  Try it (the guide's Phase 8):
    ALB_DNS={alb}
@@ -202,5 +202,6 @@ fn banner(stack: &Stack) -> String {
  Stop with Ctrl-C (or SIGTERM).
 ================================================================================"#,
         discovery = stack.auth_discovery_url(),
+        storage = stack.storage().describe(),
     )
 }

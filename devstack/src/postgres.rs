@@ -163,6 +163,7 @@ impl Cluster {
     }
 
     fn start_server(&self) -> Result<()> {
+        self.remove_stale_lock_files()?;
         let mut opts = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300",
             self.port,
@@ -185,6 +186,36 @@ impl Cluster {
             bail!("PostgreSQL did not start (log {}):\n{}", self.log_file().display(), tail.join("\n"));
         }
         wait_for_port(self.port, Duration::from_secs(30))
+    }
+
+    /// Removes `postmaster.pid` and the socket lock files left by a server that is gone
+    /// (killed, or a machine that crashed). PostgreSQL refuses to start while the PID in them
+    /// belongs to any process, and after a crash that PID may be a zombie or reused by an
+    /// unrelated process. A live postgres on this directory is an error instead.
+    fn remove_stale_lock_files(&self) -> Result<()> {
+        let mut locks = vec![self.data().join("postmaster.pid")];
+        if let Ok(entries) = fs::read_dir(self.dir.join("socket")) {
+            locks.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".lock"))),
+            );
+        }
+        for lock in locks {
+            let Ok(text) = fs::read_to_string(&lock) else { continue };
+            let pid = text.lines().next().and_then(|l| l.trim().trim_start_matches('-').parse::<u32>().ok());
+            if let Some(pid) = pid
+                && is_live_postgres(pid)
+            {
+                bail!(
+                    "PostgreSQL (pid {pid}) is already running on {}: is another devstack using this directory?",
+                    self.dir.display()
+                );
+            }
+            fs::remove_file(&lock).with_context(|| format!("could not remove the stale {}", lock.display()))?;
+        }
+        Ok(())
     }
 
     /// The URL of database `db` as the superuser.
@@ -220,6 +251,16 @@ impl Drop for Cluster {
             let _ = self.stop();
         }
     }
+}
+
+/// Whether `pid` is a running (not zombie) process named `postgres`.
+fn is_live_postgres(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // "<pid> (<comm>) <state> ...": comm may contain spaces, so split at the last ')'.
+    let Some((head, rest)) = stat.rsplit_once(')') else { return false };
+    let comm = head.split_once('(').map_or("", |(_, c)| c);
+    let state = rest.trim_start().chars().next().unwrap_or('?');
+    comm == "postgres" && state != 'Z' && state != 'X'
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.

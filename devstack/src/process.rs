@@ -37,6 +37,26 @@ pub enum Output {
     Prefixed(LogSink),
 }
 
+impl Output {
+    /// Whether the child writes to a terminal (then it may colour its output).
+    pub fn is_terminal(&self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            Output::Inherit => std::io::stderr().is_terminal(),
+            Output::File(_) => false,
+            Output::Prefixed(sink) => sink.is_terminal(),
+        }
+    }
+
+    /// Where to look for the child's output, for error messages.
+    pub fn hint(&self) -> String {
+        match self {
+            Output::File(path) => format!("; see {}", path.display()),
+            Output::Inherit | Output::Prefixed(_) => String::new(),
+        }
+    }
+}
+
 /// A shared, line-oriented log destination: the run command's stdout, or a file.
 #[derive(Clone)]
 pub struct LogSink {
@@ -144,12 +164,21 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts `program` with `args` and `env` added to this process's environment. The
+    /// system's binaries are started through [`crate::launch`]; this is for anything else.
     pub fn spawn(name: &str, program: &Path, args: &[&str], env: &[(String, String)], output: &Output) -> Result<Self> {
         let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null());
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn_command(name, cmd, output)
+            .with_context(|| format!("could not start {name} ({})", program.display()))
+    }
+
+    /// Starts `cmd` with stdin closed and its output sent to `output`.
+    pub fn spawn_command(name: &str, mut cmd: Command, output: &Output) -> Result<Self> {
+        cmd.stdin(Stdio::null());
         match output {
             Output::Inherit => {}
             Output::File(path) => {
@@ -160,7 +189,7 @@ impl Process {
                 cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
             }
         }
-        let mut child = cmd.spawn().with_context(|| format!("could not start {name} ({})", program.display()))?;
+        let mut child = cmd.spawn()?;
         if let Output::Prefixed(sink) = output {
             if let Some(out) = child.stdout.take() {
                 sink.copy_lines(name, out);

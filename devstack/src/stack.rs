@@ -2,7 +2,7 @@
 //! stand-in), N auth-svc instances, N "tasks" of task-svc + its gateway sidecar, and the front
 //! door (the ALB stand-in, plus the Cloud Map stand-in the gateways reach auth-svc through).
 //!
-//! The run command (`cargo run --release -p devstack`) and the e2e tests both start it through
+//! The run command (scripts/run.sh: `cargo run --release --bin devstack`) and the e2e tests both start it through
 //! [`Stack::start`], so what the tests exercise is what a user runs.
 
 use std::collections::HashSet;
@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sqlx::{Connection, Executor, PgConnection};
 
+use gateway::config::SidecarFile;
+
 use crate::front_door::{self, BackendStatus, FrontDoor, FrontDoorConfig, PoolKind};
+use crate::launch::{self, AuthSvc, Binaries, KeyringSource, Launch, ServiceSettings, TaskSvc, loopback};
 use crate::postgres::{Cluster, Durability, free_port};
-use crate::process::{LogSink, Output, Process, wait_healthy};
+use crate::process::{LogSink, Output, Process};
 
 /// The database the local run uses inside its own cluster.
 pub const DATABASE_NAME: &str = "taskmgmt";
@@ -94,6 +97,32 @@ pub fn generate_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The database of a run, as the banner names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// `--data-dir`: a cluster kept in this directory, with PostgreSQL's durable defaults.
+    DataDir(PathBuf),
+    /// A temporary cluster tuned for speed (fsync off), removed on exit.
+    Throwaway,
+    /// `DATABASE_URL` / `--database-url`: a server this run does not manage.
+    External,
+}
+
+impl Storage {
+    /// One line for the banner and the log.
+    pub fn describe(&self) -> String {
+        match self {
+            Storage::DataDir(dir) => {
+                format!("durable: kept in {} with fsync, synchronous_commit and full_page_writes on", dir.display())
+            }
+            Storage::Throwaway => {
+                "throwaway and fast: fsync off, removed on exit (use --data-dir to keep data safely)".to_owned()
+            }
+            Storage::External => "external: DATABASE_URL, durability as that server is configured".to_owned(),
+        }
+    }
+}
+
 /// A running child, for the run command's banner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -106,32 +135,31 @@ pub struct ProcessInfo {
 
 /// One child process and how to start it again.
 struct Child {
-    name: String,
-    program: PathBuf,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
+    launch: Launch,
     addr: SocketAddr,
     metrics: SocketAddr,
-    health_path: &'static str,
     process: Option<Process>,
 }
 
 impl Child {
+    fn new(launch: Launch, addr: SocketAddr, metrics: SocketAddr, logs: &LogSink) -> Self {
+        Self { launch: launch.output(Output::Prefixed(logs.clone())), addr, metrics, process: None }
+    }
+
+    fn name(&self) -> &str {
+        &self.launch.name
+    }
+
     fn spawn(&mut self, logs: &LogSink) -> Result<()> {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let mut env = self.env.clone();
-        if !logs.is_terminal() {
-            env.push(("NO_COLOR".to_owned(), "1".to_owned()));
-        }
-        let process = Process::spawn(&self.name, &self.program, &args, &env, &Output::Prefixed(logs.clone()))?;
-        logs.line("devstack", &format!("started {} (pid {}) on {}", self.name, process.pid(), self.addr));
+        let process = self.launch.spawn()?;
+        logs.line("devstack", &format!("started {} (pid {}) on {}", self.name(), process.pid(), self.addr));
         self.process = Some(process);
         Ok(())
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let Some(process) = self.process.as_mut() else { bail!("{} is not running", self.name) };
-        wait_healthy(process, self.addr, self.health_path, timeout).await
+        let Some(process) = self.process.as_mut() else { bail!("{} is not running", self.launch.name) };
+        self.launch.wait_ready(process, timeout).await
     }
 
     fn kill(&mut self) {
@@ -197,6 +225,7 @@ pub struct Stack {
     auth: Vec<Child>,
     database: Option<Cluster>,
     database_url: String,
+    storage: Storage,
     jwt_secret: String,
     logs: LogSink,
     gateway_grace_secs: u64,
@@ -217,20 +246,18 @@ impl Stack {
             bail!("at least one auth-svc instance and one task are needed");
         }
         let logs = opts.logs.clone();
-        let binary = |name: &str| -> Result<PathBuf> {
-            let path = opts.bin_dir.join(name);
-            if !path.exists() {
-                bail!(
-                    "{name} not found in {}: build the binaries first with `cargo build -p auth-svc -p task-svc -p gateway` \
-                     (add --release for a release run)",
-                    opts.bin_dir.display()
-                );
-            }
-            Ok(path)
-        };
-        let (auth_bin, task_bin, gateway_bin) = (binary("auth-svc")?, binary("task-svc")?, binary("gateway")?);
+        let binaries = Binaries::new(&opts.bin_dir);
+        let (auth_bin, task_bin, gateway_bin) =
+            (binaries.path("auth-svc")?, binaries.path("task-svc")?, binaries.path("gateway")?);
         if !opts.sidecar_config.exists() {
             bail!("gateway config {} not found (pass --sidecar-config)", opts.sidecar_config.display());
+        }
+        let mut sidecar = SidecarFile::read(&opts.sidecar_config).context("the gateway config (--sidecar-config)")?;
+        if let Some(grace) = opts.gateway_grace_secs {
+            sidecar.shutdown.grace_period_secs = grace;
+        }
+        if let Some(timeout) = opts.gateway_shutdown_timeout_secs {
+            sidecar.shutdown.graceful_shutdown_timeout_secs = timeout;
         }
 
         // PostgreSQL's binaries, checked before anything starts: the message says how to
@@ -260,13 +287,12 @@ impl Stack {
                 RunDir { path, remove: true }
             }
         };
-        let (gateway_config, gateway_grace, gateway_timeout) = gateway_config(&opts, &run_dir.path)?;
         let jwt_secret = opts.jwt_secret.clone().unwrap_or_else(generate_secret);
 
-        let (database, database_url) = match &opts.database_url {
+        let (database, database_url, storage) = match &opts.database_url {
             Some(url) => {
                 logs.line("devstack", "using the database from DATABASE_URL / --database-url");
-                (None, url.clone())
+                (None, url.clone(), Storage::External)
             }
             None => {
                 let port = match opts.pg_port {
@@ -279,84 +305,73 @@ impl Stack {
                     None => ports.take("postgres")?,
                 };
                 ports.used.insert(port);
-                // A kept data directory is a local database worth keeping: durable settings.
-                let durability = if opts.data_dir.is_some() { Durability::Durable } else { Durability::Fast };
+                // A kept data directory is a database worth keeping: PostgreSQL's durable
+                // defaults (fsync, synchronous_commit, full_page_writes). The throwaway
+                // cluster is removed on exit anyway, so it trades durability for speed.
+                let (durability, storage) = match &opts.data_dir {
+                    Some(_) => (Durability::Durable, Storage::DataDir(run_dir.path.join("postgres"))),
+                    None => (Durability::Fast, Storage::Throwaway),
+                };
                 let dir = run_dir.path.join("postgres");
-                logs.line("devstack", &format!("starting PostgreSQL on 127.0.0.1:{port} (data in {})", dir.display()));
+                logs.line(
+                    "devstack",
+                    &format!(
+                        "starting PostgreSQL on 127.0.0.1:{port} ({}; data in {})",
+                        storage.describe(),
+                        dir.display()
+                    ),
+                );
                 let cluster = tokio::task::spawn_blocking(move || Cluster::start(&dir, port, durability))
                     .await
                     .context("PostgreSQL start-up task")??;
                 let url = cluster.url(DATABASE_NAME);
                 create_database(&cluster.url("postgres"), DATABASE_NAME).await?;
                 logs.line("devstack", &format!("PostgreSQL is up: {url} (log {})", cluster.log_file().display()));
-                (Some(cluster), url)
+                (Some(cluster), url, storage)
             }
         };
 
-        let mut service_env =
-            vec![("DATABASE_URL".to_owned(), database_url.clone()), ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned())];
-        if let Some(g) = opts.service_grace_secs {
-            service_env.push(("SHUTDOWN_GRACE_SECS".to_owned(), g.to_string()));
-        }
+        let service = |listen: SocketAddr, metrics: SocketAddr| ServiceSettings {
+            metrics: Some(metrics),
+            shutdown_grace_secs: opts.service_grace_secs,
+            ..ServiceSettings::new(database_url.clone(), listen)
+        };
+        let keyring = KeyringSource::secret(&jwt_secret);
 
         let mut auth = Vec::new();
         for i in 1..=opts.auth_instances {
-            let port = ports.take(&format!("auth-{i}"))?;
+            let addr = loopback(ports.take(&format!("auth-{i}"))?);
             let metrics = loopback(ports.take(&format!("auth-{i} metrics"))?);
-            let mut env = service_env.clone();
-            env.push(("PORT".to_owned(), port.to_string()));
-            env.push(("METRICS_ADDR".to_owned(), metrics.to_string()));
-            env.push(("JWT_SECRET".to_owned(), jwt_secret.clone()));
-            auth.push(Child {
-                name: format!("auth-{i}"),
-                program: auth_bin.clone(),
-                args: vec![],
-                env,
-                addr: loopback(port),
-                metrics,
-                health_path: PoolKind::Auth.health_path(),
-                process: None,
-            });
+            let launch = AuthSvc::new(service(addr, metrics), keyring.clone()).launch(&format!("auth-{i}"), &auth_bin);
+            auth.push(Child::new(launch, addr, metrics, &logs));
         }
         // Like Cloud Map's name: one address the gateways re-resolve; behind it, the healthy
         // auth-svc instances. `localhost` keeps it a DNS name, as AUTH_SERVICE_URL is on ECS.
         let auth_url = format!("http://localhost:{internal_port}");
         let mut tasks = Vec::new();
+        let mut gateway_stop = Duration::ZERO;
         for i in 1..=opts.task_instances {
-            let svc_port = ports.take(&format!("task-svc-{i}"))?;
+            let svc_addr = loopback(ports.take(&format!("task-svc-{i}"))?);
             let svc_metrics = loopback(ports.take(&format!("task-svc-{i} metrics"))?);
-            let gw_port = ports.take(&format!("gateway-{i}"))?;
+            let gw_addr = loopback(ports.take(&format!("gateway-{i}"))?);
             let gw_metrics = loopback(ports.take(&format!("gateway-{i} metrics"))?);
-            let mut env = service_env.clone();
-            env.push(("PORT".to_owned(), svc_port.to_string()));
-            env.push(("METRICS_ADDR".to_owned(), svc_metrics.to_string()));
-            let svc = Child {
-                name: format!("task-svc-{i}"),
-                program: task_bin.clone(),
-                args: vec![],
-                env,
-                addr: loopback(svc_port),
-                metrics: svc_metrics,
-                health_path: PoolKind::Tasks.health_path(),
-                process: None,
+            let launch = TaskSvc::new(service(svc_addr, svc_metrics)).launch(&format!("task-svc-{i}"), &task_bin);
+            let svc = Child::new(launch, svc_addr, svc_metrics, &logs);
+            let gateway = launch::Gateway {
+                upstream_metrics: Some(svc_metrics),
+                ..launch::Gateway::new(
+                    sidecar.clone(),
+                    run_dir.path.join("sidecar.toml"),
+                    gw_addr,
+                    gw_metrics,
+                    svc_addr,
+                    auth_url.clone(),
+                    keyring.clone(),
+                )
             };
-            let gateway = Child {
-                name: format!("gateway-{i}"),
-                program: gateway_bin.clone(),
-                args: vec!["--config".to_owned(), gateway_config.display().to_string()],
-                env: vec![
-                    ("GATEWAY_LISTEN".to_owned(), loopback(gw_port).to_string()),
-                    ("UPSTREAM_ADDR".to_owned(), loopback(svc_port).to_string()),
-                    ("METRICS_ADDR".to_owned(), gw_metrics.to_string()),
-                    ("AUTH_SERVICE_URL".to_owned(), auth_url.clone()),
-                    ("JWT_SECRET".to_owned(), jwt_secret.clone()),
-                ],
-                addr: loopback(gw_port),
-                metrics: gw_metrics,
-                health_path: PoolKind::Tasks.health_path(),
-                process: None,
-            };
-            tasks.push(TaskPair { svc, gateway });
+            gateway_stop = gateway.stop_timeout();
+            let launch = gateway.launch(&format!("gateway-{i}"), &gateway_bin)?;
+            tasks.push(TaskPair { svc, gateway: Child::new(launch, gw_addr, gw_metrics, &logs) });
         }
 
         // Services first (they migrate the database, advisory-locked, so starting them
@@ -377,7 +392,7 @@ impl Stack {
 
         let mut targets: Vec<(String, SocketAddr, PoolKind)> = Vec::new();
         for a in &auth {
-            targets.push((a.name.clone(), a.addr, PoolKind::Auth));
+            targets.push((a.name().to_owned(), a.addr, PoolKind::Auth));
         }
         for (i, t) in tasks.iter().enumerate() {
             targets.push((format!("task-{}", i + 1), t.gateway.addr, PoolKind::Tasks));
@@ -390,10 +405,11 @@ impl Stack {
             auth,
             database,
             database_url,
+            storage,
             jwt_secret,
             logs,
-            gateway_grace_secs: gateway_grace,
-            gateway_stop_wait: Duration::from_secs(gateway_grace + gateway_timeout) + slack,
+            gateway_grace_secs: sidecar.shutdown.grace_period_secs,
+            gateway_stop_wait: gateway_stop + slack,
             service_stop_wait: Duration::from_secs(opts.service_grace_secs.unwrap_or(20)) + slack,
             run_dir,
         };
@@ -425,6 +441,11 @@ impl Stack {
 
     pub fn database_url(&self) -> &str {
         &self.database_url
+    }
+
+    /// Which database this run uses, and how safe its data is.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     pub fn jwt_secret(&self) -> &str {
@@ -470,7 +491,7 @@ impl Stack {
             .chain(self.tasks.iter().flat_map(|t| [&t.svc, &t.gateway]))
             .filter_map(|c| {
                 c.process.as_ref().map(|p| ProcessInfo {
-                    name: c.name.clone(),
+                    name: c.name().to_owned(),
                     pid: p.pid(),
                     addr: c.addr,
                     metrics: c.metrics,
@@ -481,7 +502,7 @@ impl Stack {
 
     /// Kills auth-svc instance `i` (SIGKILL, like a crashed task).
     pub fn kill_auth(&mut self, i: usize) {
-        self.logs.line("devstack", &format!("killing {}", self.auth[i].name));
+        self.logs.line("devstack", &format!("killing {}", self.auth[i].name()));
         self.auth[i].kill();
     }
 
@@ -495,7 +516,7 @@ impl Stack {
 
     /// Kills task `i`'s task-svc; its gateway keeps running (and answers 502 for it).
     pub fn kill_task_svc(&mut self, i: usize) {
-        self.logs.line("devstack", &format!("killing {}", self.tasks[i].svc.name));
+        self.logs.line("devstack", &format!("killing {}", self.tasks[i].svc.name()));
         self.tasks[i].svc.kill();
     }
 
@@ -529,7 +550,7 @@ impl Stack {
         let mut out = Vec::new();
         for c in self.auth.iter_mut().chain(self.tasks.iter_mut().flat_map(|t| [&mut t.svc, &mut t.gateway])) {
             if let Some(status) = c.process.as_mut().and_then(Process::try_status) {
-                out.push((c.name.clone(), status));
+                out.push((c.name().to_owned(), status));
                 c.process = None;
             }
         }
@@ -591,10 +612,6 @@ impl Stack {
     }
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
 /// SIGTERM to all at once, then waits for each (SIGKILL after `wait`); returns what went wrong.
 async fn stop_all(processes: Vec<Process>, wait: Duration, logs: &LogSink) -> Vec<String> {
     let handles: Vec<_> = processes
@@ -632,41 +649,6 @@ async fn stop_all(processes: Vec<Process>, wait: Duration, logs: &LogSink) -> Ve
         }
     }
     problems
-}
-
-/// The gateway config to pass: the given file, or a copy in `run_dir` with the shutdown
-/// overrides applied. Also returns the effective grace and shutdown timeout.
-fn gateway_config(opts: &Options, run_dir: &Path) -> Result<(PathBuf, u64, u64)> {
-    let text = std::fs::read_to_string(&opts.sidecar_config)
-        .with_context(|| format!("could not read {}", opts.sidecar_config.display()))?;
-    let mut table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", opts.sidecar_config.display()))?;
-    let shutdown = table.get("shutdown").and_then(toml::Value::as_table);
-    let get = |key: &str, default: u64| {
-        shutdown
-            .and_then(|s| s.get(key))
-            .and_then(toml::Value::as_integer)
-            .and_then(|v| u64::try_from(v).ok())
-            .unwrap_or(default)
-    };
-    // The gateway's own defaults when the file leaves them out.
-    let grace = opts.gateway_grace_secs.unwrap_or_else(|| get("grace_period_secs", 15));
-    let timeout = opts.gateway_shutdown_timeout_secs.unwrap_or_else(|| get("graceful_shutdown_timeout_secs", 5));
-    if opts.gateway_grace_secs.is_none() && opts.gateway_shutdown_timeout_secs.is_none() {
-        return Ok((opts.sidecar_config.clone(), grace, timeout));
-    }
-    let section = table.entry("shutdown").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if let Some(s) = section.as_table_mut() {
-        s.insert("grace_period_secs".into(), toml::Value::Integer(i64::try_from(grace)?));
-        s.insert("graceful_shutdown_timeout_secs".into(), toml::Value::Integer(i64::try_from(timeout)?));
-    }
-    let path = run_dir.join("sidecar.toml");
-    let header = format!(
-        "# Generated by devstack from {} with [shutdown] overridden; edit that file instead.\n",
-        opts.sidecar_config.display()
-    );
-    std::fs::write(&path, header + &toml::to_string(&table)?)?;
-    Ok((path, grace, timeout))
 }
 
 /// Creates `name` in the cluster unless it exists (a kept data directory already has it).

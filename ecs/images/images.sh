@@ -78,8 +78,10 @@ stage() {
 
 cmd_build() {
     if [ "${1:-}" != "--no-cargo" ]; then
-        log "cargo build --release -p auth-svc -p task-svc -p gateway (shares $TARGET_DIR)"
-        (cd "$ROOT" && cargo build --release -p auth-svc -p task-svc -p gateway)
+        # --workspace: the same feature resolution as scripts/run.sh and the bench, so the
+        # release build is shared with them (docs/local-run.md, "One build").
+        log "cargo build --release --workspace --bin auth-svc --bin task-svc --bin gateway (shares $TARGET_DIR)"
+        (cd "$ROOT" && cargo build --release --workspace --bin auth-svc --bin task-svc --bin gateway)
     fi
     local built=() missing=() bin
     for bin in "${BINARIES[@]}"; do

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use platform::config::{ConfigError, Source, raw};
 use platform::keyring::{KeyringConfig, TokenRules};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The file as written. Durations are whole seconds or milliseconds, as the key name says.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SidecarFile {
     pub server: ServerSection,
@@ -24,7 +24,51 @@ pub struct SidecarFile {
     pub revocation: RevocationSection,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl SidecarFile {
+    /// Parses `sidecar.toml` text. The error names the unknown or mistyped key and its line.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        parse_file(text)
+    }
+
+    /// Reads and parses the file at `path`; the error names the path and the key.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let key = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&key, format!("cannot read config file: {e}")))?;
+        parse_file(&text).map_err(|e| ConfigError::new(&key, e))
+    }
+
+    /// The file as TOML text, every key written out (what the launchers write for a run).
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
+    }
+
+    /// Sets one key, `table.key`, to `value` (TOML syntax, e.g. `1`, `false`, `"x"`), checked
+    /// against the schema: an unknown key or a mistyped value is an error naming the key.
+    pub fn set(&mut self, dotted_key: &str, value: &str) -> Result<(), String> {
+        let (table, key) =
+            dotted_key.split_once('.').ok_or_else(|| format!("{dotted_key}: want table.key, e.g. cache.enabled"))?;
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .ok_or_else(|| format!("{dotted_key}: {value} is not a TOML value"))?;
+        let mut doc = match toml::Value::try_from(&*self).map_err(|e| e.to_string())? {
+            toml::Value::Table(t) => t,
+            _ => return Err("the config is not a table".into()),
+        };
+        doc.entry(table)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("{table} is not a table"))?
+            .insert(key.to_owned(), value);
+        *self = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("{dotted_key}: {}", e.message().trim()))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     pub listen: String,
@@ -53,7 +97,7 @@ impl Default for ServerSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamSection {
     pub addr: String,
@@ -81,7 +125,7 @@ impl Default for UpstreamSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     pub url: String,
@@ -105,7 +149,7 @@ impl Default for AuthSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtSection {
     pub leeway_secs: u64,
@@ -131,7 +175,7 @@ impl Default for JwtSection {
 }
 
 /// `[revocation]`: the list of revoked tokens pulled from auth-svc.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RevocationSection {
     /// Seconds between two pulls of `GET /internal/revocations`.
@@ -147,7 +191,7 @@ impl Default for RevocationSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSection {
     pub enabled: bool,
@@ -163,7 +207,7 @@ impl Default for CacheSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownSection {
     pub grace_period_secs: u64,
@@ -176,7 +220,7 @@ impl Default for ShutdownSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutesSection {
     pub public: Vec<String>,
@@ -472,6 +516,20 @@ mod tests {
         let file = parse_file(&text).unwrap();
         assert_eq!(file.routes.public, DEFAULT_PUBLIC_ROUTES);
         Config::from_file(file, &env(&[("JWT_SECRET", SECRET)])).unwrap();
+    }
+
+    #[test]
+    fn the_file_round_trips_through_toml_and_set_checks_the_schema() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sidecar.toml")).unwrap();
+        let file = SidecarFile::from_toml(&text).unwrap();
+        assert_eq!(SidecarFile::from_toml(&file.to_toml().unwrap()).unwrap(), file);
+        let mut f = SidecarFile::default();
+        f.set("server.threads", "1").unwrap();
+        f.set("cache.enabled", "false").unwrap();
+        assert_eq!((f.server.threads, f.cache.enabled), (1, false));
+        assert!(f.set("cache.capacty", "1").unwrap_err().contains("capacty"));
+        assert!(f.set("cache.enabled", "\"yes\"").is_err());
+        assert!(f.set("threads", "1").is_err());
     }
 
     #[test]

@@ -61,7 +61,7 @@ async fn metrics_move_by_the_expected_deltas() {
     }
 }
 
-/// `promtool check metrics` (Debian's prometheus package, installed by scripts/setup.sh) lints
+/// `promtool check metrics` (Debian's prometheus package, installed by the test command, scripts/test.sh) lints
 /// the exposition the way Prometheus itself parses it.
 fn promtool_check(text: &str) {
     use std::io::Write;
@@ -71,7 +71,9 @@ fn promtool_check(text: &str) {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("promtool not found ({e}): run scripts/setup.sh (Debian package prometheus)"));
+        .unwrap_or_else(|e| {
+            panic!("promtool not found ({e}): run scripts/test.sh, which installs it (Debian package prometheus)")
+        });
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(

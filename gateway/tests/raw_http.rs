@@ -14,6 +14,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use common::*;
+use devstack::launch::KeyringSource;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,7 +48,8 @@ async fn gateway_before_probe() -> (Gateway, Arc<AtomicUsize>) {
     let (probe, seen) = start_probe().await;
     // Tokens are minted with the gateway's own secret, so auth-svc is never asked.
     let gateway =
-        start_gateway(&GatewayToml::default(), probe, "http://127.0.0.1:9", &[("JWT_SECRET", OLD_SECRET)], true).await;
+        start_gateway(&GatewayToml::default(), probe, "http://127.0.0.1:9", KeyringSource::secret(OLD_SECRET), true)
+            .await;
     (gateway, seen)
 }
 

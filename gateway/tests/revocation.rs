@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use devstack::launch::KeyringSource;
 use serde_json::Value;
 
 async fn get(c: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
@@ -86,7 +87,7 @@ async fn pulled_revocations_hold_while_auth_svc_is_down_and_an_old_list_can_fail
         &GatewayToml { revocation_poll_interval_secs: 1, revocation_max_age_secs: 2, ..Default::default() },
         stack.task.addr,
         &format!("http://{}", stack.auth.addr),
-        &[("JWT_SECRET", OLD_SECRET)],
+        KeyringSource::secret(OLD_SECRET),
         true,
     )
     .await;
@@ -134,9 +135,14 @@ async fn revocations_survive_an_auth_svc_restart() {
     stack.auth.process.kill();
     // A new auth-svc on the same database, and a gateway that has never seen the list.
     let auth = start_auth(&stack.db.url, OLD_SECRET, None).await;
-    let gateway =
-        start_gateway(&toml, stack.task.addr, &format!("http://{}", auth.addr), &[("JWT_SECRET", OLD_SECRET)], true)
-            .await;
+    let gateway = start_gateway(
+        &toml,
+        stack.task.addr,
+        &format!("http://{}", auth.addr),
+        KeyringSource::secret(OLD_SECRET),
+        true,
+    )
+    .await;
     time_to_refusal(&c, &gateway.url("/tasks"), &token, Duration::from_secs(3)).await;
     let r = c.post(auth.url("/auth/validate")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 401);

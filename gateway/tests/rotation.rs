@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::moto::{create_secret, keyring_env, rotate, sm_client, start_moto};
+use common::moto::{create_secret, rotate, sm_client, start_moto};
 use common::*;
 use devstack::postgres::testing::TestDatabase;
 use serde_json::Value;
@@ -21,10 +21,6 @@ use tokio::task::JoinSet;
 const S1: &str = "rotation-one-0123456789abcdef0123456789abcdef";
 const S2: &str = "rotation-two-0123456789abcdef0123456789abcdef";
 const S3: &str = "rotation-three-0123456789abcdef0123456789abcdef";
-
-fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
 
 async fn get(c: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
     let r = c.get(url).bearer_auth(token).send().await.unwrap();
@@ -42,8 +38,14 @@ async fn unknown_to_auth_svc_is_not_proof_while_our_keyring_cannot_be_reread() {
     let auth = start_auth(&db.url, S1, None).await;
     let task = start_task(&db.url).await;
     let toml = GatewayToml { unknown_kid_wait_ms: 500, ..Default::default() };
-    let env = keyring_env("rot/pending", &endpoint);
-    let gateway = start_gateway(&toml, task.addr, &format!("http://{}", auth.addr), &env_refs(&env), true).await;
+    let gateway = start_gateway(
+        &toml,
+        task.addr,
+        &format!("http://{}", auth.addr),
+        secrets_manager("rot/pending", &endpoint),
+        true,
+    )
+    .await;
     let c = client();
     let url = gateway.url("/tasks");
 
@@ -69,8 +71,7 @@ async fn a_key_dropped_by_a_refresh_takes_its_cached_tokens_with_it() {
     let task = start_task(&db.url).await;
     let dead_auth = format!("http://127.0.0.1:{}", devstack::postgres::free_port().unwrap());
     let toml = GatewayToml { refresh_interval_secs: 1, ..Default::default() };
-    let env = keyring_env("rot/drop", &endpoint);
-    let gateway = start_gateway(&toml, task.addr, &dead_auth, &env_refs(&env), true).await;
+    let gateway = start_gateway(&toml, task.addr, &dead_auth, secrets_manager("rot/drop", &endpoint), true).await;
     let c = client();
     let url = gateway.url("/tasks");
     let old = mint(S1, 1, 600);
@@ -114,9 +115,16 @@ async fn a_flood_of_made_up_kids_cannot_stop_a_real_new_key_from_being_learnt() 
         min_refresh_gap_ms: 1000,
         ..Default::default()
     };
-    let env = keyring_env("rot/flood", &endpoint);
-    let gateway =
-        Arc::new(start_gateway(&toml, task.addr, &format!("http://{}", auth.addr), &env_refs(&env), true).await);
+    let gateway = Arc::new(
+        start_gateway(
+            &toml,
+            task.addr,
+            &format!("http://{}", auth.addr),
+            secrets_manager("rot/flood", &endpoint),
+            true,
+        )
+        .await,
+    );
     let c = client();
     let url = Arc::new(gateway.url("/tasks"));
 

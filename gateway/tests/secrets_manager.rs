@@ -28,17 +28,7 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     // auth-svc is deliberately absent: every decision below must be local.
     let dead_auth = format!("http://127.0.0.1:{}", free_port().unwrap());
     let toml = GatewayToml { refresh_interval_secs: 1, ..Default::default() };
-    let env = [
-        ("JWT_SECRET_ARN", SECRET_NAME),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-    ];
-    let gateway = start_gateway(&toml, task.addr, &dead_auth, &env, false).await;
+    let gateway = start_gateway(&toml, task.addr, &dead_auth, secrets_manager(SECRET_NAME, &endpoint), false).await;
     let c = client();
     let url = gateway.url("/tasks");
     let ready = format!("http://{}/ready", gateway.metrics);
@@ -122,15 +112,14 @@ async fn a_new_kid_triggers_an_early_keyring_refresh_and_is_then_verified_locall
     // auth-svc already signs with S2; the gateway's periodic refresh is far away (300 s).
     let auth = start_auth(&db.url, S2, Some(S1)).await;
     let task = start_task(&db.url).await;
-    let env = [
-        ("JWT_SECRET_ARN", name),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
-    let gateway = start_gateway(&GatewayToml::default(), task.addr, &format!("http://{}", auth.addr), &env, true).await;
+    let gateway = start_gateway(
+        &GatewayToml::default(),
+        task.addr,
+        &format!("http://{}", auth.addr),
+        secrets_manager(name, &endpoint),
+        true,
+    )
+    .await;
     sm.put_secret_value()
         .secret_id(name)
         .secret_string(format!(r#"{{"secret":"{S2}","expiration":"3600"}}"#))

@@ -6,24 +6,24 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use devstack::launch::{Launch, Logging, ServiceSettings, TaskSvc, loopback};
 use devstack::postgres::testing::TestDatabase;
 use devstack::postgres::{Cluster, Durability, free_port};
-use devstack::process::{Output, Process, healthcheck_exit_code, wait_healthy};
+use devstack::process::{Output, Process, healthcheck_exit_code};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_task-svc");
 
-async fn start(database_url: &str, port: u16, extra: &[(&str, &str)]) -> Process {
-    let mut env = vec![
-        ("DATABASE_URL".to_owned(), database_url.to_owned()),
-        ("PORT".to_owned(), port.to_string()),
-        ("METRICS_ADDR".to_owned(), "off".to_owned()),
-        ("DB_ACQUIRE_TIMEOUT_SECS".to_owned(), "2".to_owned()),
-    ];
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let mut p = Process::spawn("task-svc", Path::new(BIN), &[], &env, &Output::Inherit).unwrap();
-    wait_healthy(&mut p, ([127, 0, 0, 1], port).into(), "/tasks/health", Duration::from_secs(60)).await.unwrap();
-    p
+/// task-svc on `port` with a short pool wait (2 s), its metrics listener off.
+fn settings(database_url: &str, port: u16) -> TaskSvc {
+    TaskSvc::new(ServiceSettings {
+        db_acquire_timeout_secs: Some(2),
+        ..ServiceSettings::new(database_url, loopback(port))
+    })
+}
+
+async fn start(settings: TaskSvc) -> Process {
+    settings.launch("task-svc", Path::new(BIN)).start(Duration::from_secs(60)).await.unwrap()
 }
 
 async fn user(pool: &sqlx::PgPool) -> i64 {
@@ -56,7 +56,7 @@ async fn database_outage_gives_503_then_recovers_without_restart() {
     pool.close().await;
 
     let port = free_port().unwrap();
-    let mut svc = start(&url, port, &[]).await;
+    let mut svc = start(settings(&url, port)).await;
     let pid = svc.pid();
     let base = format!("http://127.0.0.1:{port}");
     let http = client();
@@ -116,7 +116,11 @@ async fn sigterm_lets_the_in_flight_request_finish() {
         .await
         .unwrap();
     let port = free_port().unwrap();
-    let mut svc = start(&db.url, port, &[("SHUTDOWN_GRACE_SECS", "10")]).await;
+    let mut svc = start(TaskSvc {
+        service: ServiceSettings { shutdown_grace_secs: Some(10), ..settings(&db.url, port).service },
+        ..settings(&db.url, port)
+    })
+    .await;
 
     // Hold the row so the PUT blocks inside its UPDATE.
     let mut lock = db.pool.begin().await.unwrap();
@@ -149,7 +153,7 @@ async fn sigterm_lets_the_in_flight_request_finish() {
 async fn healthcheck_subcommand_reports_the_local_service() {
     let db = TestDatabase::new().await;
     let port = free_port().unwrap();
-    let _svc = start(&db.url, port, &[]).await;
+    let _svc = start(settings(&db.url, port)).await;
     assert_eq!(healthcheck_exit_code(Path::new(BIN), port).unwrap(), Some(0));
     let closed = free_port().unwrap();
     assert_eq!(healthcheck_exit_code(Path::new(BIN), closed).unwrap(), Some(1));
@@ -175,17 +179,15 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
     let port = free_port().unwrap();
     let metrics_port = free_port().unwrap();
     let log = std::env::temp_dir().join(format!("task-svc-json-{}-{port}.log", std::process::id()));
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("PORT", &port.to_string()),
-        ("METRICS_ADDR", &format!("127.0.0.1:{metrics_port}")),
-        ("LOG_FORMAT", "json"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let mut svc = Process::spawn("task-svc", Path::new(BIN), &[], &env, &Output::File(log.clone())).unwrap();
-    wait_healthy(&mut svc, ([127, 0, 0, 1], port).into(), "/tasks/health", Duration::from_secs(60)).await.unwrap();
+    let settings = TaskSvc {
+        service: ServiceSettings {
+            metrics: Some(loopback(metrics_port)),
+            ..ServiceSettings::new(&db.url, loopback(port))
+        },
+        logging: Logging::json(),
+    };
+    let launch = settings.launch("task-svc", Path::new(BIN)).output(Output::File(log.clone()));
+    let mut svc = launch.start(Duration::from_secs(60)).await.unwrap();
 
     let http = client();
     let r = http
@@ -222,20 +224,14 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
 async fn services_starting_together_on_a_fresh_database_migrate_once() {
     let db = TestDatabase::empty().await;
     let ports = [free_port().unwrap(), free_port().unwrap(), free_port().unwrap()];
-    let env = |port: u16| {
-        vec![
-            ("DATABASE_URL".to_owned(), db.url.clone()),
-            ("PORT".to_owned(), port.to_string()),
-            ("METRICS_ADDR".to_owned(), "off".to_owned()),
-        ]
-    };
-    // Spawned back to back: they race for the schema; sqlx's advisory lock lets one migrate.
-    let mut procs: Vec<Process> = ports
+    let launches: Vec<Launch> = ports
         .iter()
-        .map(|p| Process::spawn("task-svc", Path::new(BIN), &[], &env(*p), &Output::Inherit).unwrap())
+        .map(|p| TaskSvc::new(ServiceSettings::new(&db.url, loopback(*p))).launch("task-svc", Path::new(BIN)))
         .collect();
-    for (p, port) in procs.iter_mut().zip(ports) {
-        wait_healthy(p, ([127, 0, 0, 1], port).into(), "/tasks/health", Duration::from_secs(60)).await.unwrap();
+    // Spawned back to back: they race for the schema; sqlx's advisory lock lets one migrate.
+    let mut procs: Vec<Process> = launches.iter().map(|l| l.spawn().unwrap()).collect();
+    for (p, launch) in procs.iter_mut().zip(&launches) {
+        launch.wait_ready(p, Duration::from_secs(60)).await.unwrap();
     }
     let applied: i64 =
         sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&db.pool).await.unwrap();

@@ -21,7 +21,7 @@ pub fn bin_dir() -> PathBuf {
     for name in ["auth-svc", "task-svc", "gateway", "devstack"] {
         assert!(
             dir.join(name).exists(),
-            "{} not found: run `cargo build -p auth-svc -p task-svc -p gateway -p devstack` (or `--workspace`) before the e2e tests: they start the real binaries",
+            "{} not found: run `cargo build --workspace --bins` before the e2e tests (scripts/test.sh does): they start the real binaries",
             dir.join(name).display()
         );
     }

@@ -1,5 +1,5 @@
 //! The guide's Phase 8 (Steps 8.1-8.3), request by request as its curl commands do it,
-//! against the front door of a stack started exactly as `cargo run -p devstack` starts it
+//! against the front door of a stack started exactly as the run command (scripts/run.sh) starts it
 //! (its own PostgreSQL cluster included).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

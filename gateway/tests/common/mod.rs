@@ -9,9 +9,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use devstack::launch::{
+    self, AuthSvc, AwsEndpoint, Binaries, KeyringSource, Probe, ServiceSettings, TaskSvc, loopback,
+};
 use devstack::postgres::free_port;
 use devstack::postgres::testing::TestDatabase;
-use devstack::process::{Output, Process, bin_dir, wait_healthy};
+use devstack::process::{Output, Process};
+use gateway::config::SidecarFile;
 use platform::Secret;
 use platform::keyring::{Claims, Keyring};
 use serde_json::{Value, json};
@@ -21,13 +25,9 @@ pub const NEW_SECRET: &str = "new-secret-0123456789abcdef0123456789abcdef";
 
 /// A binary of the workspace, with a clear message when it has not been built.
 pub fn bin(name: &str) -> PathBuf {
-    let path = bin_dir().expect("binary directory").join(name);
-    assert!(
-        path.exists(),
-        "{} not found: run `cargo build --workspace` first (the gateway tests start the real binaries)",
-        path.display()
-    );
-    path
+    Binaries::locate()
+        .and_then(|b| b.path(name))
+        .unwrap_or_else(|e| panic!("{e:#} (the gateway tests start the real binaries)"))
 }
 
 pub fn log_dir() -> PathBuf {
@@ -40,10 +40,6 @@ fn log_file(name: &str, port: u16) -> Output {
     let path = log_dir().join(format!("{name}-{port}.log"));
     eprintln!("{name} log: {}", path.display());
     Output::File(path)
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 pub fn unix_now() -> i64 {
@@ -62,42 +58,33 @@ impl Service {
     }
 }
 
-pub async fn start_auth(db_url: &str, secret: &str, previous: Option<&str>) -> Service {
-    let port = free_port().unwrap();
-    let metrics = loopback(free_port().unwrap());
-    let mut env = vec![
-        ("DATABASE_URL".to_owned(), db_url.to_owned()),
-        ("JWT_SECRET".to_owned(), secret.to_owned()),
-        ("PORT".to_owned(), port.to_string()),
-        ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned()),
-        ("METRICS_ADDR".to_owned(), metrics.to_string()),
-        ("SHUTDOWN_GRACE_SECS".to_owned(), "2".to_owned()),
-    ];
-    if let Some(p) = previous {
-        env.push(("JWT_SECRET_PREVIOUS".to_owned(), p.to_owned()));
+/// The services' settings the gateway tests use: their own ports, a short shutdown grace.
+fn service(db_url: &str) -> ServiceSettings {
+    ServiceSettings {
+        metrics: Some(loopback(free_port().unwrap())),
+        shutdown_grace_secs: Some(2),
+        ..ServiceSettings::new(db_url, loopback(free_port().unwrap()))
     }
-    let mut process = Process::spawn("auth-svc", &bin("auth-svc"), &[], &env, &log_file("auth-svc", port)).unwrap();
-    wait_healthy(&mut process, loopback(port), "/auth/health", Duration::from_secs(60)).await.unwrap();
-    Service { process, addr: loopback(port), metrics }
+}
+
+pub async fn start_auth(db_url: &str, secret: &str, previous: Option<&str>) -> Service {
+    let settings = AuthSvc::new(service(db_url), KeyringSource::rotating(secret, previous));
+    let (addr, metrics) = (settings.service.listen, settings.service.metrics.unwrap());
+    let launch = settings.launch("auth-svc", &bin("auth-svc")).output(log_file("auth-svc", addr.port()));
+    let process = launch.start(Duration::from_secs(60)).await.unwrap();
+    Service { process, addr, metrics }
 }
 
 pub async fn start_task(db_url: &str) -> Service {
-    let port = free_port().unwrap();
-    let metrics = loopback(free_port().unwrap());
-    let env = vec![
-        ("DATABASE_URL".to_owned(), db_url.to_owned()),
-        ("PORT".to_owned(), port.to_string()),
-        ("BIND_ADDR".to_owned(), "127.0.0.1".to_owned()),
-        ("METRICS_ADDR".to_owned(), metrics.to_string()),
-        ("SHUTDOWN_GRACE_SECS".to_owned(), "2".to_owned()),
-    ];
-    let mut process = Process::spawn("task-svc", &bin("task-svc"), &[], &env, &log_file("task-svc", port)).unwrap();
-    wait_healthy(&mut process, loopback(port), "/tasks/health", Duration::from_secs(60)).await.unwrap();
-    Service { process, addr: loopback(port), metrics }
+    let settings = TaskSvc::new(service(db_url));
+    let (addr, metrics) = (settings.service.listen, settings.service.metrics.unwrap());
+    let launch = settings.launch("task-svc", &bin("task-svc")).output(log_file("task-svc", addr.port()));
+    let process = launch.start(Duration::from_secs(60)).await.unwrap();
+    Service { process, addr, metrics }
 }
 
-/// The sidecar.toml the tests write; only the keys the tests vary. `[routes]` is left out, so
-/// the tests see the gateway's default public routes (the repository's sidecar.toml states them).
+/// The sidecar.toml keys the tests vary; [`GatewayToml::sidecar`] builds the whole file. The
+/// public routes are the gateway's defaults (the repository's sidecar.toml states them).
 #[derive(Clone)]
 pub struct GatewayToml {
     pub leeway_secs: u64,
@@ -136,27 +123,29 @@ impl Default for GatewayToml {
 }
 
 impl GatewayToml {
-    fn render(&self) -> String {
-        format!(
-            "[server]\nthreads = 2\n\n[upstream]\nread_timeout_ms = {}\nwrite_timeout_ms = 5000\nconnect_timeout_ms = 500\n\n\
-             [auth]\nresolve_interval_secs = 1\ndeadline_ms = {}\nrate_limit_per_sec = {}\nrate_limit_burst = {}\nretry_after_secs = 1\n\n\
-             [jwt]\nleeway_secs = {}\nrefresh_interval_secs = {}\nunknown_kid_wait_ms = {}\nmin_refresh_gap_ms = {}\n\n\
-             [revocation]\npoll_interval_secs = {}\nmax_age_secs = {}\n\n[cache]\nenabled = {}\n\n\
-             [shutdown]\ngrace_period_secs = {}\ngraceful_shutdown_timeout_secs = {}\n",
-            self.read_timeout_ms,
-            self.deadline_ms,
-            self.rate_limit_per_sec,
-            self.rate_limit_burst,
-            self.leeway_secs,
-            self.refresh_interval_secs,
-            self.unknown_kid_wait_ms,
-            self.min_refresh_gap_ms,
-            self.revocation_poll_interval_secs,
-            self.revocation_max_age_secs,
-            self.cache_enabled,
-            self.grace_period_secs,
-            self.graceful_shutdown_timeout_secs,
-        )
+    /// The gateway's config schema with the tests' values: two proxy threads, quick
+    /// re-resolution and retries, and the keys above.
+    pub fn sidecar(&self) -> SidecarFile {
+        let mut f = SidecarFile::default();
+        f.server.threads = 2;
+        f.upstream.read_timeout_ms = self.read_timeout_ms;
+        f.upstream.write_timeout_ms = 5000;
+        f.upstream.connect_timeout_ms = 500;
+        f.auth.resolve_interval_secs = 1;
+        f.auth.deadline_ms = self.deadline_ms;
+        f.auth.rate_limit_per_sec = self.rate_limit_per_sec;
+        f.auth.rate_limit_burst = self.rate_limit_burst;
+        f.auth.retry_after_secs = 1;
+        f.jwt.leeway_secs = self.leeway_secs;
+        f.jwt.refresh_interval_secs = self.refresh_interval_secs;
+        f.jwt.unknown_kid_wait_ms = self.unknown_kid_wait_ms;
+        f.jwt.min_refresh_gap_ms = self.min_refresh_gap_ms;
+        f.revocation.poll_interval_secs = self.revocation_poll_interval_secs;
+        f.revocation.max_age_secs = self.revocation_max_age_secs;
+        f.cache.enabled = self.cache_enabled;
+        f.shutdown.grace_period_secs = self.grace_period_secs;
+        f.shutdown.graceful_shutdown_timeout_secs = self.graceful_shutdown_timeout_secs;
+        f
     }
 }
 
@@ -176,38 +165,40 @@ impl Gateway {
     }
 }
 
-/// Starts the gateway with `keyring_env` (JWT_SECRET... or JWT_SECRET_ARN + AWS settings).
-/// With `wait_ready`, returns once `/ready` answers 200.
+/// moto's Secrets Manager at `endpoint` holding the keyring under `arn`.
+pub fn secrets_manager(arn: &str, endpoint: &str) -> KeyringSource {
+    KeyringSource::SecretsManager { arn: arn.to_owned(), endpoint: AwsEndpoint::stand_in(endpoint) }
+}
+
+/// Starts the gateway with `keyring`. With `wait_ready`, returns once `/ready` answers 200;
+/// otherwise once both ports accept connections.
 pub async fn start_gateway(
     toml: &GatewayToml,
     upstream: SocketAddr,
     auth_url: &str,
-    keyring_env: &[(&str, &str)],
+    keyring: KeyringSource,
     wait_ready: bool,
 ) -> Gateway {
-    let port = free_port().unwrap();
+    let addr = loopback(free_port().unwrap());
     let metrics = loopback(free_port().unwrap());
-    let config = log_dir().join(format!("sidecar-{port}.toml"));
-    std::fs::write(&config, toml.render()).unwrap();
-    let mut env: Vec<(String, String)> = vec![
-        ("GATEWAY_LISTEN".into(), loopback(port).to_string()),
-        ("UPSTREAM_ADDR".into(), upstream.to_string()),
-        ("AUTH_SERVICE_URL".into(), auth_url.to_owned()),
-        ("METRICS_ADDR".into(), metrics.to_string()),
-        ("RUST_LOG".into(), "info".into()),
-    ];
-    env.extend(keyring_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let config_arg = config.to_str().unwrap().to_owned();
-    let mut process =
-        Process::spawn("gateway", &bin("gateway"), &["--config", &config_arg], &env, &log_file("gateway", port))
-            .unwrap();
-    if wait_ready {
-        wait_healthy(&mut process, metrics, "/ready", Duration::from_secs(30)).await.unwrap();
+    let mut settings = launch::Gateway::new(
+        toml.sidecar(),
+        log_dir().join(format!("sidecar-{}.toml", addr.port())),
+        addr,
+        metrics,
+        upstream,
+        auth_url,
+        keyring,
+    );
+    settings.logging.filter = Some("info".into());
+    settings.ready = if wait_ready {
+        vec![Probe::http(metrics, "/ready"), Probe::Tcp(addr)]
     } else {
-        devstack::postgres::wait_for_port(metrics.port(), Duration::from_secs(30)).unwrap();
-    }
-    devstack::postgres::wait_for_port(port, Duration::from_secs(30)).unwrap();
-    Gateway { process, addr: loopback(port), metrics }
+        vec![Probe::Tcp(metrics), Probe::Tcp(addr)]
+    };
+    let launch = settings.launch("gateway", &bin("gateway")).unwrap().output(log_file("gateway", addr.port()));
+    let process = launch.start(Duration::from_secs(30)).await.unwrap();
+    Gateway { process, addr, metrics }
 }
 
 /// The usual stack: one database, auth-svc (`auth_secret`, `auth_previous`), task-svc, and a
@@ -229,9 +220,14 @@ impl Stack {
         let db = TestDatabase::new().await;
         let auth = start_auth(&db.url, auth_secret, auth_previous).await;
         let task = start_task(&db.url).await;
-        let gateway =
-            start_gateway(toml, task.addr, &format!("http://{}", auth.addr), &[("JWT_SECRET", gateway_secret)], true)
-                .await;
+        let gateway = start_gateway(
+            toml,
+            task.addr,
+            &format!("http://{}", auth.addr),
+            KeyringSource::secret(gateway_secret),
+            true,
+        )
+        .await;
         Self { db, auth, task, gateway }
     }
 }

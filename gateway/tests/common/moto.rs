@@ -47,23 +47,6 @@ pub fn sm_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::from_conf(conf)
 }
 
-/// The environment that points a gateway or auth-svc at `endpoint` for the secret `name`.
-pub fn keyring_env(name: &str, endpoint: &str) -> Vec<(String, String)> {
-    [
-        ("JWT_SECRET_ARN", name),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
 /// Creates the secret `name` with `secret` as its first (AWSCURRENT) version.
 pub async fn create_secret(sm: &aws_sdk_secretsmanager::Client, name: &str, secret: &str) {
     sm.create_secret().name(name).secret_string(format!(r#"{{"secret":"{secret}"}}"#)).send().await.unwrap();

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The run command: the whole system locally (PostgreSQL, auth-svc, task-svc + gateway pairs, the
+# ALB stand-in on http://127.0.0.1:8080) until Ctrl-C. Installs what the machine lacks first
+# (scripts/setup.sh run), then builds and starts it in the release profile.
+#
+#   scripts/run.sh [devstack flags]      e.g. scripts/run.sh --data-dir ./data --port 9090
+#   scripts/run.sh --help                the flags (docs/local-run.md explains them)
+#
+# One build: `cargo run --release --bin devstack` selects the whole workspace for feature
+# resolution, and devstack's own build of the services does too, so the release dependency
+# tree is compiled once (see docs/local-run.md, "One build").
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+"$ROOT/scripts/setup.sh" run
+exec cargo run --release --bin devstack -- "$@"
