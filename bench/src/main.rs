@@ -8,9 +8,12 @@
 //! See docs/benchmarks.md.
 
 mod front_door;
+mod haproxy;
 mod options;
 mod procstat;
+mod relay;
 mod report;
+mod revocations;
 mod run;
 mod seed;
 mod stack;

@@ -24,10 +24,18 @@ usage: bench [options]
   --users N               seeded users (default 200, quick 20)
   --tasks-per-user N      seeded tasks per user (default 5)
   --login-flood N         concurrent clients of the login flood (default 300)
-  --workloads LIST        comma-separated subset of health,get,get-paced,list,put,post,login
-  --paths LIST            comma-separated subset of direct,gateway,gateway-nocache,validate,front-door
+  --workloads LIST        comma-separated subset of health,get,get-paced,get-vpc,list,put,post,login
+  --paths LIST            comma-separated subset of direct,gateway,gateway-tcp,gateway-nocache,
+                          gateway-before,gateway-revoked,haproxy,haproxy-jwt,validate,front-door
   --front-door URL        measure the front-door path through this running front door instead of
                           starting devstack's (front door -> gateway -> task-svc)
+  --baseline-bin DIR      also measure DIR/gateway (another build, e.g. main's) as gateway-before,
+                          over TCP: a change's before and after in the same run
+  --revocations N         live revocations for gateway-revoked (default 100000, quick 10000)
+  --vpc-delay-us US       one-way delay of the VPC relays (default 250)
+  --upstream unix|tcp     how the gateways and HAProxy reach task-svc (default unix: its socket;
+                          gateway-tcp always uses TCP)
+  --haproxy PATH          HAProxy binary (default /usr/sbin/haproxy)
   --durable               PostgreSQL with fsync on (default: fsync off, to measure the services)
   --out FILE              JSON results (default bench/results/latest.json, quick: quick.json)
   --env PROC:KEY=VALUE    extra environment for one process (auth-svc, task-svc, gateway,
@@ -59,6 +67,11 @@ pub struct Options {
     pub workloads: Option<Vec<String>>,
     pub paths: Option<Vec<String>>,
     pub front_door: Option<String>,
+    pub baseline_bin: Option<PathBuf>,
+    pub revocations: u32,
+    pub vpc_delay: Duration,
+    pub haproxy: PathBuf,
+    pub unix_upstream: bool,
     pub durable: bool,
     pub out: Option<PathBuf>,
     pub keep: bool,
@@ -98,6 +111,11 @@ impl Options {
             workloads: None,
             paths: None,
             front_door: None,
+            baseline_bin: None,
+            revocations: 0,
+            vpc_delay: Duration::from_micros(250),
+            haproxy: PathBuf::from(crate::haproxy::DEFAULT_PROGRAM),
+            unix_upstream: true,
             durable: false,
             out: None,
             keep: false,
@@ -105,6 +123,7 @@ impl Options {
             sidecar_set: Vec::new(),
         };
         let (mut duration, mut warmup, mut connections, mut users, mut rounds) = (None, None, None, None, None);
+        let mut revocations = None;
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
@@ -123,6 +142,17 @@ impl Options {
                 "--workloads" => o.workloads = Some(list(&value::<String>(&mut args, &arg)?)),
                 "--paths" => o.paths = Some(list(&value::<String>(&mut args, &arg)?)),
                 "--front-door" => o.front_door = Some(value(&mut args, &arg)?),
+                "--baseline-bin" => o.baseline_bin = Some(value(&mut args, &arg)?),
+                "--revocations" => revocations = Some(value(&mut args, &arg)?),
+                "--vpc-delay-us" => o.vpc_delay = Duration::from_micros(value(&mut args, &arg)?),
+                "--haproxy" => o.haproxy = value(&mut args, &arg)?,
+                "--upstream" => {
+                    o.unix_upstream = match value::<String>(&mut args, &arg)?.as_str() {
+                        "unix" => true,
+                        "tcp" => false,
+                        other => bail!("--upstream wants unix or tcp, not {other}"),
+                    }
+                }
                 "--durable" => o.durable = true,
                 "--out" => o.out = Some(value(&mut args, &arg)?),
                 "--keep" => o.keep = true,
@@ -153,6 +183,7 @@ impl Options {
         o.rounds = rounds.unwrap_or(if quick { 1 } else { 3 });
         o.connections = connections.unwrap_or(if quick { 16 } else { 32 });
         o.users = users.unwrap_or(if quick { 20 } else { 200 });
+        o.revocations = revocations.unwrap_or(if quick { 10_000 } else { 100_000 });
         if o.users == 0 || o.tasks_per_user == 0 || o.connections == 0 || o.threads == 0 || o.rounds == 0 {
             bail!("--users, --tasks-per-user, --connections, --threads and --rounds must be at least 1");
         }
@@ -183,6 +214,7 @@ mod tests {
         assert_eq!(o.profile.as_deref(), Some("debug"));
         assert_eq!(o.duration, Duration::from_secs(2));
         assert_eq!(o.users, 20);
+        assert_eq!(o.revocations, 10_000);
     }
 
     #[test]
@@ -192,6 +224,10 @@ mod tests {
         assert_eq!(o.duration, Duration::from_secs(5));
         assert!(o.wants_workload("get") && o.wants_workload("login") && !o.wants_workload("put"));
         assert!(o.wants_path("gateway"));
+        assert_eq!((o.revocations, o.vpc_delay), (100_000, Duration::from_micros(250)));
+        let o = parse(&["--vpc-delay-us", "1000", "--baseline-bin", "/tmp/b"]);
+        assert_eq!(o.vpc_delay, Duration::from_millis(1));
+        assert_eq!(o.baseline_bin, Some(PathBuf::from("/tmp/b")));
         assert!(Options::parse(["--bogus".to_owned()]).is_err());
     }
 }

@@ -9,6 +9,7 @@ use devstack::postgres::Durability;
 use serde::Serialize;
 
 use crate::options::Options;
+use crate::relay;
 use crate::report;
 use crate::seed;
 use crate::stack::{self, Stack};
@@ -61,6 +62,39 @@ struct Route {
     mode: &'static str,
     /// The processes this path adds in front of task-svc (their CPU and memory are the cost).
     edges: &'static [&'static str],
+    /// The workloads that visit this path.
+    workloads: &'static [&'static str],
+}
+
+/// Every task workload but the VPC one.
+const ALL: &[&str] = &["health", "get", "get-paced", "list", "put", "post"];
+/// The task workloads, in run order (POST last: it grows the users' lists, which GET /tasks
+/// reads).
+const TASK_WORKLOADS: [&str; 7] = ["health", "get", "get-paced", "get-vpc", "list", "put", "post"];
+
+/// What the network relays measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    /// The one-way delay asked of the relays.
+    pub delay_ms: f64,
+    /// Holds the relays actually applied during the VPC cells (every chunk, both relays).
+    pub holds: relay::HoldSummary,
+    /// What `tokio::time::sleep(delay)` sleeps here: (p50, p99) ms.
+    pub tokio_sleep_ms: (f64, f64),
+}
+
+/// Issue 9's revocation cost, from the gateway with many live revocations.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevocationCost {
+    pub seeded: u64,
+    /// `gateway_revocations_live` of that gateway once it had pulled.
+    pub live_in_gateway: i64,
+    /// Bytes auth-svc sent for the first, full pull (all pages; HTTP heads included).
+    pub full_pull_bytes: u64,
+    /// Bytes auth-svc sent per pull in steady state (nothing changed).
+    pub empty_pull_bytes: f64,
+    /// Steady-state pulls the figure above is averaged over.
+    pub steady_pulls: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +157,8 @@ pub struct Results {
     pub ready_ms: BTreeMap<String, f64>,
     pub cells: Vec<Cell>,
     pub login: Option<Login>,
+    pub network: Option<Network>,
+    pub revocations: Option<RevocationCost>,
     pub targets: Vec<Target>,
     pub problems: Vec<String>,
     pub elapsed_s: f64,
@@ -136,6 +172,36 @@ async fn validate_calls(stack: &Stack) -> f64 {
         .filter(|l| l.starts_with("http_requests_total{") && l.contains(r#"route="/auth/validate""#))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum()
+}
+
+/// The sum of the samples of `family` (lines starting with it, label filter `labels`) on a
+/// Prometheus endpoint; NaN when it cannot be read.
+async fn metric(addr: Option<std::net::SocketAddr>, family: &str, labels: &str) -> f64 {
+    let Some(addr) = addr else { return f64::NAN };
+    let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await else { return f64::NAN };
+    let Ok(text) = r.text().await else { return f64::NAN };
+    text.lines()
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']) && l.contains(labels))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// Waits until the revoked gateway holds every seeded revocation; then the bytes its pulls
+/// have moved so far and its successful pulls.
+async fn revocations_pulled(stack: &Stack) -> Result<(i64, u64, f64)> {
+    let r = &stack.revoked;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let live = metric(r.gateway.metrics, "gateway_revocations_live", "").await;
+        if live >= r.seeded as f64 {
+            let pulls = metric(r.gateway.metrics, "gateway_revocation_pulls_total", r#"outcome="success""#).await;
+            return Ok((live as i64, r.relay.bytes.get().1, pulls));
+        }
+        if Instant::now() > deadline {
+            bail!("gateway-revoked holds {live} of {} revocations after 120 s", r.seeded);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn cpu_snapshot(watched: &[Watched], postgres: Option<u32>) -> HashMap<String, u64> {
@@ -266,18 +332,21 @@ impl Ctx<'_> {
         let (script, url, args) = if workload == "health" {
             ("health.lua", format!("{}/tasks/health", route.url), Vec::new())
         } else {
-            let w = if workload == "get-paced" { "get" } else { workload };
+            let w = if workload.starts_with("get-") { "get" } else { workload };
             ("tasks.lua", format!("{}/tasks", route.url), vec![w.to_owned(), route.mode.to_owned(), data])
         };
+        let paced = workload == "get-paced" || workload == "get-vpc";
         Load {
             url,
             script,
             args,
             threads: self.o.threads,
-            connections: self.o.connections,
+            // The VPC cell: half the connections, so the fixed load stays far from saturation
+            // on the paths with more hops.
+            connections: if workload == "get-vpc" { (self.o.connections / 2).max(1) } else { self.o.connections },
             duration: self.o.duration,
             count_statuses: false,
-            delay_ms: (workload == "get-paced").then_some(self.o.paced_delay_ms),
+            delay_ms: paced.then_some(self.o.paced_delay_ms),
         }
     }
 
@@ -392,6 +461,11 @@ pub async fn run(o: Options) -> Result<()> {
         durability,
         extra_env: &o.env,
         sidecar_set: &o.sidecar_set,
+        baseline_bin: o.baseline_bin.as_deref(),
+        haproxy: &o.haproxy,
+        revocations: o.revocations,
+        vpc_delay: o.vpc_delay,
+        unix_upstream: o.unix_upstream,
     };
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let stack =
@@ -409,6 +483,11 @@ pub async fn run(o: Options) -> Result<()> {
 
     let postgres = stack.postgres_pid(&run_dir);
     let watched = stack.services().iter().map(|s| Watched { name: s.name, pid: s.pid() }).collect();
+    let (live_in_gateway, full_bytes_seen, pulls_seen) = revocations_pulled(&stack).await?;
+    eprintln!(
+        "    gateway-revoked holds {live_in_gateway} revocations ({full_bytes_seen} bytes pulled in {pulls_seen} pulls)"
+    );
+    let tokio_sleep_ms = relay::tokio_sleep_overshoot(o.vpc_delay, if o.quick { 50 } else { 400 }).await;
     let ctx = Ctx {
         o: &o,
         lua_dir,
@@ -419,47 +498,133 @@ pub async fn run(o: Options) -> Result<()> {
         ticks: procstat::clock_ticks(),
     };
 
+    let door_url = o.front_door.as_ref().map_or_else(|| stack.front_door.url(), |u| u.trim_end_matches('/').to_owned());
+    let vpc = &stack.vpc;
+    let vpc_only: &[&str] = &["get-vpc"];
     let mut routes = vec![
-        Route { name: "direct", url: stack.task.url(), mode: "identity", edges: &[] },
-        Route { name: "gateway", url: stack.gateway.url(), mode: "bearer", edges: &["gateway"] },
+        Route { name: "direct", url: stack.task.url(), mode: "identity", edges: &[], workloads: ALL },
+        Route { name: "gateway", url: stack.gateway.url(), mode: "bearer", edges: &["gateway"], workloads: ALL },
+        Route {
+            name: "gateway-tcp",
+            url: stack.gateway_tcp.url(),
+            mode: "bearer",
+            edges: &["gateway-tcp"],
+            workloads: &["get"],
+        },
         Route {
             name: "gateway-nocache",
             url: stack.gateway_nocache.url(),
             mode: "bearer",
             edges: &["gateway-nocache"],
+            workloads: &["get"],
         },
-        Route { name: "validate", url: stack.validate_proxy.url(), mode: "bearer", edges: &["validate-proxy"] },
     ];
-    // Client -> front door (ALB stand-in) -> gateway -> task-svc, as on ECS.
-    let door_url = o.front_door.as_ref().map_or_else(|| stack.front_door.url(), |u| u.trim_end_matches('/').to_owned());
-    routes.push(Route { name: "front-door", url: door_url, mode: "bearer", edges: &["front-door", "gateway"] });
+    if let Some(before) = &stack.gateway_before {
+        routes.push(Route {
+            name: "gateway-before",
+            url: before.url(),
+            mode: "bearer",
+            edges: &["gateway-before"],
+            workloads: &["health", "get", "put", "post"],
+        });
+    }
+    routes.extend([
+        Route {
+            name: "gateway-revoked",
+            url: stack.revoked.gateway.url(),
+            mode: "bearer",
+            edges: &["gateway-revoked"],
+            workloads: &["get"],
+        },
+        Route {
+            name: "haproxy",
+            url: stack.haproxy.url(),
+            mode: "bearer",
+            edges: &["haproxy"],
+            workloads: &["health", "get"],
+        },
+        Route {
+            name: "haproxy-jwt",
+            url: stack.haproxy_jwt.url(),
+            mode: "bearer",
+            edges: &["haproxy-jwt"],
+            workloads: ALL,
+        },
+        Route {
+            name: "validate",
+            url: stack.validate_proxy.url(),
+            mode: "bearer",
+            edges: &["validate-proxy"],
+            workloads: ALL,
+        },
+        // Client -> front door (ALB stand-in) -> gateway -> task-svc, as on ECS.
+        Route {
+            name: "front-door",
+            url: door_url,
+            mode: "bearer",
+            edges: &["front-door", "gateway"],
+            workloads: &["get", "get-paced"],
+        },
+        // The VPC cell: the same paths, PostgreSQL and (for validate) auth-svc behind relays.
+        Route { name: "direct", url: vpc.task.url(), mode: "identity", edges: &[], workloads: vpc_only },
+        Route { name: "gateway", url: vpc.gateway.url(), mode: "bearer", edges: &["gateway-vpc"], workloads: vpc_only },
+        Route {
+            name: "haproxy-jwt",
+            url: vpc.haproxy_jwt.url(),
+            mode: "bearer",
+            edges: &["haproxy-jwt-vpc"],
+            workloads: vpc_only,
+        },
+        Route {
+            name: "validate",
+            url: vpc.validate_proxy.url(),
+            mode: "bearer",
+            edges: &["validate-vpc"],
+            workloads: vpc_only,
+        },
+    ]);
     routes.retain(|r| o.wants_path(r.name));
 
     let mut cells = Vec::new();
+    let mut network = None;
     eprintln!("==> task workloads ({} s per cell, {} connections)", o.duration.as_secs_f64(), o.connections);
-    // POST last: it grows the users' lists, which GET /tasks reads.
-    for workload in ["health", "get", "get-paced", "list", "put", "post"] {
+    for workload in TASK_WORKLOADS {
         if !o.wants_workload(workload) {
             continue;
         }
+        let visiting: Vec<&Route> = routes.iter().filter(|r| r.workloads.contains(&workload)).collect();
+        if workload == "get-vpc" {
+            vpc.pg_relay.holds.clear();
+            vpc.auth_relay.holds.clear();
+        }
         // Rounds, each visiting the paths in a rotated order, so that a burst of outside load
         // (the 2 cores are shared) lands on different paths; the median round is reported.
-        let mut rounds: Vec<Vec<Cell>> = vec![Vec::new(); routes.len()];
+        let mut rounds: Vec<Vec<Cell>> = vec![Vec::new(); visiting.len()];
         for round in 0..o.rounds {
-            for k in 0..routes.len() {
-                let i = (k + round) % routes.len();
-                let load = ctx.task_load(workload, &routes[i]);
-                let (cell, _) = ctx.cell(workload, &routes[i], load, &[], o.warmup).await?;
+            for k in 0..visiting.len() {
+                let i = (k + round) % visiting.len();
+                let load = ctx.task_load(workload, visiting[i]);
+                let (cell, _) = ctx.cell(workload, visiting[i], load, &[], o.warmup).await?;
                 rounds[i].push(cell);
             }
         }
         cells.extend(rounds.into_iter().map(merge_rounds));
+        if workload == "get-vpc" {
+            let mut holds = vpc.pg_relay.holds.summary();
+            let auth = vpc.auth_relay.holds.summary();
+            // One figure for both relays: the larger percentiles, all chunks.
+            holds.chunks += auth.chunks;
+            holds.p50_ms = holds.p50_ms.max(auth.p50_ms);
+            holds.p99_ms = holds.p99_ms.max(auth.p99_ms);
+            holds.max_ms = holds.max_ms.max(auth.max_ms);
+            network = Some(Network { delay_ms: vpc.delay.as_secs_f64() * 1000.0, holds, tokio_sleep_ms });
+        }
     }
 
     let mut login = None;
     if o.wants_workload("login") {
         let permits = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let auth_route = Route { name: "auth-svc", url: stack.auth.url(), mode: "bearer", edges: &[] };
+        let auth_route = Route { name: "auth-svc", url: stack.auth.url(), mode: "bearer", edges: &[], workloads: &[] };
         eprintln!("==> login (HASH_CONCURRENCY default = {permits} permits)");
         let calib_secs = if o.quick { o.duration } else { o.duration.div_f64(2.0).max(Duration::from_secs(5)) };
         let (calib, calib_run) = ctx
@@ -509,6 +674,23 @@ pub async fn run(o: Options) -> Result<()> {
         cells.extend([calib, measured, flood]);
     }
 
+    // Steady-state pulls of the revoked gateway: bytes per pull while nothing changed.
+    let pulls_now =
+        metric(stack.revoked.gateway.metrics, "gateway_revocation_pulls_total", r#"outcome="success""#).await;
+    let bytes_now = stack.revoked.relay.bytes.get().1;
+    let steady_pulls = (pulls_now - pulls_seen).max(0.0) as u64;
+    let empty_pull_bytes =
+        if steady_pulls == 0 { f64::NAN } else { (bytes_now - full_bytes_seen) as f64 / steady_pulls as f64 };
+    let extra_pulls = (pulls_seen - 1.0).max(0.0);
+    let full_pull_bytes = full_bytes_seen.saturating_sub((extra_pulls * empty_pull_bytes.max(0.0)) as u64);
+    let revocation_cost = RevocationCost {
+        seeded: stack.revoked.seeded,
+        live_in_gateway,
+        full_pull_bytes,
+        empty_pull_bytes,
+        steady_pulls,
+    };
+
     stack.stop();
 
     let mut problems: Vec<String> = cells
@@ -529,7 +711,7 @@ pub async fn run(o: Options) -> Result<()> {
             ));
         }
     }
-    let targets = report::targets(&cells, &ready_ms, login.as_ref());
+    let targets = report::targets(&cells, &ready_ms, login.as_ref(), network.as_ref(), Some(&revocation_cost));
 
     let mode = if o.quick { "quick" } else { "full" };
     let commit = std::process::Command::new("git")
@@ -543,6 +725,10 @@ pub async fn run(o: Options) -> Result<()> {
         ("warmup_s", o.warmup.as_secs_f64().to_string()),
         ("rounds", o.rounds.to_string()),
         ("paced_delay_ms", o.paced_delay_ms.to_string()),
+        ("vpc_delay_ms", (o.vpc_delay.as_secs_f64() * 1000.0).to_string()),
+        ("revocations", o.revocations.to_string()),
+        ("upstream", if o.unix_upstream { "unix socket" } else { "tcp" }.to_owned()),
+        ("baseline_bin", o.baseline_bin.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
         ("connections", o.connections.to_string()),
         ("wrk_threads", o.threads.to_string()),
         ("users", o.users.to_string()),
@@ -576,6 +762,8 @@ pub async fn run(o: Options) -> Result<()> {
         ready_ms,
         cells,
         login,
+        network,
+        revocations: Some(revocation_cost),
         targets,
         problems,
         elapsed_s: started.elapsed().as_secs_f64(),

@@ -294,18 +294,22 @@ impl AuthSvc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSvc {
     pub service: ServiceSettings,
+    /// `UNIX_SOCKET_PATH`: also serve on this Unix domain socket (for a gateway with
+    /// `[upstream] socket`); `None` is TCP only.
+    pub unix_socket: Option<PathBuf>,
     pub logging: Logging,
 }
 
 impl TaskSvc {
     pub fn new(service: ServiceSettings) -> Self {
-        Self { service, logging: Logging::default() }
+        Self { service, unix_socket: None, logging: Logging::default() }
     }
 
     /// The process, ready once `GET /tasks/health` answers 200.
     pub fn launch(&self, name: &str, program: &Path) -> Launch {
         let mut env = Env::default();
         self.service.env(&mut env);
+        env.set_or_unset("UNIX_SOCKET_PATH", self.unix_socket.as_ref().map(|p| p.display()));
         Launch::new(name, program)
             .with_env(env)
             .logging(&self.logging)

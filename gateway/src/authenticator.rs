@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::decision::{Decision, Unavailable};
 use crate::fallback::Fallback;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestMetrics};
 use crate::revocation_list::RevocationList;
 use crate::token_cache::{TokenCache, TokenKey, token_key};
 
@@ -38,6 +38,7 @@ pub struct Authenticator {
     /// See `[revocation] max_age_secs`.
     pub revocation_max_age: Option<Duration>,
     pub metrics: Metrics,
+    hot: RequestMetrics,
     /// When each unknown key id was first seen.
     first_seen: Cache<Box<str>, Instant>,
     /// Key ids proven unknown (auth-svc and our freshly re-read keyring agree), for a while.
@@ -86,6 +87,7 @@ impl Authenticator {
             rules: settings.rules,
             unknown_kid_wait: settings.unknown_kid_wait,
             revocation_max_age: settings.revocation_max_age,
+            hot: RequestMetrics::new(&metrics),
             metrics,
             first_seen: Cache::builder().max_capacity(KID_CACHE_CAPACITY).time_to_live(FIRST_SEEN_TTL).build(),
             unknown_kids: Cache::builder()
@@ -124,12 +126,16 @@ impl Authenticator {
             }
             other => other,
         };
-        self.metrics.cache_lookups.with_label_values(&[if hit.is_some() { "hit" } else { "miss" }]).inc();
+        if hit.is_some() {
+            self.hot.cache_hit.inc()
+        } else {
+            self.hot.cache_miss.inc()
+        }
         hit
     }
 
     fn holds(&self, kid: &str) -> bool {
-        self.keyring.current().is_some_and(|ring| ring.contains(kid))
+        self.keyring.holds(kid)
     }
 
     fn check_revocation(&self, decision: Decision) -> Decision {

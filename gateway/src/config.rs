@@ -101,6 +101,11 @@ impl Default for ServerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamSection {
     pub addr: String,
+    /// task-svc's Unix domain socket (its `UNIX_SOCKET_PATH`, on ECS a volume both containers
+    /// mount). When set, requests go there instead of `addr`; empty (the default) is TCP.
+    /// Not written out when empty, so configs written for older gateways stay readable.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub socket: String,
     /// task-svc's own metrics listener (loopback), passed through as `/metrics/task-svc` on the
     /// gateway's metrics port; `off` disables the pass-through.
     pub metrics: String,
@@ -115,6 +120,7 @@ impl Default for UpstreamSection {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:3001".into(),
+            socket: String::new(),
             metrics: "127.0.0.1:9102".into(),
             connect_timeout_ms: 1000,
             total_connect_timeout_ms: 2000,
@@ -245,6 +251,8 @@ pub struct Config {
     /// Idle downstream keep-alive timeout in whole seconds (pingora's unit).
     pub keepalive_timeout_secs: u64,
     pub upstream: SocketAddr,
+    /// task-svc's Unix domain socket; when set it is used instead of `upstream` for requests.
+    pub upstream_socket: Option<std::path::PathBuf>,
     /// task-svc's metrics listener; `None` when the pass-through is off.
     pub upstream_metrics: Option<SocketAddr>,
     pub connect_timeout: Duration,
@@ -315,6 +323,7 @@ impl Config {
         let listen = addr(env, "GATEWAY_LISTEN", "server.listen", &f.server.listen)?;
         let metrics = addr(env, "METRICS_ADDR", "server.metrics", &f.server.metrics)?;
         let upstream = addr(env, "UPSTREAM_ADDR", "upstream.addr", &f.upstream.addr)?;
+        let upstream_socket = unix_socket(env, "UPSTREAM_SOCKET", "upstream.socket", &f.upstream.socket)?;
         let upstream_metrics = addr_or_off(env, "UPSTREAM_METRICS_ADDR", "upstream.metrics", &f.upstream.metrics)?;
         let (auth_url, auth_key) = match raw(env, "AUTH_SERVICE_URL") {
             Some(v) => (v.trim().trim_end_matches('/').to_owned(), "AUTH_SERVICE_URL"),
@@ -369,6 +378,7 @@ impl Config {
                 1..=4001,
             )?,
             upstream,
+            upstream_socket,
             upstream_metrics,
             connect_timeout: ms("upstream.connect_timeout_ms", f.upstream.connect_timeout_ms, 1..=60_000)?,
             total_connect_timeout: ms(
@@ -444,6 +454,28 @@ fn addr(env: &dyn Source, env_key: &str, file_key: &str, file_value: &str) -> Re
         None => (file_key, file_value.to_owned()),
     };
     value.trim().parse().map_err(|e| ConfigError::new(key, format!("invalid socket address {value:?}: {e}")))
+}
+
+/// A Unix socket path from `env_key` or the file; empty means none. Absolute, and short enough
+/// for `sockaddr_un` (108 bytes with the terminating NUL).
+fn unix_socket(
+    env: &dyn Source,
+    env_key: &str,
+    file_key: &str,
+    file_value: &str,
+) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let (key, value) = match raw(env, env_key) {
+        Some(v) => (env_key, v),
+        None => (file_key, file_value.to_owned()),
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if !value.starts_with('/') || value.len() >= 108 {
+        return Err(ConfigError::new(key, format!("{value:?} must be an absolute path shorter than 108 bytes")));
+    }
+    Ok(Some(std::path::PathBuf::from(value)))
 }
 
 /// Like [`addr`], but `off` (any case) means "disabled".
@@ -610,6 +642,29 @@ mod tests {
         let mut f = SidecarFile::default();
         f.jwt.max_lifetime_secs = 10;
         assert_eq!(Config::from_file(f, &env(&[("JWT_SECRET", SECRET)])).unwrap_err().key, "jwt.max_lifetime_secs");
+    }
+
+    #[test]
+    fn the_upstream_can_be_a_unix_socket_from_the_file_or_the_environment() {
+        let c = Config::from_file(SidecarFile::default(), &env(&[("JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(c.upstream_socket, None, "TCP by default");
+        let file = parse_file("[upstream]\nsocket = \"/run/task-svc/task-svc.sock\"\n").unwrap();
+        let c = Config::from_file(file.clone(), &env(&[("JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(c.upstream_socket.as_deref(), Some(Path::new("/run/task-svc/task-svc.sock")));
+        // The environment wins, and an empty value there means TCP again.
+        let c = Config::from_file(file.clone(), &env(&[("JWT_SECRET", SECRET), ("UPSTREAM_SOCKET", "/tmp/t.sock")]))
+            .unwrap();
+        assert_eq!(c.upstream_socket.as_deref(), Some(Path::new("/tmp/t.sock")));
+        let c = Config::from_file(file, &env(&[("JWT_SECRET", SECRET), ("UPSTREAM_SOCKET", "")])).unwrap();
+        assert_eq!(c.upstream_socket, None);
+        let err = Config::from_file(
+            parse_file("[upstream]\nsocket = \"task.sock\"\n").unwrap(),
+            &env(&[("JWT_SECRET", SECRET)]),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "upstream.socket");
+        // Written out only when set: a file for an older gateway does not gain the key.
+        assert!(!SidecarFile::default().to_toml().unwrap().contains("socket"));
     }
 
     #[test]

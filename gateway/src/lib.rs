@@ -116,7 +116,7 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
         metrics.keyring_refresh_interval.set(i64::try_from(secs).unwrap_or(i64::MAX));
     }
 
-    let gateway = Gateway { config: config.clone(), auth, metrics: metrics.clone() };
+    let gateway = Gateway::new(config.clone(), auth, metrics.clone())?;
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
@@ -145,7 +145,7 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
     ));
     tracing::info!(
         listen = %config.listen,
-        upstream = %config.upstream,
+        upstream = %config.upstream_socket.as_ref().map_or_else(|| config.upstream.to_string(), |p| p.display().to_string()),
         auth = %config.auth_url,
         metrics = %config.metrics,
         cache = config.cache_capacity.is_some(),

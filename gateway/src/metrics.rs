@@ -6,6 +6,56 @@
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+/// The series every allowed request touches, resolved once. `with_label_values` hashes the
+/// label values, takes the family's read lock and clones an `Arc` (an atomic shared by every
+/// worker thread) on each call; a resolved handle is one atomic add.
+#[derive(Clone)]
+pub struct RequestMetrics {
+    pub decision_allow: IntCounter,
+    pub decision_public: IntCounter,
+    pub cache_hit: IntCounter,
+    pub cache_miss: IntCounter,
+    pub upstream_2xx: IntCounter,
+    /// `gateway_requests_total{route, status="2xx"}`: protected, public.
+    requests_2xx: [IntCounter; 2],
+    /// `gateway_request_duration_seconds{route}`: protected, public.
+    durations: [Histogram; 2],
+    requests: IntCounterVec,
+}
+
+impl RequestMetrics {
+    pub fn new(m: &Metrics) -> Self {
+        Self {
+            decision_allow: m.decisions.with_label_values(&["allow", "ok"]),
+            decision_public: m.decisions.with_label_values(&["public", "public"]),
+            cache_hit: m.cache_lookups.with_label_values(&["hit"]),
+            cache_miss: m.cache_lookups.with_label_values(&["miss"]),
+            upstream_2xx: m.upstream_responses.with_label_values(&["2xx"]),
+            requests_2xx: [
+                m.requests.with_label_values(&["protected", "2xx"]),
+                m.requests.with_label_values(&["public", "2xx"]),
+            ],
+            durations: [
+                m.request_duration.with_label_values(&["protected"]),
+                m.request_duration.with_label_values(&["public"]),
+            ],
+            requests: m.requests.clone(),
+        }
+    }
+
+    /// One answered request: `gateway_requests_total` by route and `class` of `status`, and its
+    /// duration in seconds.
+    pub fn count(&self, public: bool, status: u16, seconds: f64, class: impl Fn(u16) -> &'static str) {
+        let route = usize::from(public);
+        if (200..300).contains(&status) {
+            self.requests_2xx[route].inc();
+        } else {
+            self.requests.with_label_values(&[["protected", "public"][route], class(status)]).inc();
+        }
+        self.durations[route].observe(seconds);
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -185,5 +235,23 @@ mod tests {
         assert!(text.contains(r#"taskmgmt_build_info{service="gateway",version=""#), "{text}");
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
         assert!(text.contains("gateway_keyring_refresh_interval_seconds 0"), "{text}");
+    }
+
+    #[test]
+    fn resolved_handles_count_in_the_same_series() {
+        let m = Metrics::new();
+        let hot = RequestMetrics::new(&m);
+        hot.decision_allow.inc();
+        hot.cache_hit.inc();
+        hot.count(false, 200, 0.001, |_| "2xx");
+        hot.count(true, 200, 0.001, |_| "2xx");
+        hot.count(false, 502, 0.001, |_| "5xx");
+        let text = m.render();
+        assert!(text.contains(r#"gateway_auth_decisions_total{reason="ok",result="allow"} 1"#), "{text}");
+        assert!(text.contains(r#"gateway_token_cache_lookups_total{result="hit"} 1"#), "{text}");
+        assert!(text.contains(r#"gateway_requests_total{route="protected",status="2xx"} 1"#), "{text}");
+        assert!(text.contains(r#"gateway_requests_total{route="public",status="2xx"} 1"#), "{text}");
+        assert!(text.contains(r#"gateway_requests_total{route="protected",status="5xx"} 1"#), "{text}");
+        assert!(text.contains(r#"gateway_request_duration_seconds_count{route="protected"} 2"#), "{text}");
     }
 }

@@ -3,6 +3,7 @@
 //! responses in `fail_to_proxy` (pingora's default ones are empty-bodied).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -19,7 +20,7 @@ use platform::identity;
 use crate::authenticator::{Authenticator, credential};
 use crate::config::Config;
 use crate::decision::{Decision, Identity};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestMetrics};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -43,6 +44,71 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
     pub metrics: Metrics,
+    /// The per-request counters, resolved once (see [`RequestMetrics`]).
+    hot: RequestMetrics,
+    /// task-svc as pingora's peer, built once with its timeouts; each request gets a copy.
+    peer: HttpPeer,
+    request_ids: RequestIds,
+}
+
+impl Gateway {
+    /// The proxy for `config`. Fails when the upstream socket path is not a valid Unix socket
+    /// address.
+    pub fn new(config: Arc<Config>, auth: Arc<Authenticator>, metrics: Metrics) -> Result<Self> {
+        let mut peer = match &config.upstream_socket {
+            Some(path) => {
+                let path =
+                    path.to_str().ok_or_else(|| Error::explain(ErrorType::SocketError, "socket path is not UTF-8"))?;
+                HttpPeer::new_uds(path, false, String::new())?
+            }
+            None => HttpPeer::new(config.upstream, false, String::new()),
+        };
+        // pingora sets no upstream timeouts by default; a hung task-svc would hold requests forever.
+        peer.options.connection_timeout = Some(config.connect_timeout);
+        peer.options.total_connection_timeout = Some(config.total_connect_timeout);
+        peer.options.read_timeout = Some(config.read_timeout);
+        peer.options.write_timeout = Some(config.write_timeout);
+        peer.options.idle_timeout = Some(config.idle_timeout);
+        let hot = RequestMetrics::new(&metrics);
+        Ok(Self { config, auth, metrics, hot, peer, request_ids: RequestIds::new() })
+    }
+}
+
+/// Request ids for requests that come without a usable one: UUID-shaped (8-4-4-4-12 hex), the
+/// first four groups random once per process (a version 4 UUID's), the last a counter. Unique
+/// per process by the counter (2^48 ids) and across processes by the 74 random bits, without a
+/// random-number system call per request.
+pub struct RequestIds {
+    prefix: [u8; 24],
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> Self {
+        let mut prefix = [0u8; 24];
+        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
+        prefix.copy_from_slice(&uuid.as_bytes()[..24]);
+        Self { prefix, next: AtomicU64::new(0) }
+    }
+
+    /// The next id, e.g. `3f2a9c1e-7b4d-4e2f-9a1c-00000000002a`.
+    pub fn next(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 36];
+        id[..24].copy_from_slice(&self.prefix);
+        for (i, slot) in id[24..].iter_mut().enumerate() {
+            *slot = HEX[((n >> (4 * (11 - i))) & 0xf) as usize];
+        }
+        // Hex digits and hyphens are always a valid header value.
+        HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Per-request state.
@@ -57,18 +123,15 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
 }
 
-/// The client's `X-Request-Id` when it is a sane token, else a fresh UUID.
-pub fn request_id(existing: Option<&HeaderValue>) -> HeaderValue {
+/// The client's `X-Request-Id` when it is a sane token, else a fresh one from `ids`.
+pub fn request_id(existing: Option<&HeaderValue>, ids: &RequestIds) -> HeaderValue {
     existing
         .filter(|v| {
             let b = v.as_bytes();
             !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
         })
         .cloned()
-        .unwrap_or_else(|| {
-            // A hyphenated UUID is always a valid header value.
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("-"))
-        })
+        .unwrap_or_else(|| ids.next())
 }
 
 /// Removes every client-sent identity header (any spelling, see
@@ -178,23 +241,29 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
-        ctx.request_id = request_id(req.headers.get(REQUEST_ID));
+        ctx.request_id = request_id(req.headers.get(REQUEST_ID), &self.request_ids);
         ctx.public = self.config.is_public(req.uri.path());
         if ctx.public {
             ctx.decision = ("public", "public");
-            self.metrics.decisions.with_label_values(&["public", "public"]).inc();
+            self.hot.decision_public.inc();
             return Ok(false);
         }
-        let values: Vec<&[u8]> = req.headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes).collect();
-        let decision = match credential(&values) {
+        // At most two values matter (two or more is `malformed`): no allocation.
+        let mut values = req.headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
+        let found = match (values.next(), values.next()) {
+            (None, _) => credential(&[]),
+            (Some(one), None) => credential(&[one]),
+            (Some(one), Some(two)) => credential(&[one, two]),
+        };
+        let decision = match found {
             Err(r) => Decision::Deny(r),
-            Ok(token) => {
-                let token = token.to_owned();
-                self.auth.authenticate(&token).await
-            }
+            Ok(token) => self.auth.authenticate(token).await,
         };
         ctx.decision = decision.labels();
-        self.metrics.decisions.with_label_values(&[ctx.decision.0, ctx.decision.1]).inc();
+        match &decision {
+            Decision::Allow(_) => self.hot.decision_allow.inc(),
+            _ => self.metrics.decisions.with_label_values(&[ctx.decision.0, ctx.decision.1]).inc(),
+        }
         match decision {
             Decision::Allow(id) => {
                 ctx.identity = Some(id);
@@ -218,14 +287,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
-        let mut peer = HttpPeer::new(self.config.upstream, false, String::new());
-        // pingora sets no upstream timeouts by default; a hung task-svc would hold requests forever.
-        peer.options.connection_timeout = Some(self.config.connect_timeout);
-        peer.options.total_connection_timeout = Some(self.config.total_connect_timeout);
-        peer.options.read_timeout = Some(self.config.read_timeout);
-        peer.options.write_timeout = Some(self.config.write_timeout);
-        peer.options.idle_timeout = Some(self.config.idle_timeout);
-        Ok(Box::new(peer))
+        Ok(Box::new(self.peer.clone()))
     }
 
     async fn upstream_request_filter(
@@ -253,7 +315,11 @@ impl ProxyHttp for Gateway {
         let status = resp.status.as_u16();
         if status >= 200 {
             ctx.upstream_status = Some(status);
-            self.metrics.upstream_responses.with_label_values(&[status_class(status)]).inc();
+            if (200..300).contains(&status) {
+                self.hot.upstream_2xx.inc();
+            } else {
+                self.metrics.upstream_responses.with_label_values(&[status_class(status)]).inc();
+            }
         }
         Ok(())
     }
@@ -305,10 +371,8 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.responded).unwrap_or(0);
-        let route = if ctx.public { "public" } else { "protected" };
         let elapsed = ctx.start.elapsed();
-        self.metrics.requests.with_label_values(&[route, status_class(status)]).inc();
-        self.metrics.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+        self.hot.count(ctx.public, status, elapsed.as_secs_f64(), status_class);
         let req = session.req_header();
         // Path only: query strings can carry anything. Never the token.
         tracing::info!(
@@ -386,9 +450,26 @@ mod tests {
     #[test]
     fn request_ids_are_kept_when_sane_and_created_otherwise() {
         let good = HeaderValue::from_static("abc-123");
-        assert_eq!(request_id(Some(&good)), good);
+        let ids = RequestIds::new();
+        assert_eq!(request_id(Some(&good), &ids), good);
         let bad = HeaderValue::from_static("has space");
-        assert_ne!(request_id(Some(&bad)), bad);
-        assert_eq!(request_id(None).len(), 36);
+        assert_ne!(request_id(Some(&bad), &ids), bad);
+        assert_eq!(request_id(None, &ids).len(), 36);
+    }
+
+    #[test]
+    fn generated_request_ids_are_uuid_shaped_and_unique_within_and_across_processes() {
+        let ids = RequestIds::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = ids.next();
+            let text = id.to_str().unwrap().to_owned();
+            assert!(uuid::Uuid::parse_str(&text).is_ok(), "{text}");
+            assert!(seen.insert(text));
+        }
+        assert!(ids.next().to_str().unwrap().ends_with("000000002710"), "the counter is the last group");
+        // Another process (here: another generator) draws another random prefix.
+        let other = RequestIds::new().next();
+        assert_ne!(&other.as_bytes()[..24], &ids.next().as_bytes()[..24]);
     }
 }

@@ -184,6 +184,7 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
             metrics: Some(loopback(metrics_port)),
             ..ServiceSettings::new(&db.url, loopback(port))
         },
+        unix_socket: None,
         logging: Logging::json(),
     };
     let launch = settings.launch("task-svc", Path::new(BIN)).output(Output::File(log.clone()));
@@ -245,4 +246,61 @@ async fn services_starting_together_on_a_fresh_database_migrate_once() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+}
+
+/// One HTTP/1.1 request over a Unix domain socket; the whole answer as text.
+async fn unix_request(path: &Path, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_same_routes_on_a_unix_socket_and_removes_it_on_exit() {
+    let db = TestDatabase::new().await;
+    let uid = user(&db.pool).await;
+    let port = free_port().unwrap();
+    let socket = std::env::temp_dir().join(format!("task-svc-{}-{port}.sock", std::process::id()));
+    // A stale socket file from a killed run is replaced, not an error.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let mut svc = start(TaskSvc { unix_socket: Some(socket.clone()), ..settings(&db.url, port) }).await;
+
+    let health =
+        unix_request(&socket, "GET /tasks/health HTTP/1.1\r\nHost: task-svc\r\nConnection: close\r\n\r\n").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let body = r#"{"title":"over the socket"}"#;
+    let created = unix_request(
+        &socket,
+        &format!(
+            "POST /tasks HTTP/1.1\r\nHost: task-svc\r\nX-User-Id: {uid}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    assert!(created.contains("over the socket"), "{created}");
+    // The identity header is still required on the socket: it is the same router.
+    let anonymous = unix_request(&socket, "GET /tasks HTTP/1.1\r\nHost: task-svc\r\nConnection: close\r\n\r\n").await;
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+    // TCP keeps working beside it.
+    let r = client().get(format!("http://127.0.0.1:{port}/tasks/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    svc.terminate().unwrap();
+    let status = tokio::task::spawn_blocking(move || svc.wait_timeout(Duration::from_secs(30)).unwrap()).await.unwrap();
+    assert!(status.expect("exited").success());
+    assert!(!socket.exists(), "the socket file is removed on exit");
+}
+
+#[test]
+fn a_regular_file_at_the_socket_path_is_refused_not_removed() {
+    let path = std::env::temp_dir().join(format!("task-svc-not-a-socket-{}", std::process::id()));
+    std::fs::write(&path, "keep me").unwrap();
+    let err = task_svc::bind_unix(&path).unwrap_err();
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+    std::fs::remove_file(&path).unwrap();
 }

@@ -91,6 +91,12 @@ impl KeyringStore {
         self.current.load().is_some()
     }
 
+    /// Whether the keyring in use holds key id `kid`. Reads through arc-swap's guard: no
+    /// reference count is touched, so the request path does not contend on one across threads.
+    pub fn holds(&self, kid: &str) -> bool {
+        self.current.load().as_ref().is_some_and(|l| l.ring.contains(kid))
+    }
+
     /// Time since the keyring in use was loaded (or last re-read successfully).
     pub fn age(&self) -> Option<Duration> {
         self.current.load().as_ref().map(|l| l.at.elapsed())
