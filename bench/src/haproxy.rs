@@ -52,7 +52,8 @@ impl std::fmt::Debug for JwtCheck {
 pub struct Haproxy {
     pub listen: SocketAddr,
     pub upstream: Upstream,
-    /// `None`: a plain proxy (the floor of any extra hop).
+    /// `None`: a plain proxy that forwards requests unchanged (the floor of any extra hop;
+    /// the bench sends it `X-User-Id` itself, as to task-svc directly).
     pub jwt: Option<JwtCheck>,
     /// Paths forwarded without a token (exact match), as the gateway's `[routes] public`.
     pub public_routes: Vec<String>,
@@ -120,8 +121,8 @@ impl Haproxy {
             let _ = writeln!(c, "    http-request set-var(txn.now) date() if !public");
             let _ = writeln!(c, "{}", deny("Token expired", "!{ var(txn.exp),sub(txn.now) -m int gt 0 }"));
         }
-        let _ = writeln!(c, "    http-request del-header {IDENTITY_HEADERS} -m reg");
         if self.jwt.is_some() {
+            let _ = writeln!(c, "    http-request del-header {IDENTITY_HEADERS} -m reg");
             let _ = writeln!(c, "    http-request del-header authorization if !public");
             let _ = writeln!(
                 c,
@@ -190,11 +191,12 @@ mod tests {
     }
 
     #[test]
-    fn the_plain_proxy_only_strips_identity_headers() {
+    fn the_plain_proxy_forwards_requests_unchanged() {
         let plain = Haproxy { jwt: None, upstream: Upstream::Unix("/run/task.sock".into()), ..jwt_proxy() };
         let cfg = plain.render().unwrap();
         assert!(!cfg.contains("jwt"), "{cfg}");
-        assert!(cfg.contains("del-header ^(x[-_](user|auth|authenticated)"), "{cfg}");
+        assert!(!cfg.contains("http-request"), "{cfg}");
+        assert!(jwt_proxy().render().unwrap().contains("del-header ^(x[-_](user|auth|authenticated)"));
         assert!(cfg.contains("server task-svc /run/task.sock"), "{cfg}");
     }
 

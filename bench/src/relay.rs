@@ -11,9 +11,9 @@
 //! times the delay wanted. The relay therefore does its I/O on tokio but waits on a
 //! [`DelayLine`]: one OS thread that sleeps with a futex timeout (`recv_timeout`, an hrtimer
 //! with the default 50 µs timer slack) and wakes each chunk's writer. The thread learns how
-//! late its wake-ups run (an exponentially weighted mean) and asks to be woken that much
-//! earlier, so holds centre on the target; every hold is recorded ([`HoldStats`]) and the
-//! bench reports what it actually got.
+//! late its timed wake-ups run (an exponentially weighted mean), asks to be woken that much
+//! earlier and yields the CPU for the last few microseconds, so no chunk leaves early and few
+//! leave much late; every hold is recorded ([`HoldStats`]) and the bench reports what it got.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -93,8 +93,7 @@ fn timer_thread(rx: &mpsc::Receiver<(Instant, oneshot::Sender<()>)>) {
     let mut lateness = INITIAL_LATENESS;
     loop {
         let now = Instant::now();
-        // Everything due within the expected lateness goes now: waiting again would be later.
-        while heap.peek().is_some_and(|Reverse(w)| w.at <= now + lateness) {
+        while heap.peek().is_some_and(|Reverse(w)| w.at <= now) {
             if let Some(Reverse(w)) = heap.pop() {
                 let _ = w.done.send(());
             }
@@ -103,8 +102,13 @@ fn timer_thread(rx: &mpsc::Receiver<(Instant, oneshot::Sender<()>)>) {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(Reverse(next)) => {
                 let wake = next.at.checked_sub(lateness).unwrap_or(next.at);
-                let timeout = wake.saturating_duration_since(now);
-                let result = rx.recv_timeout(timeout);
+                if wake <= now {
+                    // Closer than a timed wake-up can hit: yield until it is due (at most
+                    // `lateness`, tens of microseconds).
+                    std::thread::yield_now();
+                    continue;
+                }
+                let result = rx.recv_timeout(wake - now);
                 if matches!(result, Err(RecvTimeoutError::Timeout)) {
                     // Learn how late a timed wake-up runs: 1/8 of the newest, 7/8 of the past.
                     let late = Instant::now().saturating_duration_since(wake);
@@ -344,13 +348,13 @@ mod tests {
             assert_eq!(got, msg);
         }
         rtts.sort();
-        // Never early (each direction holds at least the delay, give or take the wake-up
-        // jitter the line corrects for), and not the 1 ms ticks of tokio's timer wheel on top.
-        assert!(rtts[0] >= delay * 2 - Duration::from_micros(300), "{rtts:?}");
+        // Never early (each direction holds at least the delay), and not the 1 ms ticks of
+        // tokio's timer wheel on top.
+        assert!(rtts[0] >= delay * 2, "{rtts:?}");
         assert!(rtts[10] < delay * 2 + Duration::from_millis(3), "{rtts:?}");
         let holds = relay.holds.summary();
         assert_eq!(holds.chunks, 40);
-        assert!(holds.p50_ms >= 2.2, "{holds:?}");
+        assert!(holds.p50_ms >= 2.5, "{holds:?}");
         assert_eq!(relay.bytes.get(), (2000, 2000), "both directions counted");
 
         // A burst of writes arrives whole and in order.

@@ -539,7 +539,7 @@ pub async fn run(o: Options) -> Result<()> {
         Route {
             name: "haproxy",
             url: stack.haproxy.url(),
-            mode: "bearer",
+            mode: "identity",
             edges: &["haproxy"],
             workloads: &["health", "get"],
         },

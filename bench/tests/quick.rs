@@ -25,12 +25,42 @@ fn quick_mode_produces_a_valid_run() {
     assert!(status.success(), "bench --quick failed");
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let cells = results["cells"].as_array().unwrap();
-    for workload in ["health", "get", "get-paced", "list", "put", "post", "login-1", "login-n", "login-flood"] {
+    for workload in
+        ["health", "get", "get-paced", "get-vpc", "list", "put", "post", "login-1", "login-n", "login-flood"]
+    {
         assert!(cells.iter().any(|c| c["workload"] == workload), "no {workload} cell");
     }
-    for path in ["direct", "gateway", "gateway-nocache", "validate"] {
+    for path in [
+        "direct",
+        "gateway",
+        "gateway-tcp",
+        "gateway-nocache",
+        "gateway-revoked",
+        "haproxy",
+        "haproxy-jwt",
+        "validate",
+        "front-door",
+    ] {
         let cell = cells.iter().find(|c| c["workload"] == "get" && c["path"] == path).unwrap();
         assert!(cell["ok"].as_bool().unwrap() && cell["requests"].as_u64().unwrap() > 0, "{cell}");
+    }
+    // The VPC cell: every path answered, through relays that really held the chunks.
+    for path in ["direct", "gateway", "haproxy-jwt", "validate"] {
+        let cell = cells.iter().find(|c| c["workload"] == "get-vpc" && c["path"] == path).unwrap();
+        assert!(cell["ok"].as_bool().unwrap() && cell["requests"].as_u64().unwrap() > 0, "{cell}");
+    }
+    let network = &results["network"];
+    assert!(network["holds"]["chunks"].as_u64().unwrap() > 0, "{network}");
+    assert!(network["holds"]["p50_ms"].as_f64().unwrap() >= network["delay_ms"].as_f64().unwrap(), "{network}");
+    // The revocation cell: the gateway pulled every seeded revocation, and then only deltas.
+    let revocations = &results["revocations"];
+    assert_eq!(revocations["live_in_gateway"].as_i64().unwrap(), revocations["seeded"].as_i64().unwrap());
+    assert!(revocations["empty_pull_bytes"].as_f64().unwrap() < 1024.0, "{revocations}");
+    assert!(revocations["full_pull_bytes"].as_u64().unwrap() > 50 * 10_000, "{revocations}");
+    // Every target is evaluated (met or not) in quick mode too.
+    let targets = results["targets"].as_array().unwrap();
+    for name in ["HAProxy jwt_verify", "validate path adds", "live revocations", "steady state"] {
+        assert!(targets.iter().any(|t| t["name"].as_str().unwrap().contains(name)), "no target about {name}");
     }
     // The per-request validation path calls auth-svc once per request; the gateway never does.
     let validate = cells.iter().find(|c| c["workload"] == "get" && c["path"] == "validate").unwrap();

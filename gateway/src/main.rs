@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use gateway::config::{Config, config_path};
 use platform::config::Env;
 
+/// mimalloc: per-thread free lists instead of glibc's arenas, whose locks pingora's worker
+/// threads contended on (docs/benchmarks.md, "Making the hop cheap").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: gateway [--config PATH] [healthcheck]\n\n\
 Config file: --config, else $SIDECAR_CONFIG, else ./sidecar.toml. See docs/gateway.md.";
 
@@ -35,7 +40,8 @@ fn main() -> ExitCode {
         let addr = Config::metrics_addr(&path, &Env);
         return platform::healthcheck::run(platform::healthcheck::local_addr(addr.ip(), addr.port()), "/ready");
     }
-    platform::telemetry::init("gateway");
+    // The access log is one line per request: written by a background thread, not the worker.
+    let _log_guard = platform::telemetry::init_non_blocking("gateway");
     let config = match Config::load(&path, explicit, &Env) {
         Ok(c) => c,
         Err(e) => {
