@@ -25,7 +25,7 @@ usage: bench [options]
   --tasks-per-user N      seeded tasks per user (default 5)
   --login-flood N         concurrent clients of the login flood (default 300)
   --workloads LIST        comma-separated subset of health,get,get-paced,get-vpc,list,put,post,login
-  --paths LIST            comma-separated subset of direct,gateway,gateway-tcp,gateway-nocache,
+  --paths LIST            comma-separated subset of direct,gateway,gateway-uds,gateway-nocache,
                           gateway-before,gateway-revoked,haproxy,haproxy-jwt,validate,front-door
   --front-door URL        measure the front-door path through this running front door instead of
                           starting devstack's (front door -> gateway -> task-svc)
@@ -33,8 +33,8 @@ usage: bench [options]
                           over TCP: a change's before and after in the same run
   --revocations N         live revocations for gateway-revoked (default 100000, quick 10000)
   --vpc-delay-us US       one-way delay of the VPC relays (default 250)
-  --upstream unix|tcp     how the gateways and HAProxy reach task-svc (default unix: its socket;
-                          gateway-tcp always uses TCP)
+  --upstream tcp|unix     how the gateways and HAProxy reach task-svc (default tcp, as shipped;
+                          gateway-uds always uses task-svc's Unix socket)
   --haproxy PATH          HAProxy binary (default /usr/sbin/haproxy)
   --durable               PostgreSQL with fsync on (default: fsync off, to measure the services)
   --out FILE              JSON results (default bench/results/latest.json, quick: quick.json)
@@ -115,7 +115,7 @@ impl Options {
             revocations: 0,
             vpc_delay: Duration::from_micros(250),
             haproxy: PathBuf::from(crate::haproxy::DEFAULT_PROGRAM),
-            unix_upstream: true,
+            unix_upstream: false,
             durable: false,
             out: None,
             keep: false,

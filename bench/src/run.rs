@@ -505,10 +505,10 @@ pub async fn run(o: Options) -> Result<()> {
         Route { name: "direct", url: stack.task.url(), mode: "identity", edges: &[], workloads: ALL },
         Route { name: "gateway", url: stack.gateway.url(), mode: "bearer", edges: &["gateway"], workloads: ALL },
         Route {
-            name: "gateway-tcp",
-            url: stack.gateway_tcp.url(),
+            name: "gateway-uds",
+            url: stack.gateway_uds.url(),
             mode: "bearer",
-            edges: &["gateway-tcp"],
+            edges: &["gateway-uds"],
             workloads: &["get"],
         },
         Route {

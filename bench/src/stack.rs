@@ -53,10 +53,10 @@ pub struct Stack {
     pub database_url: String,
     pub auth: Service,
     pub task: Service,
-    /// The gateway as configured by the repository's sidecar.toml, plus `[upstream] socket`.
+    /// The gateway as configured by the repository's sidecar.toml (TCP unless `--upstream unix`).
     pub gateway: Service,
-    /// The same gateway forwarding over TCP (the same-run comparison for the socket).
-    pub gateway_tcp: Service,
+    /// The same gateway forwarding over task-svc's Unix socket (the same-run comparison).
+    pub gateway_uds: Service,
     pub gateway_nocache: Service,
     /// The `--baseline-bin` gateway (another build), over TCP: before/after in one run.
     pub gateway_before: Option<Service>,
@@ -283,7 +283,8 @@ pub async fn start(o: &StartOptions<'_>) -> Result<Stack> {
     let auth_url = auth.url();
     let sock = o.unix_upstream.then_some(task_socket.as_path());
     let gateway = st.gateway("gateway", &gateway_bin, &task, sock, &auth_url, |_| {}).await?;
-    let gateway_tcp = st.gateway("gateway-tcp", &gateway_bin, &task, None, &auth_url, |_| {}).await?;
+    let gateway_uds =
+        st.gateway("gateway-uds", &gateway_bin, &task, Some(task_socket.as_path()), &auth_url, |_| {}).await?;
     let gateway_nocache =
         st.gateway("gateway-nocache", &gateway_bin, &task, sock, &auth_url, |s| s.cache.enabled = false).await?;
     let gateway_before = match o.baseline_bin {
@@ -313,7 +314,7 @@ pub async fn start(o: &StartOptions<'_>) -> Result<Stack> {
         auth,
         task,
         gateway,
-        gateway_tcp,
+        gateway_uds,
         gateway_nocache,
         gateway_before,
         haproxy,
@@ -360,7 +361,7 @@ async fn start_vpc(st: &Starter<'_>, cluster: &Cluster, database_url: &str) -> R
 impl Stack {
     /// Every process of the system and of the harness, in start order.
     pub fn services(&self) -> Vec<&Service> {
-        let mut all = vec![&self.auth, &self.task, &self.gateway, &self.gateway_tcp, &self.gateway_nocache];
+        let mut all = vec![&self.auth, &self.task, &self.gateway, &self.gateway_uds, &self.gateway_nocache];
         all.extend(self.gateway_before.as_ref());
         all.extend([&self.haproxy, &self.haproxy_jwt, &self.validate_proxy, &self.front_door]);
         all.extend([&self.revoked.auth, &self.revoked.gateway]);
@@ -376,7 +377,7 @@ impl Stack {
             auth,
             task,
             gateway,
-            gateway_tcp,
+            gateway_uds,
             gateway_nocache,
             gateway_before,
             haproxy,
@@ -390,7 +391,7 @@ impl Stack {
         let mut all = vec![vpc.haproxy_jwt, vpc.validate_proxy, vpc.gateway, vpc.task, vpc.auth];
         all.extend([revoked.gateway, revoked.auth, front_door, validate_proxy, haproxy_jwt, haproxy]);
         all.extend(gateway_before);
-        all.extend([gateway_nocache, gateway_tcp, gateway, task, auth]);
+        all.extend([gateway_nocache, gateway_uds, gateway, task, auth]);
         for mut s in all {
             let _ = s.process.stop(Duration::from_secs(5));
         }

@@ -33,7 +33,7 @@ fn quick_mode_produces_a_valid_run() {
     for path in [
         "direct",
         "gateway",
-        "gateway-tcp",
+        "gateway-uds",
         "gateway-nocache",
         "gateway-revoked",
         "haproxy",

@@ -75,12 +75,6 @@ pub struct ServerSection {
     pub metrics: String,
     /// Worker threads of the proxy service; 0 means one per CPU.
     pub threads: usize,
-    /// Whether idle proxy threads steal tasks from busy ones (pingora's `work_stealing`). Off
-    /// by default: each thread then runs its own connections on its own runtime, with no
-    /// cross-thread wake-ups per request (docs/benchmarks.md). Written out only when on, so
-    /// configs written for older gateways stay readable.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub work_stealing: bool,
     /// How long an idle downstream (ALB) keep-alive connection is kept open between requests.
     /// Must exceed the ALB's `idle_timeout.timeout_seconds` (60): the ALB, not the gateway, has
     /// to be the side that closes an idle connection, or it may reuse one the gateway is closing
@@ -98,7 +92,6 @@ impl Default for ServerSection {
             listen: "0.0.0.0:3000".into(),
             metrics: "0.0.0.0:9100".into(),
             threads: 0,
-            work_stealing: false,
             keepalive_timeout_secs: DEFAULT_KEEPALIVE_TIMEOUT_SECS,
         }
     }
@@ -255,7 +248,6 @@ pub struct Config {
     pub listen: SocketAddr,
     pub metrics: SocketAddr,
     pub threads: usize,
-    pub work_stealing: bool,
     /// Idle downstream keep-alive timeout in whole seconds (pingora's unit).
     pub keepalive_timeout_secs: u64,
     pub upstream: SocketAddr,
@@ -379,7 +371,6 @@ impl Config {
             } else {
                 f.server.threads
             },
-            work_stealing: f.server.work_stealing,
             // ALB idle timeouts range 1..=4000 s; the gateway's must be able to exceed any of them.
             keepalive_timeout_secs: in_range(
                 "server.keepalive_timeout_secs",
@@ -541,7 +532,6 @@ mod tests {
         assert_eq!(c.auth_port, 3000);
         assert_eq!(c.grace_period_secs + c.graceful_shutdown_timeout_secs, 20);
         assert_eq!(c.keepalive_timeout_secs, 75, "above the ALB's default idle timeout (60 s)");
-        assert!(!c.work_stealing, "one runtime per proxy thread by default");
         assert_eq!(c.upstream_metrics, Some("127.0.0.1:9102".parse().unwrap()));
         assert_eq!(c.resolve_interval, Duration::from_secs(5));
         assert!(c.is_public("/tasks/health"));

@@ -104,7 +104,6 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
     // pingora's defaults (300 s grace) exceed any ECS stopTimeout; ours come from sidecar.toml.
     let conf = ServerConf {
         threads: config.threads,
-        work_stealing: config.work_stealing,
         grace_period_seconds: Some(config.grace_period_secs),
         graceful_shutdown_timeout_seconds: Some(config.graceful_shutdown_timeout_secs),
         ..Default::default()
