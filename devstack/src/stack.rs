@@ -55,6 +55,15 @@ pub struct Options {
     pub front_door: FrontDoorConfig,
     /// The shared HS256 secret; `None` generates 32 random bytes (hex) for this run.
     pub jwt_secret: Option<String>,
+    /// Where every auth-svc and gateway gets its keyring; `None` is `jwt_secret` (JWT_SECRET).
+    /// Tests pass Secrets Manager on moto to rotate keys as on ECS.
+    pub keyring: Option<KeyringSource>,
+    /// `JWT_KEYRING_REFRESH_SECS` per auth-svc instance (index 0 is auth-1); instances beyond
+    /// the list keep the default. Lets a test hold two instances on different keyrings.
+    pub auth_keyring_refresh_secs: Vec<u64>,
+    /// `table.key = value` changes to the gateways' config (schema-checked, e.g.
+    /// `("revocation.poll_interval_secs", "1")`).
+    pub sidecar_set: Vec<(String, String)>,
     pub logs: LogSink,
     /// How long each process may take to become healthy.
     pub ready_timeout: Duration,
@@ -77,6 +86,9 @@ impl Options {
             service_grace_secs: None,
             front_door: FrontDoorConfig::default(),
             jwt_secret: None,
+            keyring: None,
+            auth_keyring_refresh_secs: Vec::new(),
+            sidecar_set: Vec::new(),
             logs: LogSink::stdout(),
             ready_timeout: Duration::from_secs(60),
         }
@@ -259,6 +271,9 @@ impl Stack {
         if let Some(timeout) = opts.gateway_shutdown_timeout_secs {
             sidecar.shutdown.graceful_shutdown_timeout_secs = timeout;
         }
+        for (key, value) in &opts.sidecar_set {
+            sidecar.set(key, value).map_err(|e| anyhow::anyhow!("gateway config: {e}"))?;
+        }
 
         // PostgreSQL's binaries, checked before anything starts: the message says how to
         // install them.
@@ -336,13 +351,17 @@ impl Stack {
             shutdown_grace_secs: opts.service_grace_secs,
             ..ServiceSettings::new(database_url.clone(), listen)
         };
-        let keyring = KeyringSource::secret(&jwt_secret);
+        let keyring = opts.keyring.clone().unwrap_or_else(|| KeyringSource::secret(&jwt_secret));
 
         let mut auth = Vec::new();
         for i in 1..=opts.auth_instances {
             let addr = loopback(ports.take(&format!("auth-{i}"))?);
             let metrics = loopback(ports.take(&format!("auth-{i} metrics"))?);
-            let launch = AuthSvc::new(service(addr, metrics), keyring.clone()).launch(&format!("auth-{i}"), &auth_bin);
+            let settings = AuthSvc {
+                keyring_refresh_secs: opts.auth_keyring_refresh_secs.get(i - 1).copied(),
+                ..AuthSvc::new(service(addr, metrics), keyring.clone())
+            };
+            let launch = settings.launch(&format!("auth-{i}"), &auth_bin);
             auth.push(Child::new(launch, addr, metrics, &logs));
         }
         // Like Cloud Map's name: one address the gateways re-resolve; behind it, the healthy

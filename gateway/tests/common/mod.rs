@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use devstack::launch::{
-    self, AuthSvc, AwsEndpoint, Binaries, KeyringSource, Probe, ServiceSettings, TaskSvc, loopback,
-};
+use devstack::launch::{self, AuthSvc, Binaries, KeyringSource, Probe, ServiceSettings, TaskSvc, loopback};
 use devstack::postgres::free_port;
 use devstack::postgres::testing::TestDatabase;
 use devstack::process::{Output, Process};
@@ -163,11 +161,6 @@ impl Gateway {
     pub async fn metrics_text(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.metrics)).await.unwrap().text().await.unwrap()
     }
-}
-
-/// moto's Secrets Manager at `endpoint` holding the keyring under `arn`.
-pub fn secrets_manager(arn: &str, endpoint: &str) -> KeyringSource {
-    KeyringSource::SecretsManager { arn: arn.to_owned(), endpoint: AwsEndpoint::stand_in(endpoint) }
 }
 
 /// Starts the gateway with `keyring`. With `wait_ready`, returns once `/ready` answers 200;
