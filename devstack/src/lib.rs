@@ -2,6 +2,7 @@
 //! what a user runs.
 
 pub mod build;
+pub mod exposition;
 pub mod forwarded;
 pub mod front_door;
 pub mod launch;
