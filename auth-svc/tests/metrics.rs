@@ -56,6 +56,7 @@ async fn exposition_has_process_build_hashing_and_pool_metrics() {
     assert_eq!(s["auth_hash_slots_in_use"], 0.0, "no hash running after the responses");
     assert_eq!(s["auth_hash_queue_waiting"], 0.0);
     assert_eq!(s["auth_hash_queue_timeouts_total"], 0.0);
+    assert_eq!(s["auth_hash_jobs_total"], 2.0, "one hash for the registration, one verification for the login");
     assert_eq!(s["db_pool_max_connections"], 3.0, "DB_MAX_CONNECTIONS");
     let open = s[r#"db_pool_connections{state="idle"}"#] + s[r#"db_pool_connections{state="in_use"}"#];
     assert!((1.0..=3.0).contains(&open), "the pool opened connections for the requests: {open}\n{text}");
