@@ -5,6 +5,7 @@ pub mod build;
 pub mod forwarded;
 pub mod front_door;
 pub mod launch;
+pub mod monitoring;
 pub mod oneshot;
 pub mod postgres;
 pub mod process;
