@@ -277,6 +277,12 @@ impl Stack {
             Some(p) => Some((p.find_program()?, p.pick_addr()?)),
             None => None,
         };
+        if let (Some(p), Some((_, addr))) = (&opts.prometheus, &prometheus_at)
+            && let crate::monitoring::PrometheusPort::Preferred(port) = p.port
+            && addr.port() != port
+        {
+            logs.line("devstack", &format!("127.0.0.1:{port} is taken (another Prometheus?): Prometheus uses {addr}"));
+        }
         // The listeners first: a taken port should fail the run before anything is started.
         let public = front_door::bind(opts.port, "front door", "--port").await?;
         let mut ports = Ports { next: opts.base_port, used: HashSet::new() };

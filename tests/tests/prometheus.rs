@@ -38,13 +38,11 @@ async fn targets(c: &reqwest::Client, prometheus: &str) -> Vec<Value> {
     data["activeTargets"].as_array().unwrap().clone()
 }
 
-/// The PromQL of every `/classic/graph?g0.expr=...` link in docs/observability.md.
+/// The PromQL of every `http://127.0.0.1:9090/graph?g0.expr=...` link in docs/observability.md.
 fn documented_queries() -> Vec<String> {
     let doc = std::fs::read_to_string(repo_root().join("docs/observability.md")).unwrap();
     let mut queries = Vec::new();
-    for link in
-        doc.split(['(', ')', '<', '>', ' ', '\n']).filter(|s| s.starts_with("http://127.0.0.1:9090/classic/graph?"))
-    {
+    for link in doc.split(['(', ')', '<', '>', ' ', '\n']).filter(|s| s.starts_with("http://127.0.0.1:9090/graph?")) {
         let url = reqwest::Url::parse(link).unwrap();
         for (key, value) in url.query_pairs() {
             if key.starts_with('g') && key.ends_with(".expr") {
