@@ -178,7 +178,12 @@ async fn run(args: Args, logs: LogSink) -> Result<()> {
             _ = &mut signal => break,
             _ = check.tick() => {
                 for (name, status) in stack.exited() {
-                    logs.line("devstack", &format!("{name} exited unexpectedly ({status}); the front door's health checks take it out of rotation"));
+                    let effect = if name == "prometheus" {
+                        "no scrapes, graphs or alerts until the next run"
+                    } else {
+                        "the front door's health checks take it out of rotation"
+                    };
+                    logs.line("devstack", &format!("{name} exited unexpectedly ({status}); {effect}"));
                 }
             }
         }
