@@ -594,9 +594,9 @@ impl Stack {
     }
 
     /// Stops everything in order, as ECS and the ALB would: Prometheus (the observer first),
-    /// then the front door stops taking requests and drains, then the gateways (SIGTERM, their configured grace), then the
-    /// Cloud Map stand-in, then the services, then PostgreSQL; finally the temporary
-    /// directory goes. Returns an error naming whatever had to be killed.
+    /// then the front door stops taking requests and drains, then the gateways (SIGTERM, their
+    /// configured grace), then the Cloud Map stand-in, then the services, then PostgreSQL;
+    /// finally the temporary directory goes. Returns an error naming whatever had to be killed.
     pub async fn shutdown(mut self) -> Result<()> {
         let logs = self.logs.clone();
         let start = Instant::now();
