@@ -88,7 +88,8 @@ const AFTER_HELP: &str = "\
 Routes: /auth, /auth/* -> auth-svc; /tasks, /tasks/* -> the gateways (-> task-svc); anything
 else is a JSON 404. Prometheus (Debian package `prometheus`) scrapes every process with the
 rules of ecs/prometheus/rules; its URL is in the banner. Stop with Ctrl-C or SIGTERM:
-Prometheus, front door, gateways, services, then PostgreSQL stop in that order. Logs of every process are printed with its name as prefix.
+Prometheus, front door, gateways, services, then PostgreSQL stop in that order. Logs of every
+process are printed with its name as prefix.
 Binaries: when started by cargo, `cargo build --workspace --bin auth-svc --bin task-svc --bin
 gateway` runs first (same profile, same feature resolution: nothing is compiled twice);
 otherwise they must be beside this executable (or in $TASKMGMT_BIN_DIR).
