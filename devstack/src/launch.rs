@@ -6,10 +6,11 @@
 //!
 //! Settings map to the variables in the README's "Configuration" table and to the gateway's
 //! `sidecar.toml` (written from [`gateway::config::SidecarFile`], the schema the gateway reads).
-//! A process that is not one of the three (moto, the bench's helpers, later Prometheus or
-//! HAProxy) is a plain [`Launch::new`] or a settings struct of its own with a `launch` method.
+//! A process that is not one of the three is a plain [`Launch::new`] (moto, the bench's
+//! helpers) or a settings struct of its own with a `launch` method ([`Prometheus`]).
 
 mod command;
+pub mod prometheus;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,6 +21,7 @@ use anyhow::{Context, Result, bail};
 pub use command::{Env, Launch, Probe};
 use gateway::config::SidecarFile;
 use platform::Secret;
+pub use prometheus::{Job, Prometheus, Target};
 
 /// The command that builds every binary the launcher starts, with the workspace's single
 /// feature resolution (see docs/local-run.md, "One build").

@@ -6,6 +6,7 @@ pub mod exposition;
 pub mod forwarded;
 pub mod front_door;
 pub mod launch;
+pub mod monitoring;
 pub mod moto;
 pub mod oneshot;
 pub mod postgres;
