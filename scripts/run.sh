@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The run command: the whole system locally (PostgreSQL, auth-svc, task-svc + gateway pairs, the
-# ALB stand-in on http://127.0.0.1:8080) until Ctrl-C. Installs what the machine lacks first
+# ALB stand-in on http://127.0.0.1:8080, Prometheus on http://127.0.0.1:9090) until Ctrl-C. Installs what the machine lacks first
 # (scripts/setup.sh run), then builds and starts it in the release profile.
 #
 #   scripts/run.sh [devstack flags]      e.g. scripts/run.sh --data-dir ./data --port 9090
@@ -12,5 +12,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# Without Prometheus, the set-up step need not install it.
+for arg in "$@"; do
+    [ "$arg" = --no-prometheus ] && export SETUP_WITHOUT_PROMETHEUS=1
+done
 "$ROOT/scripts/setup.sh" run
 exec cargo run --release --bin devstack -- "$@"

@@ -8,9 +8,12 @@
 #
 #   Debian packages (apt-get, needs root):
 #     run:  cmake (pingora builds zlib-ng with it), postgresql (initdb/pg_ctl for the local
-#           cluster), util-linux (runuser: PostgreSQL refuses to run as root)
-#     test: + prometheus (promtool checks the metrics exposition), wrk (the bench's load
-#           generator), haproxy (the bench's peer proxy), python3-venv (for .venv)
+#           cluster), util-linux (runuser: PostgreSQL refuses to run as root), prometheus (the
+#           local stack's Prometheus; skipped when SETUP_WITHOUT_PROMETHEUS=1, which
+#           scripts/run.sh sets for --no-prometheus)
+#     test: + prometheus always (the server for the e2e test, promtool for the metrics
+#           exposition and the rule checks), wrk (the bench's load generator), haproxy (the
+#           bench's peer proxy), python3-venv (for .venv)
 #   test: PyPI tools in <repo>/.venv (scripts/requirements.txt: cfn-lint, checkov, botocore,
 #         pytest, moto), and cargo-nextest from crates.io (`cargo install --locked`).
 #
@@ -29,8 +32,10 @@ missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || [ -n "${PG_BIN:-}" ] || missing+=(postgresql)
 command -v runuser >/dev/null || missing+=(util-linux)
+if [ "$PURPOSE" = test ] || [ -z "${SETUP_WITHOUT_PROMETHEUS:-}" ]; then
+    { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
+fi
 if [ "$PURPOSE" = test ]; then
-    command -v promtool >/dev/null || missing+=(prometheus)
     command -v wrk >/dev/null || missing+=(wrk)
     command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)

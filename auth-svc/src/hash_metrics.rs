@@ -4,7 +4,8 @@
 //! - `auth_hash_slots_in_use`: slots running a hash right now;
 //! - `auth_hash_queue_waiting`: requests waiting for a slot;
 //! - `auth_hash_queue_timeouts_total`: requests that waited `HASH_QUEUE_TIMEOUT_MS` without a
-//!   slot and got 503 (also counted as `http_unavailable_responses_total{cause="hashing"}`).
+//!   slot and got 503 (also counted as `http_unavailable_responses_total{cause="hashing"}`);
+//! - `auth_hash_jobs_total`: argon2 computations started (hashes and verifications).
 //!
 //! `in_use == slots` with a growing queue is saturation: logins and registrations slow down,
 //! then fail with 503 once the queue timeout passes.
@@ -17,6 +18,7 @@ pub struct HashMetrics {
     in_use: IntGauge,
     waiting: IntGauge,
     queue_timeouts: IntCounter,
+    started: IntCounter,
 }
 
 /// Decrements its gauge when dropped, so every exit path (success, timeout, a cancelled
@@ -47,17 +49,28 @@ impl HashMetrics {
                 "Requests refused with 503 after waiting HASH_QUEUE_TIMEOUT_MS for a hashing slot",
             )
             .expect("static metric definition is valid"),
+            started: IntCounter::new(
+                "auth_hash_jobs_total",
+                "argon2 computations started (password hashes and verifications)",
+            )
+            .expect("static metric definition is valid"),
         };
         this.slots.set(i64::try_from(slots).unwrap_or(i64::MAX));
         this
     }
 
-    /// Adds the four metrics to `registry`. Errors: `AlreadyReg` when registered twice.
+    /// Adds the five metrics to `registry`. Errors: `AlreadyReg` when registered twice.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.slots.clone()))?;
         registry.register(Box::new(self.in_use.clone()))?;
         registry.register(Box::new(self.waiting.clone()))?;
-        registry.register(Box::new(self.queue_timeouts.clone()))
+        registry.register(Box::new(self.queue_timeouts.clone()))?;
+        registry.register(Box::new(self.started.clone()))
+    }
+
+    /// The count of argon2 computations started.
+    pub fn started(&self) -> IntCounter {
+        self.started.clone()
     }
 
     /// Counts a waiting request until the guard is dropped.

@@ -7,7 +7,6 @@
 //! own 19 MiB argon2 memory allocated once: glibc keeps freed 19 MiB blocks in per-thread arenas,
 //! so allocating per hash on up to 512 blocking threads grew the process by hundreds of MiB.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,8 +32,6 @@ pub struct Hasher {
     dummy: Arc<OnceCell<String>>,
     jobs: mpsc::Sender<Job>,
     metrics: HashMetrics,
-    /// argon2 computations started, for tests that show a request did not hash.
-    started: Arc<AtomicU64>,
 }
 
 /// Starts `n` hashing threads; they exit when every `Hasher` clone (every sender) is gone.
@@ -145,7 +142,6 @@ impl Hasher {
             dummy: Arc::new(OnceCell::new()),
             jobs: spawn_workers(concurrency),
             metrics: HashMetrics::new(concurrency),
-            started: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -169,9 +165,9 @@ impl Hasher {
         drop(waiting);
         let slot = (permit, self.metrics.slot_in_use());
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let started = self.started.clone();
+        let started = self.metrics.started();
         let job: Job = Box::new(move || {
-            started.fetch_add(1, Ordering::Relaxed);
+            started.inc();
             let out = work();
             drop(slot);
             let _ = reply.send(out);
@@ -180,9 +176,10 @@ impl Hasher {
         answer.await.map_err(|_| ApiError::Internal("hashing job dropped".into()))
     }
 
-    /// How many hashing jobs (hashes and verifications) have started since this hasher was built.
+    /// How many hashing jobs (hashes and verifications) have started since this hasher was
+    /// built (`auth_hash_jobs_total`).
     pub fn jobs_started(&self) -> u64 {
-        self.started.load(Ordering::Relaxed)
+        self.metrics.started().get()
     }
 
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {

@@ -2,10 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::collections::HashMap;
+mod common;
 
-use auth_svc::config::Config;
-use auth_svc::{AppState, router};
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use devstack::oneshot::{Reply, request, send};
@@ -15,7 +13,7 @@ use platform::keyring::{Claims, Keyring};
 use platform::metrics::HttpMetrics;
 use serde_json::{Value, json};
 
-const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
+use common::SECRET;
 
 struct Api {
     app: Router,
@@ -25,16 +23,7 @@ struct Api {
 
 async fn api_with(extra: &[(&str, &str)]) -> Api {
     let db = TestDatabase::new().await;
-    let mut env: HashMap<String, String> = [("DATABASE_URL", db.url.as_str()), ("JWT_SECRET", SECRET)]
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect();
-    for (k, v) in extra {
-        env.insert((*k).into(), (*v).into());
-    }
-    let config = Config::from_source(&env).expect("valid test config");
-    let metrics = HttpMetrics::new();
-    let app = router(AppState::new(config, db.pool.clone(), metrics.clone()));
+    let (app, _, metrics) = common::task(&db, extra);
     Api { app, metrics, _db: db }
 }
 

@@ -11,9 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use devstack::launch::{AuthSvc, ClientRate, KeyringSource, ServiceSettings, Throttles, loopback};
 use devstack::postgres::free_port;
 use devstack::postgres::testing::TestDatabase;
-use devstack::process::{Output, Process, wait_healthy};
+use devstack::process::Process;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -27,26 +28,23 @@ const RATE_PER_MIN: u64 = 30;
 type Counts = BTreeMap<u16, u64>;
 
 async fn start(db: &TestDatabase, port: u16, metrics: SocketAddr) -> Process {
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_SECRET", SECRET),
-        ("PORT", &port.to_string()),
-        ("BIND_ADDR", "127.0.0.1"),
-        ("METRICS_ADDR", &metrics.to_string()),
+    let settings = AuthSvc {
         // Two hashing threads, as on a 2-vCPU task; the default queue timeout (2 s). Unthrottled,
         // this flood asks for ~130 hashes a second, several times what two threads do, and the
         // legitimate logins get 503.
-        ("HASH_CONCURRENCY", "2"),
-        ("LOGIN_FAILURE_LIMIT", &FAILURE_LIMIT.to_string()),
-        ("CLIENT_RATE_PER_MIN", &RATE_PER_MIN.to_string()),
-        ("CLIENT_BURST", &BURST.to_string()),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let mut p = Process::spawn("auth-svc", Path::new(BIN), &[], &env, &Output::Inherit).unwrap();
-    wait_healthy(&mut p, ([127, 0, 0, 1], port).into(), "/auth/health", Duration::from_secs(60)).await.unwrap();
-    p
+        hash_concurrency: Some(2),
+        throttles: Throttles {
+            client_rate: Some(ClientRate::PerMinute(RATE_PER_MIN as u32)),
+            client_burst: Some(BURST as u32),
+            login_failure_limit: Some(FAILURE_LIMIT as u32),
+            login_failure_window_secs: None,
+        },
+        ..AuthSvc::new(
+            ServiceSettings { metrics: Some(metrics), ..ServiceSettings::new(db.url.clone(), loopback(port)) },
+            KeyringSource::secret(SECRET),
+        )
+    };
+    settings.launch("auth-svc", Path::new(BIN)).start(Duration::from_secs(60)).await.unwrap()
 }
 
 #[derive(Clone)]

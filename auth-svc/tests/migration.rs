@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use auth_svc::password::Hasher;
+use devstack::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
 use devstack::postgres::free_port;
 use devstack::postgres::testing::TestDatabase;
-use devstack::process::{Output, Process, wait_healthy};
+use devstack::process::Output;
 use platform::db::MIGRATOR;
 use serde_json::{Value, json};
 use sqlx::migrate::Migrate;
@@ -140,19 +141,16 @@ async fn auth_svc_starts_on_case_duplicates_warns_with_the_count_and_serves_the_
     let log = std::env::temp_dir().join(format!("auth-svc-migration-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let port = free_port().unwrap();
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_SECRET", "migration-test-secret-0123456789-abcdef"),
-        ("PORT", &port.to_string()),
-        ("BIND_ADDR", "127.0.0.1"),
-        ("METRICS_ADDR", "off"),
-        ("NO_COLOR", "1"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let mut svc = Process::spawn("auth-svc", Path::new(BIN), &[], &env, &Output::File(log.clone())).unwrap();
-    wait_healthy(&mut svc, ([127, 0, 0, 1], port).into(), "/auth/health", Duration::from_secs(60)).await.unwrap();
+    let settings = AuthSvc::new(
+        ServiceSettings::new(db.url.clone(), loopback(port)),
+        KeyringSource::secret("migration-test-secret-0123456789-abcdef"),
+    );
+    let mut svc = settings
+        .launch("auth-svc", Path::new(BIN))
+        .output(Output::File(log.clone()))
+        .start(Duration::from_secs(60))
+        .await
+        .unwrap();
 
     let text = std::fs::read_to_string(&log).unwrap();
     let warning =

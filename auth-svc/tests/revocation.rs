@@ -3,10 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use auth_svc::config::Config;
+mod common;
+
 use auth_svc::{AppState, router};
 use axum::Router;
 use axum::http::{Method, StatusCode};
@@ -14,11 +14,9 @@ use devstack::oneshot::{Reply, request, send};
 use devstack::postgres::testing::TestDatabase;
 use platform::Secret;
 use platform::keyring::{Claims, Keyring};
-use platform::metrics::HttpMetrics;
 use serde_json::{Value, json};
 
-const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
-const PASSWORD: &str = "SecurePass123!";
+use common::{PASSWORD, SECRET};
 
 struct Api {
     app: Router,
@@ -26,12 +24,7 @@ struct Api {
 }
 
 fn state(db: &TestDatabase) -> AppState {
-    let env: HashMap<String, String> =
-        [("DATABASE_URL", db.url.as_str()), ("JWT_SECRET", SECRET), ("HASH_CONCURRENCY", "2")]
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-    AppState::new(Config::from_source(&env).unwrap(), db.pool.clone(), HttpMetrics::new())
+    common::task(db, &[("HASH_CONCURRENCY", "2")]).1
 }
 
 async fn api() -> Api {

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use auth_svc::config::Config;
-use auth_svc::{AppState, router};
+mod common;
+
+use auth_svc::AppState;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, StatusCode};
@@ -18,8 +19,7 @@ use devstack::postgres::testing::TestDatabase;
 use platform::metrics::HttpMetrics;
 use serde_json::{Value, json};
 
-const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
-const PASSWORD: &str = "SecurePass123!";
+use common::{PASSWORD, task};
 
 struct Svc {
     app: Router,
@@ -27,25 +27,6 @@ struct Svc {
     state: AppState,
     metrics: HttpMetrics,
     db: TestDatabase,
-}
-
-fn env(db: &TestDatabase, extra: &[(&str, &str)]) -> HashMap<String, String> {
-    let mut env: HashMap<String, String> = [("DATABASE_URL", db.url.as_str()), ("JWT_SECRET", SECRET)]
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect();
-    for (k, v) in extra {
-        env.insert((*k).into(), (*v).into());
-    }
-    env
-}
-
-/// Another auth-svc "task" on the same database: its own hasher, memory and metrics.
-fn task(db: &TestDatabase, extra: &[(&str, &str)]) -> (Router, AppState, HttpMetrics) {
-    let config = Config::from_source(&env(db, extra)).expect("valid test config");
-    let metrics = HttpMetrics::new();
-    let state = AppState::new(config, db.pool.clone(), metrics.clone());
-    (router(state.clone()), state, metrics)
 }
 
 async fn svc(extra: &[(&str, &str)]) -> Svc {

@@ -6,10 +6,11 @@
 //!
 //! Settings map to the variables in the README's "Configuration" table and to the gateway's
 //! `sidecar.toml` (written from [`gateway::config::SidecarFile`], the schema the gateway reads).
-//! A process that is not one of the three (moto, the bench's helpers, later Prometheus or
-//! HAProxy) is a plain [`Launch::new`] or a settings struct of its own with a `launch` method.
+//! A process that is not one of the three is a plain [`Launch::new`] (moto, the bench's
+//! helpers) or a settings struct of its own with a `launch` method ([`Prometheus`]).
 
 mod command;
+pub mod prometheus;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,6 +21,7 @@ use anyhow::{Context, Result, bail};
 pub use command::{Env, Launch, Probe};
 use gateway::config::SidecarFile;
 use platform::Secret;
+pub use prometheus::{Job, Prometheus, Target};
 
 /// The command that builds every binary the launcher starts, with the workspace's single
 /// feature resolution (see docs/local-run.md, "One build").
@@ -176,6 +178,8 @@ pub struct ServiceSettings {
     pub shutdown_grace_secs: Option<u64>,
     /// `DB_ACQUIRE_TIMEOUT_SECS`; `None` keeps the default (3 s).
     pub db_acquire_timeout_secs: Option<u64>,
+    /// `DB_MAX_CONNECTIONS` (pool size); `None` keeps the default (10).
+    pub db_max_connections: Option<u32>,
 }
 
 impl fmt::Debug for ServiceSettings {
@@ -186,6 +190,7 @@ impl fmt::Debug for ServiceSettings {
             .field("metrics", &self.metrics)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("db_acquire_timeout_secs", &self.db_acquire_timeout_secs)
+            .field("db_max_connections", &self.db_max_connections)
             .finish()
     }
 }
@@ -199,6 +204,7 @@ impl ServiceSettings {
             metrics: None,
             shutdown_grace_secs: None,
             db_acquire_timeout_secs: None,
+            db_max_connections: None,
         }
     }
 
@@ -209,6 +215,7 @@ impl ServiceSettings {
         env.set("METRICS_ADDR", &self.metrics.map_or_else(|| "off".to_owned(), |m| m.to_string()));
         env.set_or_unset("SHUTDOWN_GRACE_SECS", self.shutdown_grace_secs);
         env.set_or_unset("DB_ACQUIRE_TIMEOUT_SECS", self.db_acquire_timeout_secs);
+        env.set_or_unset("DB_MAX_CONNECTIONS", self.db_max_connections);
     }
 }
 
@@ -262,6 +269,8 @@ pub struct AuthSvc {
     /// `JWT_KEYRING_REFRESH_SECS` (Secrets Manager keyring); `None` keeps the default (60 s).
     pub keyring_refresh_secs: Option<u64>,
     pub throttles: Throttles,
+    /// `HASH_CONCURRENCY` (argon2 threads); `None` keeps the default (the CPU count).
+    pub hash_concurrency: Option<usize>,
     pub logging: Logging,
 }
 
@@ -272,6 +281,7 @@ impl AuthSvc {
             keyring,
             keyring_refresh_secs: None,
             throttles: Throttles::default(),
+            hash_concurrency: None,
             logging: Logging::default(),
         }
     }
@@ -282,6 +292,7 @@ impl AuthSvc {
         self.service.env(&mut env);
         self.keyring.env(&mut env);
         env.set_or_unset("JWT_KEYRING_REFRESH_SECS", self.keyring_refresh_secs);
+        env.set_or_unset("HASH_CONCURRENCY", self.hash_concurrency);
         self.throttles.env(&mut env);
         Launch::new(name, program)
             .with_env(env)

@@ -2,9 +2,12 @@
 //! what a user runs.
 
 pub mod build;
+pub mod exposition;
 pub mod forwarded;
 pub mod front_door;
 pub mod launch;
+pub mod monitoring;
+pub mod moto;
 pub mod oneshot;
 pub mod postgres;
 pub mod process;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use devstack::build::Profile;
 use devstack::front_door::{FrontDoorConfig, HealthCheck};
+use devstack::monitoring::{PrometheusOptions, PrometheusPort};
 use devstack::process::LogSink;
 use devstack::stack::{Options, Stack, repo_root};
 
@@ -68,6 +69,16 @@ struct Args {
     #[arg(long)]
     show_health_checks: bool,
 
+    /// Prometheus' port (UI and API) on 127.0.0.1, an error when taken; 0 picks a free one.
+    /// Default: 9090 when free, else a free port (the banner prints it).
+    #[arg(long, value_name = "PORT", conflicts_with = "no_prometheus")]
+    prometheus_port: Option<u16>,
+
+    /// Do not start the local Prometheus (by default it scrapes every process and evaluates
+    /// ecs/prometheus/rules; it needs the Debian package `prometheus`).
+    #[arg(long)]
+    no_prometheus: bool,
+
     /// Do not run `cargo build` for the sibling binaries even when launched by cargo.
     #[arg(long)]
     no_build: bool,
@@ -75,8 +86,10 @@ struct Args {
 
 const AFTER_HELP: &str = "\
 Routes: /auth, /auth/* -> auth-svc; /tasks, /tasks/* -> the gateways (-> task-svc); anything
-else is a JSON 404. Stop with Ctrl-C or SIGTERM: front door, gateways, services, then
-PostgreSQL stop in that order. Logs of every process are printed with its name as prefix.
+else is a JSON 404. Prometheus (Debian package `prometheus`) scrapes every process with the
+rules of ecs/prometheus/rules; its URL is in the banner. Stop with Ctrl-C or SIGTERM:
+Prometheus, front door, gateways, services, then PostgreSQL stop in that order. Logs of every
+process are printed with its name as prefix.
 Binaries: when started by cargo, `cargo build --workspace --bin auth-svc --bin task-svc --bin
 gateway` runs first (same profile, same feature resolution: nothing is compiled twice);
 otherwise they must be beside this executable (or in $TASKMGMT_BIN_DIR).
@@ -142,6 +155,12 @@ async fn run(args: Args, logs: LogSink) -> Result<()> {
         health: HealthCheck { interval: Duration::from_millis(args.health_interval_ms), ..HealthCheck::default() },
         ..FrontDoorConfig::default()
     };
+    opts.prometheus = (!args.no_prometheus).then(|| PrometheusOptions {
+        port: args
+            .prometheus_port
+            .map_or(PrometheusPort::Preferred(devstack::monitoring::DEFAULT_PORT), PrometheusPort::Exactly),
+        ..PrometheusOptions::default()
+    });
     opts.logs = logs.clone();
 
     // Signals are hooked before anything starts: a Ctrl-C during start-up still stops what
@@ -160,13 +179,31 @@ async fn run(args: Args, logs: LogSink) -> Result<()> {
             _ = &mut signal => break,
             _ = check.tick() => {
                 for (name, status) in stack.exited() {
-                    logs.line("devstack", &format!("{name} exited unexpectedly ({status}); the front door's health checks take it out of rotation"));
+                    let effect = if name == "prometheus" {
+                        "no scrapes, graphs or alerts until the next run"
+                    } else {
+                        "the front door's health checks take it out of rotation"
+                    };
+                    logs.line("devstack", &format!("{name} exited unexpectedly ({status}); {effect}"));
                 }
             }
         }
     }
     logs.line("devstack", "shutting down");
     stack.shutdown().await
+}
+
+/// The banner's Prometheus lines: the UI, its targets and alerts pages (the Debian build serves
+/// the classic UI under /classic), and where the key graphs are explained.
+fn prometheus_lines(stack: &Stack) -> String {
+    match stack.prometheus_url() {
+        Some(url) => format!(
+            " Prometheus: {url} (2 s scrapes, rules of ecs/prometheus/rules)\n   \
+             targets {url}/classic/targets   alerts {url}/classic/alerts\n   \
+             key graphs: docs/observability.md"
+        ),
+        None => " Prometheus: off (--no-prometheus)".to_owned(),
+    }
 }
 
 fn banner(stack: &Stack) -> String {
@@ -186,7 +223,8 @@ fn banner(stack: &Stack) -> String {
    /auth, /auth/*   -> auth-svc instances      /tasks, /tasks/* -> gateways -> task-svc
    gateways reach auth-svc at {discovery} (Cloud Map stand-in)
    database: {storage}
-{processes}
+{processes}{prometheus}
+
  Try it (the guide's Phase 8):
    ALB_DNS={alb}
    curl -X POST http://${{ALB_DNS}}/auth/register -H "Content-Type: application/json" \
@@ -203,5 +241,6 @@ fn banner(stack: &Stack) -> String {
 ================================================================================"#,
         discovery = stack.auth_discovery_url(),
         storage = stack.storage().describe(),
+        prometheus = prometheus_lines(stack),
     )
 }

@@ -17,7 +17,8 @@ use sqlx::{Connection, Executor, PgConnection};
 use gateway::config::SidecarFile;
 
 use crate::front_door::{self, BackendStatus, FrontDoor, FrontDoorConfig, PoolKind};
-use crate::launch::{self, AuthSvc, Binaries, KeyringSource, Launch, ServiceSettings, TaskSvc, loopback};
+use crate::launch::{self, AuthSvc, Binaries, Job, KeyringSource, Launch, ServiceSettings, Target, TaskSvc, loopback};
+use crate::monitoring::PrometheusOptions;
 use crate::postgres::{Cluster, Durability, free_port};
 use crate::process::{LogSink, Output, Process};
 
@@ -55,9 +56,20 @@ pub struct Options {
     pub front_door: FrontDoorConfig,
     /// The shared HS256 secret; `None` generates 32 random bytes (hex) for this run.
     pub jwt_secret: Option<String>,
+    /// Where every auth-svc and gateway gets its keyring; `None` is `jwt_secret` (JWT_SECRET).
+    /// Tests pass Secrets Manager on moto to rotate keys as on ECS.
+    pub keyring: Option<KeyringSource>,
+    /// `JWT_KEYRING_REFRESH_SECS` per auth-svc instance (index 0 is auth-1); instances beyond
+    /// the list keep the default. Lets a test hold two instances on different keyrings.
+    pub auth_keyring_refresh_secs: Vec<u64>,
+    /// `table.key = value` changes to the gateways' config (schema-checked, e.g.
+    /// `("revocation.poll_interval_secs", "1")`).
+    pub sidecar_set: Vec<(String, String)>,
     pub logs: LogSink,
     /// How long each process may take to become healthy.
     pub ready_timeout: Duration,
+    /// The local Prometheus scraping every process; `None` starts none (`--no-prometheus`).
+    pub prometheus: Option<PrometheusOptions>,
 }
 
 impl Options {
@@ -77,8 +89,12 @@ impl Options {
             service_grace_secs: None,
             front_door: FrontDoorConfig::default(),
             jwt_secret: None,
+            keyring: None,
+            auth_keyring_refresh_secs: Vec::new(),
+            sidecar_set: Vec::new(),
             logs: LogSink::stdout(),
             ready_timeout: Duration::from_secs(60),
+            prometheus: Some(PrometheusOptions::default()),
         }
     }
 }
@@ -220,6 +236,9 @@ impl Drop for RunDir {
 /// The running system. Dropping it kills everything at once; [`Stack::shutdown`] stops it in
 /// order, the way a user's Ctrl-C does.
 pub struct Stack {
+    /// Stopped first: the observer goes before what it observes, so a stopping stack is not
+    /// recorded as an outage.
+    prometheus: Option<Child>,
     front_door: FrontDoor,
     tasks: Vec<TaskPair>,
     auth: Vec<Child>,
@@ -259,11 +278,25 @@ impl Stack {
         if let Some(timeout) = opts.gateway_shutdown_timeout_secs {
             sidecar.shutdown.graceful_shutdown_timeout_secs = timeout;
         }
+        for (key, value) in &opts.sidecar_set {
+            sidecar.set(key, value).map_err(|e| anyhow::anyhow!("gateway config: {e}"))?;
+        }
 
         // PostgreSQL's binaries, checked before anything starts: the message says how to
         // install them.
         if opts.database_url.is_none() {
             crate::postgres::bin_dir()?;
+        }
+        // Prometheus' binary and port likewise.
+        let prometheus_at = match &opts.prometheus {
+            Some(p) => Some((p.find_program()?, p.pick_addr()?)),
+            None => None,
+        };
+        if let (Some(p), Some((_, addr))) = (&opts.prometheus, &prometheus_at)
+            && let crate::monitoring::PrometheusPort::Preferred(port) = p.port
+            && addr.port() != port
+        {
+            logs.line("devstack", &format!("127.0.0.1:{port} is taken (another Prometheus?): Prometheus uses {addr}"));
         }
         // The listeners first: a taken port should fail the run before anything is started.
         let public = front_door::bind(opts.port, "front door", "--port").await?;
@@ -336,13 +369,17 @@ impl Stack {
             shutdown_grace_secs: opts.service_grace_secs,
             ..ServiceSettings::new(database_url.clone(), listen)
         };
-        let keyring = KeyringSource::secret(&jwt_secret);
+        let keyring = opts.keyring.clone().unwrap_or_else(|| KeyringSource::secret(&jwt_secret));
 
         let mut auth = Vec::new();
         for i in 1..=opts.auth_instances {
             let addr = loopback(ports.take(&format!("auth-{i}"))?);
             let metrics = loopback(ports.take(&format!("auth-{i} metrics"))?);
-            let launch = AuthSvc::new(service(addr, metrics), keyring.clone()).launch(&format!("auth-{i}"), &auth_bin);
+            let settings = AuthSvc {
+                keyring_refresh_secs: opts.auth_keyring_refresh_secs.get(i - 1).copied(),
+                ..AuthSvc::new(service(addr, metrics), keyring.clone())
+            };
+            let launch = settings.launch(&format!("auth-{i}"), &auth_bin);
             auth.push(Child::new(launch, addr, metrics, &logs));
         }
         // Like Cloud Map's name: one address the gateways re-resolve; behind it, the healthy
@@ -398,8 +435,20 @@ impl Stack {
             targets.push((format!("task-{}", i + 1), t.gateway.addr, PoolKind::Tasks));
         }
         let front_door = FrontDoor::start(public, internal, targets, opts.front_door.clone(), logs.clone())?;
+        let prometheus = match (&opts.prometheus, prometheus_at) {
+            (Some(p), Some((program, listen))) => {
+                let launch =
+                    p.settings(program, listen, &run_dir.path, scrape_targets(&auth, &tasks))?.launch("prometheus")?;
+                let mut child = Child::new(launch, listen, listen, &logs);
+                child.spawn(&logs)?;
+                child.wait_ready(opts.ready_timeout).await?;
+                Some(child)
+            }
+            _ => None,
+        };
         let slack = Duration::from_secs(5);
         let stack = Self {
+            prometheus,
             front_door,
             tasks,
             auth,
@@ -423,6 +472,11 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(stack)
+    }
+
+    /// The local Prometheus' UI and API, e.g. `http://127.0.0.1:9090`; `None` when off.
+    pub fn prometheus_url(&self) -> Option<String> {
+        self.prometheus.as_ref().map(|p| format!("http://{}", p.addr))
     }
 
     /// The front door's base URL, e.g. `http://127.0.0.1:8080`.
@@ -548,7 +602,8 @@ impl Stack {
     /// Children that have exited since the last call (for the run command to report).
     pub fn exited(&mut self) -> Vec<(String, ExitStatus)> {
         let mut out = Vec::new();
-        for c in self.auth.iter_mut().chain(self.tasks.iter_mut().flat_map(|t| [&mut t.svc, &mut t.gateway])) {
+        let children = self.auth.iter_mut().chain(self.tasks.iter_mut().flat_map(|t| [&mut t.svc, &mut t.gateway]));
+        for c in children.chain(self.prometheus.as_mut()) {
             if let Some(status) = c.process.as_mut().and_then(Process::try_status) {
                 out.push((c.name().to_owned(), status));
                 c.process = None;
@@ -557,14 +612,18 @@ impl Stack {
         out
     }
 
-    /// Stops everything in order, as ECS and the ALB would: the front door stops taking
-    /// requests and drains, then the gateways (SIGTERM, their configured grace), then the
-    /// Cloud Map stand-in, then the services, then PostgreSQL; finally the temporary
-    /// directory goes. Returns an error naming whatever had to be killed.
+    /// Stops everything in order, as ECS and the ALB would: Prometheus (the observer first),
+    /// then the front door stops taking requests and drains, then the gateways (SIGTERM, their
+    /// configured grace), then the Cloud Map stand-in, then the services, then PostgreSQL;
+    /// finally the temporary directory goes. Returns an error naming whatever had to be killed.
     pub async fn shutdown(mut self) -> Result<()> {
         let logs = self.logs.clone();
         let start = Instant::now();
         let mut problems = Vec::new();
+        if let Some(prometheus) = self.prometheus.as_mut().and_then(|p| p.process.take()) {
+            logs.line("devstack", "stopping Prometheus (SIGTERM)");
+            problems.extend(stop_all(vec![prometheus], Duration::from_secs(10), &logs).await);
+        }
         logs.line("devstack", "stopping the front door (draining in-flight requests)");
         self.front_door.stop_public().await;
 
@@ -610,6 +669,23 @@ impl Stack {
         drop(self);
         if problems.is_empty() { Ok(()) } else { bail!("{}", problems.join("; ")) }
     }
+}
+
+/// One scrape target per process, with the jobs of `ecs/prometheus/prometheus.yml`: each
+/// auth-svc's metrics port; each gateway's, twice (its own `/metrics`, and task-svc's passed
+/// through at `/metrics/task-svc`, as on ECS). `task_id` is the task's name (`task-1`, `auth-2`).
+fn scrape_targets(auth: &[Child], tasks: &[TaskPair]) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (i, t) in tasks.iter().enumerate() {
+        let task_id = format!("task-{}", i + 1);
+        for job in [Job::Gateway, Job::TaskSvc] {
+            targets.push(Target { job, addr: t.gateway.metrics, task_id: task_id.clone() });
+        }
+    }
+    for a in auth {
+        targets.push(Target { job: Job::AuthSvc, addr: a.metrics, task_id: a.name().to_owned() });
+    }
+    targets
 }
 
 /// SIGTERM to all at once, then waits for each (SIGKILL after `wait`); returns what went wrong.

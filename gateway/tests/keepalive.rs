@@ -6,19 +6,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use devstack::postgres::{free_port, wait_for_port};
-use devstack::process::{Output, Process, wait_healthy};
+use devstack::launch::{Gateway, KeyringSource, Probe, loopback};
+use devstack::postgres::free_port;
+use devstack::process::Output;
+use gateway::config::SidecarFile;
 
 const KEEPALIVE_SECS: u64 = 3;
 const SECRET: &str = "keepalive-secret-0123456789abcdef0123456789";
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
 
 /// Reads one HTTP/1.1 response (head plus a Content-Length body) and returns its status.
 fn read_response(stream: &mut TcpStream) -> u16 {
@@ -51,31 +49,31 @@ async fn idle_keepalive_connections_live_for_the_configured_timeout_then_close()
     let metrics = loopback(free_port().unwrap());
     let dir = std::env::temp_dir().join("gateway-tests");
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join(format!("keepalive-{port}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nthreads = 1\nkeepalive_timeout_secs = {KEEPALIVE_SECS}\n\n[shutdown]\ngrace_period_secs = 0\n"
-        ),
-    )
-    .unwrap();
-    let env: Vec<(String, String)> = [
-        ("GATEWAY_LISTEN", loopback(port).to_string()),
-        ("METRICS_ADDR", metrics.to_string()),
-        ("UPSTREAM_ADDR", "127.0.0.1:9".to_owned()),
-        ("AUTH_SERVICE_URL", "http://127.0.0.1:9".to_owned()),
-        ("JWT_SECRET", SECRET.to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let log = Output::File(dir.join(format!("gateway-keepalive-{port}.log")));
-    let config_arg = config.to_str().unwrap().to_owned();
-    let mut gateway =
-        Process::spawn("gateway", Path::new(env!("CARGO_BIN_EXE_gateway")), &["--config", &config_arg], &env, &log)
-            .unwrap();
-    wait_healthy(&mut gateway, metrics, "/ready", Duration::from_secs(30)).await.unwrap();
-    wait_for_port(port, Duration::from_secs(30)).unwrap();
+    let mut sidecar = SidecarFile::default();
+    sidecar.server.threads = 1;
+    sidecar.server.keepalive_timeout_secs = KEEPALIVE_SECS;
+    sidecar.shutdown.grace_period_secs = 0;
+    let nowhere = loopback(9);
+    let settings = Gateway {
+        // No task-svc behind it: ready once the keyring is loaded and the port accepts.
+        ready: vec![Probe::http(metrics, "/ready"), Probe::Tcp(loopback(port))],
+        ..Gateway::new(
+            sidecar,
+            dir.join(format!("keepalive-{port}.toml")),
+            loopback(port),
+            metrics,
+            nowhere,
+            format!("http://{nowhere}"),
+            KeyringSource::secret(SECRET),
+        )
+    };
+    let mut gateway = settings
+        .launch("gateway", Path::new(env!("CARGO_BIN_EXE_gateway")))
+        .unwrap()
+        .output(Output::File(dir.join(format!("gateway-keepalive-{port}.log"))))
+        .start(Duration::from_secs(30))
+        .await
+        .unwrap();
 
     let outcome = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(loopback(port)).unwrap();

@@ -47,7 +47,7 @@ async fn metrics_move_by_the_expected_deltas() {
     for (series, want) in expected {
         assert_eq!(delta(series), want, "{series}\n{text}");
     }
-    promtool_check(&text);
+    devstack::exposition::promtool_check(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(sample(&after, "gateway_keyring_loaded"), 1.0);
     assert!(after.contains_key("gateway_keyring_age_seconds"));
     assert!(sample(&after, r#"gateway_keyring_refreshes_total{outcome="success"}"#) >= 1.0);
@@ -59,27 +59,4 @@ async fn metrics_move_by_the_expected_deltas() {
             assert!(["result", "reason", "outcome", "class", "route", "status", "le"].contains(&name), "{series}");
         }
     }
-}
-
-/// `promtool check metrics` (Debian's prometheus package, installed by the test command, scripts/test.sh) lints
-/// the exposition the way Prometheus itself parses it.
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool not found ({e}): run scripts/test.sh, which installs it (Debian package prometheus)")
-        });
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

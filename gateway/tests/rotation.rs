@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::moto::{create_secret, rotate, sm_client, start_moto};
+use common::moto::start_moto;
 use common::*;
 use devstack::postgres::testing::TestDatabase;
 use serde_json::Value;
@@ -30,29 +30,22 @@ async fn get(c: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn unknown_to_auth_svc_is_not_proof_while_our_keyring_cannot_be_reread() {
-    let (mut moto, endpoint) = start_moto().await;
-    let sm = sm_client(&endpoint);
-    create_secret(&sm, "rot/pending", S1).await;
+    let mut moto = start_moto().await;
+    moto.create_secret("rot/pending", S1).await.unwrap();
     let db = TestDatabase::new().await;
     // auth-svc holds S1 only; the gateway reads S1 from Secrets Manager.
     let auth = start_auth(&db.url, S1, None).await;
     let task = start_task(&db.url).await;
     let toml = GatewayToml { unknown_kid_wait_ms: 500, ..Default::default() };
-    let gateway = start_gateway(
-        &toml,
-        task.addr,
-        &format!("http://{}", auth.addr),
-        secrets_manager("rot/pending", &endpoint),
-        true,
-    )
-    .await;
+    let gateway =
+        start_gateway(&toml, task.addr, &format!("http://{}", auth.addr), moto.keyring("rot/pending"), true).await;
     let c = client();
     let url = gateway.url("/tasks");
 
     // Secrets Manager is gone: the gateway cannot re-read its keyring. A token with a kid that
     // neither it nor auth-svc holds (S2, e.g. a rotation auth-svc has not seen yet either)
     // cannot be decided: 503 with Retry-After, never 401.
-    moto.kill();
+    moto.process.kill();
     let r = c.get(&url).bearer_auth(mint(S2, 1, 600)).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().get("retry-after").is_some());
@@ -64,14 +57,13 @@ async fn unknown_to_auth_svc_is_not_proof_while_our_keyring_cannot_be_reread() {
 
 #[tokio::test]
 async fn a_key_dropped_by_a_refresh_takes_its_cached_tokens_with_it() {
-    let (_moto, endpoint) = start_moto().await;
-    let sm = sm_client(&endpoint);
-    create_secret(&sm, "rot/drop", S1).await;
+    let moto = start_moto().await;
+    moto.create_secret("rot/drop", S1).await.unwrap();
     let db = TestDatabase::new().await;
     let task = start_task(&db.url).await;
     let dead_auth = format!("http://127.0.0.1:{}", devstack::postgres::free_port().unwrap());
     let toml = GatewayToml { refresh_interval_secs: 1, ..Default::default() };
-    let gateway = start_gateway(&toml, task.addr, &dead_auth, secrets_manager("rot/drop", &endpoint), true).await;
+    let gateway = start_gateway(&toml, task.addr, &dead_auth, moto.keyring("rot/drop"), true).await;
     let c = client();
     let url = gateway.url("/tasks");
     let old = mint(S1, 1, 600);
@@ -79,8 +71,8 @@ async fn a_key_dropped_by_a_refresh_takes_its_cached_tokens_with_it() {
     assert_eq!(get(&c, &url, &old).await.0, 200, "now a cache hit");
 
     // Two rotations: S1 is neither AWSCURRENT nor AWSPREVIOUS any more.
-    rotate(&sm, "rot/drop", S2).await;
-    rotate(&sm, "rot/drop", S3).await;
+    moto.rotate("rot/drop", S2).await.unwrap();
+    moto.rotate("rot/drop", S3).await.unwrap();
     let rotated = Instant::now();
     loop {
         let (status, body) = get(&c, &url, &old).await;
@@ -100,9 +92,8 @@ async fn a_key_dropped_by_a_refresh_takes_its_cached_tokens_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_made_up_kids_cannot_stop_a_real_new_key_from_being_learnt() {
-    let (_moto, endpoint) = start_moto().await;
-    let sm = sm_client(&endpoint);
-    create_secret(&sm, "rot/flood", S1).await;
+    let moto = start_moto().await;
+    moto.create_secret("rot/flood", S1).await.unwrap();
     let db = TestDatabase::new().await;
     let auth = start_auth(&db.url, S1, None).await;
     let task = start_task(&db.url).await;
@@ -116,14 +107,7 @@ async fn a_flood_of_made_up_kids_cannot_stop_a_real_new_key_from_being_learnt() 
         ..Default::default()
     };
     let gateway = Arc::new(
-        start_gateway(
-            &toml,
-            task.addr,
-            &format!("http://{}", auth.addr),
-            secrets_manager("rot/flood", &endpoint),
-            true,
-        )
-        .await,
+        start_gateway(&toml, task.addr, &format!("http://{}", auth.addr), moto.keyring("rot/flood"), true).await,
     );
     let c = client();
     let url = Arc::new(gateway.url("/tasks"));
@@ -146,7 +130,7 @@ async fn a_flood_of_made_up_kids_cannot_stop_a_real_new_key_from_being_learnt() 
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    rotate(&sm, "rot/flood", S2).await;
+    moto.rotate("rot/flood", S2).await.unwrap();
     let rotated = Instant::now();
     let genuine = mint(S2, 1, 600);
     let mut first_ok = None;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::moto::{sm_client, start_moto};
+use common::moto::start_moto;
 use common::*;
 use devstack::postgres::free_port;
 use devstack::postgres::testing::TestDatabase;
@@ -22,13 +22,13 @@ async fn status(c: &reqwest::Client, url: &str, token: &str) -> u16 {
 
 #[tokio::test]
 async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version() {
-    let (mut moto, endpoint) = start_moto().await;
+    let mut moto = start_moto().await;
     let db = TestDatabase::new().await;
     let task = start_task(&db.url).await;
     // auth-svc is deliberately absent: every decision below must be local.
     let dead_auth = format!("http://127.0.0.1:{}", free_port().unwrap());
     let toml = GatewayToml { refresh_interval_secs: 1, ..Default::default() };
-    let gateway = start_gateway(&toml, task.addr, &dead_auth, secrets_manager(SECRET_NAME, &endpoint), false).await;
+    let gateway = start_gateway(&toml, task.addr, &dead_auth, moto.keyring(SECRET_NAME), false).await;
     let c = client();
     let url = gateway.url("/tasks");
     let ready = format!("http://{}/ready", gateway.metrics);
@@ -38,7 +38,7 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     assert_eq!(c.get(&ready).send().await.unwrap().status(), 503);
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 503);
 
-    let sm = sm_client(&endpoint);
+    let sm = moto.client();
     sm.create_secret()
         .name(SECRET_NAME)
         .secret_string(format!(r#"{{"secret":"{S1}","expiration":"3600"}}"#))
@@ -75,7 +75,7 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 200);
 
     // Secrets Manager unreachable: refreshes fail, the last good keyring stays.
-    moto.kill();
+    moto.process.kill();
     let before = sample(
         &parse_exposition(&gateway.metrics_text().await),
         r#"gateway_keyring_refreshes_total{outcome="failure"}"#,
@@ -99,8 +99,8 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
 
 #[tokio::test]
 async fn a_new_kid_triggers_an_early_keyring_refresh_and_is_then_verified_locally() {
-    let (_moto, endpoint) = start_moto().await;
-    let sm = sm_client(&endpoint);
+    let moto = start_moto().await;
+    let sm = moto.client();
     let name = "task-mgmt/jwt-secret-early";
     sm.create_secret()
         .name(name)
@@ -112,14 +112,9 @@ async fn a_new_kid_triggers_an_early_keyring_refresh_and_is_then_verified_locall
     // auth-svc already signs with S2; the gateway's periodic refresh is far away (300 s).
     let auth = start_auth(&db.url, S2, Some(S1)).await;
     let task = start_task(&db.url).await;
-    let gateway = start_gateway(
-        &GatewayToml::default(),
-        task.addr,
-        &format!("http://{}", auth.addr),
-        secrets_manager(name, &endpoint),
-        true,
-    )
-    .await;
+    let gateway =
+        start_gateway(&GatewayToml::default(), task.addr, &format!("http://{}", auth.addr), moto.keyring(name), true)
+            .await;
     sm.put_secret_value()
         .secret_id(name)
         .secret_string(format!(r#"{{"secret":"{S2}","expiration":"3600"}}"#))

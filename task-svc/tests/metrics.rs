@@ -4,47 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use devstack::exposition::{parse, promtool_check};
+use devstack::launch::{ServiceSettings, TaskSvc, loopback};
 use devstack::postgres::free_port;
 use devstack::postgres::testing::TestDatabase;
-use devstack::process::{Output, Process, wait_healthy};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_task-svc");
-
-/// `name{labels} value` -> value for every sample line.
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').unwrap();
-            (series.to_owned(), value.parse().unwrap())
-        })
-        .collect()
-}
-
-/// `promtool check metrics` (Debian's prometheus package, installed by scripts/setup.sh).
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("promtool not found ({e}): run scripts/setup.sh (Debian package prometheus)"));
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_saturation_and_database_503s_show_in_the_metrics() {
@@ -60,20 +29,14 @@ async fn pool_saturation_and_database_503s_show_in_the_metrics() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    let port = free_port().unwrap();
-    let metrics_port = free_port().unwrap();
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db.url.clone()),
-        ("PORT", port.to_string()),
-        ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
-        ("DB_MAX_CONNECTIONS", "1".to_owned()),
-        ("DB_ACQUIRE_TIMEOUT_SECS", "1".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let mut svc = Process::spawn("task-svc", Path::new(BIN), &[], &env, &Output::Inherit).unwrap();
-    wait_healthy(&mut svc, ([127, 0, 0, 1], port).into(), "/tasks/health", Duration::from_secs(60)).await.unwrap();
+    let (port, metrics_port) = (free_port().unwrap(), free_port().unwrap());
+    let settings = TaskSvc::new(ServiceSettings {
+        metrics: Some(loopback(metrics_port)),
+        db_max_connections: Some(1),
+        db_acquire_timeout_secs: Some(1),
+        ..ServiceSettings::new(db.url.clone(), loopback(port))
+    });
+    let mut svc = settings.launch("task-svc", Path::new(BIN)).start(Duration::from_secs(60)).await.unwrap();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let scrape = || async {
@@ -93,7 +56,7 @@ async fn pool_saturation_and_database_503s_show_in_the_metrics() {
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let s = samples(&scrape().await);
+        let s = parse(&scrape().await).unwrap();
         if s.get(r#"db_pool_connections{state="in_use"}"#) == Some(&1.0) {
             assert_eq!(s["db_pool_max_connections"], 1.0);
             assert_eq!(s[r#"db_pool_connections{state="idle"}"#], 0.0);
@@ -108,7 +71,7 @@ async fn pool_saturation_and_database_503s_show_in_the_metrics() {
     assert_eq!(put.await.unwrap().unwrap().status(), 200);
 
     let text = scrape().await;
-    let s = samples(&text);
+    let s = parse(&text).unwrap();
     assert_eq!(s[r#"http_unavailable_responses_total{cause="database"}"#], 1.0, "{text}");
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(s[&format!(r#"taskmgmt_build_info{{service="task-svc",version="{version}"}}"#)], 1.0, "{text}");
@@ -116,6 +79,6 @@ async fn pool_saturation_and_database_503s_show_in_the_metrics() {
         assert!(s.get(name).is_some_and(|v| *v > 0.0), "{name} missing or zero:\n{text}");
     }
     assert!(s.contains_key("process_cpu_seconds_total"), "{text}");
-    promtool_check(&text);
+    promtool_check(&text).unwrap();
     svc.stop(Duration::from_secs(25)).unwrap();
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use devstack::front_door::{BackendStatus, FrontDoorConfig, HealthCheck};
+use devstack::monitoring::{PrometheusOptions, PrometheusPort};
 use devstack::process::LogSink;
 use devstack::stack::{Options, Stack};
 use reqwest::{Method, StatusCode};
@@ -29,7 +30,8 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// The run command's options with test timings: any free port, fast health checks, short
-/// shutdown graces.
+/// shutdown graces, and no Prometheus (only `tests/prometheus.rs` needs one: see
+/// [`prometheus_options`]).
 pub fn options() -> Options {
     let mut opts = Options::new(bin_dir());
     opts.port = 0;
@@ -48,7 +50,14 @@ pub fn options() -> Options {
     opts.service_grace_secs = Some(2);
     // Output goes to the test's stdout, which nextest shows when a test fails.
     opts.logs = LogSink::stdout();
+    // A Prometheus per stack would only add load to tests that do not look at it.
+    opts.prometheus = None;
     opts
+}
+
+/// The run command's Prometheus on any free port (tests run in parallel).
+pub fn prometheus_options() -> PrometheusOptions {
+    PrometheusOptions { port: PrometheusPort::Exactly(0), ..PrometheusOptions::default() }
 }
 
 /// A stack on a fresh database of the shared test server (faster than a cluster per test).

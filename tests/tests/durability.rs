@@ -28,7 +28,8 @@ struct RunCommand {
 async fn start(data_dir: &Path, port: u16) -> RunCommand {
     let mut child = Command::new(bin_dir().join("devstack"))
         .args(["--port", &port.to_string(), "--gateway-grace", "1", "--service-grace", "2"])
-        .args(["--health-interval-ms", "200", "--no-build", "--data-dir"])
+        // Prometheus too: its data directory (DIR/prometheus) must be reusable after the SIGKILL.
+        .args(["--health-interval-ms", "200", "--no-build", "--prometheus-port", "0", "--data-dir"])
         .arg(data_dir)
         .env_remove("DATABASE_URL")
         .env_remove("CARGO")
@@ -91,6 +92,7 @@ async fn acknowledged_writes_survive_a_sigkill_of_the_whole_stack() {
     let port = free_port().unwrap();
     let mut run = start(&data_dir, port).await;
     assert!(run.banner.contains("durable"), "the banner says the data is kept durably: {}", run.banner);
+    assert!(data_dir.join("prometheus/wal").is_dir(), "Prometheus keeps its data in the run directory");
 
     // PostgreSQL's durable defaults, as the server reports them.
     let mut db = PgConnection::connect(&run.database_url).await.unwrap();

@@ -16,9 +16,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-/// The configured grace: gateways 1 s + 1 s shutdown timeout, then services 2 s (in order,
-/// so they add up), plus room for PostgreSQL's fast stop on a loaded 2-core machine.
-const EXIT_WITHIN: Duration = Duration::from_secs(1 + 1 + 2 + 4);
+/// The configured grace: Prometheus' own stop first (well under a second), then gateways
+/// 1 s plus 1 s shutdown timeout, then services 2 s (in order, so they add up), plus room for
+/// PostgreSQL's fast stop on a loaded 2-core machine.
+const EXIT_WITHIN: Duration = Duration::from_secs(1 + 1 + 1 + 2 + 4);
 /// After this the test kills it and fails.
 const GIVE_UP: Duration = Duration::from_secs(40);
 
@@ -29,7 +30,7 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
     let bin = bin_dir().join("devstack");
     let mut child = Command::new(&bin)
         .args(["--port", &port.to_string(), "--gateway-grace", "1", "--service-grace", "2"])
-        .args(["--health-interval-ms", "200", "--no-build"])
+        .args(["--health-interval-ms", "200", "--no-build", "--prometheus-port", "0"])
         .env("DATABASE_URL", &db.url)
         // Started by the test, not by cargo: never rebuild from inside the test.
         .env_remove("CARGO")
@@ -62,7 +63,7 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
     })
     .await;
     assert_eq!(ready, Ok(true), "devstack did not come up");
-    assert_eq!(pids.len(), 6, "2 auth-svc + 2 task-svc + 2 gateways");
+    assert_eq!(pids.len(), 7, "2 auth-svc + 2 task-svc + 2 gateways + Prometheus");
 
     let alb = format!("http://127.0.0.1:{port}");
     let c = client();
@@ -130,7 +131,7 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
     println!("devstack exited {took:?} after SIGTERM");
     assert!(took <= EXIT_WITHIN, "devstack took {took:?} to stop, more than the configured {EXIT_WITHIN:?}");
 
-    // In order: front door, gateways, services (PostgreSQL is external here).
+    // In order: Prometheus, front door, gateways, services (PostgreSQL is external here).
     let mut after = Vec::new();
     while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), lines.recv()).await {
         after.push(line);
@@ -141,6 +142,7 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
     let front_door = at("stopping the front door");
     let gateways = at("gateway-1 exited").max(at("gateway-2 exited"));
     let first_service = ["auth-1 exited", "auth-2 exited", "task-svc-1 exited", "task-svc-2 exited"].map(at);
+    assert!(at("prometheus exited") < front_door, "Prometheus stops first: {after:#?}");
     assert!(front_door < at("stopping the gateways"), "{after:#?}");
     assert!(first_service.iter().all(|s| gateways < *s), "services stopped before the gateways: {after:#?}");
 

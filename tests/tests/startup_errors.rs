@@ -38,3 +38,15 @@ async fn a_missing_gateway_config_is_named() {
     let err = start_error(opts).await;
     assert!(err.contains("no-such-sidecar.toml") && err.contains("--sidecar-config"), "{err}");
 }
+
+#[tokio::test]
+async fn a_missing_prometheus_says_how_to_install_it_or_turn_it_off() {
+    let mut opts = options();
+    opts.prometheus = Some(devstack::monitoring::PrometheusOptions {
+        program: std::env::temp_dir().join("no-prometheus-here/prometheus"),
+        ..prometheus_options()
+    });
+    let err = start_error(opts).await;
+    assert!(err.contains("prometheus not found") && err.contains("apt-get install prometheus"), "{err}");
+    assert!(err.contains("--no-prometheus"), "{err}");
+}

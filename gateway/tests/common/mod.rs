@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use devstack::launch::{
-    self, AuthSvc, AwsEndpoint, Binaries, KeyringSource, Probe, ServiceSettings, TaskSvc, loopback,
-};
+use devstack::launch::{self, AuthSvc, Binaries, KeyringSource, Probe, ServiceSettings, TaskSvc, loopback};
 use devstack::postgres::free_port;
 use devstack::postgres::testing::TestDatabase;
 use devstack::process::{Output, Process};
@@ -165,11 +163,6 @@ impl Gateway {
     }
 }
 
-/// moto's Secrets Manager at `endpoint` holding the keyring under `arn`.
-pub fn secrets_manager(arn: &str, endpoint: &str) -> KeyringSource {
-    KeyringSource::SecretsManager { arn: arn.to_owned(), endpoint: AwsEndpoint::stand_in(endpoint) }
-}
-
 /// Starts the gateway with `keyring`. With `wait_ready`, returns once `/ready` answers 200;
 /// otherwise once both ports accept connections.
 pub async fn start_gateway(
@@ -265,49 +258,10 @@ pub fn mint(secret: &str, user_id: i64, lifetime: i64) -> String {
     ring.issue(&Claims::new(user_id, &format!("user{user_id}"), "minted@example.com", unix_now(), lifetime)).unwrap()
 }
 
-/// Parses a Prometheus text exposition strictly enough to catch a broken one: every line is a
-/// comment (`# HELP`/`# TYPE name ...`) or `name{labels} value`. Returns sample → value, with
-/// labels sorted as the encoder writes them.
+/// Parses a Prometheus text exposition strictly ([`devstack::exposition::parse`]); a broken
+/// one fails the test with the bad line.
 pub fn parse_exposition(text: &str) -> HashMap<String, f64> {
-    let mut samples = HashMap::new();
-    for line in text.lines() {
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# ") {
-            let mut parts = rest.splitn(3, ' ');
-            let kind = parts.next().unwrap();
-            assert!(kind == "HELP" || kind == "TYPE", "bad comment line {line:?}");
-            let name = parts.next().unwrap();
-            assert!(valid_metric_name(name), "bad metric name in {line:?}");
-            if kind == "TYPE" {
-                let t = parts.next().unwrap();
-                assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&t), "bad type in {line:?}");
-            }
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line {line:?}"));
-        let name = series.split('{').next().unwrap();
-        assert!(valid_metric_name(name), "bad metric name in {line:?}");
-        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
-            assert!(labels.starts_with('{') && labels.ends_with('}'), "bad labels in {line:?}");
-        }
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
-        };
-        samples.insert(series.to_owned(), value);
-    }
-    samples
-}
-
-fn valid_metric_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+    devstack::exposition::parse(text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A sample's value, 0 when absent (a counter vec has no series until first used).
