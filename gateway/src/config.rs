@@ -651,12 +651,13 @@ mod tests {
         let file = parse_file("[upstream]\nsocket = \"/run/task-svc/task-svc.sock\"\n").unwrap();
         let c = Config::from_file(file.clone(), &env(&[("JWT_SECRET", SECRET)])).unwrap();
         assert_eq!(c.upstream_socket.as_deref(), Some(Path::new("/run/task-svc/task-svc.sock")));
-        // The environment wins, and an empty value there means TCP again.
+        // The environment wins; an empty value there is unset, as for every key (ECS task
+        // definitions carry ""), so the file's socket stays.
         let c = Config::from_file(file.clone(), &env(&[("JWT_SECRET", SECRET), ("UPSTREAM_SOCKET", "/tmp/t.sock")]))
             .unwrap();
         assert_eq!(c.upstream_socket.as_deref(), Some(Path::new("/tmp/t.sock")));
         let c = Config::from_file(file, &env(&[("JWT_SECRET", SECRET), ("UPSTREAM_SOCKET", "")])).unwrap();
-        assert_eq!(c.upstream_socket, None);
+        assert_eq!(c.upstream_socket.as_deref(), Some(Path::new("/run/task-svc/task-svc.sock")));
         let err = Config::from_file(
             parse_file("[upstream]\nsocket = \"task.sock\"\n").unwrap(),
             &env(&[("JWT_SECRET", SECRET)]),

@@ -60,7 +60,7 @@ impl BackgroundService for KeyringRefresh {
 
 /// Builds the pingora server with the proxy and its background services (keyring refresh,
 /// revocation pulls, DNS re-resolution, metrics/readiness). The caller runs it
-/// (`run_forever`).
+/// (`Server::run`, which returns after the graceful shutdown).
 pub fn build_server(config: Config) -> anyhow::Result<Server> {
     let config = Arc::new(config);
     let metrics = Metrics::new();

@@ -47,8 +47,13 @@ fn main() -> ExitCode {
         }
     };
     match gateway::build_server(config) {
-        // Returns only through std::process::exit after the graceful shutdown.
-        Ok(server) => server.run_forever(),
+        // `run` (not `run_forever`, which ends in `std::process::exit`) returns after the
+        // graceful shutdown, so `_log_guard` writes the last batch of access lines on the way out.
+        Ok(server) => {
+            server.run(pingora::server::RunArgs::default());
+            tracing::info!("gateway stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("gateway: {e:#}");

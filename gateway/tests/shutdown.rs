@@ -1,5 +1,5 @@
-//! SIGTERM during a slow request: the gateway stops accepting, lets the request finish, and
-//! exits within its configured grace.
+//! SIGTERM during a slow request: the gateway stops accepting, lets the request finish, exits
+//! within its configured grace, and its batched log loses no line on the way out.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -23,7 +23,14 @@ async fn sigterm_lets_a_slow_request_finish_and_exits_within_the_grace() {
     let c = client();
     let url = stack.gateway.url(&format!("/tasks/{id}"));
     let put = tokio::spawn(async move {
-        let r = c.put(url).bearer_auth(token).json(&json!({"title": "updated"})).send().await.unwrap();
+        let r = c
+            .put(url)
+            .bearer_auth(token)
+            .header("x-request-id", "put-during-shutdown")
+            .json(&json!({"title": "updated"}))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json::<Value>().await.unwrap())
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -48,4 +55,11 @@ async fn sigterm_lets_a_slow_request_finish_and_exits_within_the_grace() {
     assert!(exit.success(), "{exit:?}");
     // grace (3 s) + final timeout (1 s) + process start/stop slack.
     assert!(took <= Duration::from_millis(5500), "exited after {took:?}");
+
+    // The access log is written in batches by a background thread; the last batch is written
+    // when main returns, so the PUT's line and the final line are both there.
+    let log = std::fs::read_to_string(log_dir().join(format!("gateway-{}.log", stack.gateway.addr.port()))).unwrap();
+    assert!(log.contains("put-during-shutdown"), "the PUT's access line is missing:\n{log}");
+    let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(last.contains("gateway stopped"), "the log does not end with the final line: {last}");
 }

@@ -19,9 +19,9 @@ pub fn init(service: &'static str) {
 /// to log; a queue-based writer (`tracing-appender`) wakes its thread once per line, which
 /// cost the gateway more than the `write` it saved (docs/benchmarks.md). A buffer that grows
 /// past [`BATCH_LIMIT`] is written by the thread that filled it (back-pressure, nothing is
-/// dropped). Lines reach stdout up to `interval` late; a process that leaves through
-/// `std::process::exit` (pingora does, after its shutdown grace) may lose that last interval.
-/// The returned guard writes what is left when dropped.
+/// dropped). Lines reach stdout up to `interval` late. The returned guard writes what is left
+/// when dropped: keep it alive until `main` returns (the gateway leaves pingora through
+/// `Server::run`, not `run_forever`, whose `std::process::exit` would skip the drop).
 pub fn init_batched(service: &'static str, interval: Duration) -> BatchGuard {
     let writer = BatchedStdout::default();
     let flusher = writer.clone();
