@@ -1,0 +1,245 @@
+//! `sidecar.toml` as written: every table `deny_unknown_fields`, every key optional with a
+//! default. [`SidecarFile`] is also how the launcher, the bench and the tests write a sidecar
+//! file (`set`, `to_toml`), so a file they write is one the gateway reads.
+
+use std::path::Path;
+
+use platform::config::ConfigError;
+use serde::{Deserialize, Serialize};
+
+/// The file as written. Durations are whole seconds or milliseconds, as the key name says.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SidecarFile {
+    pub server: ServerSection,
+    pub upstream: UpstreamSection,
+    pub auth: AuthSection,
+    pub jwt: JwtSection,
+    pub cache: CacheSection,
+    pub shutdown: ShutdownSection,
+    pub routes: RoutesSection,
+    pub revocation: RevocationSection,
+}
+
+impl SidecarFile {
+    /// Parses `sidecar.toml` text. The error names the unknown or mistyped key and its line.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        parse_file(text)
+    }
+
+    /// Reads and parses the file at `path`; the error names the path and the key.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let key = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&key, format!("cannot read config file: {e}")))?;
+        parse_file(&text).map_err(|e| ConfigError::new(&key, e))
+    }
+
+    /// The file as TOML text, every key written out (what the launchers write for a run).
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
+    }
+
+    /// Sets one key, `table.key`, to `value` (TOML syntax, e.g. `1`, `false`, `"x"`), checked
+    /// against the schema: an unknown key or a mistyped value is an error naming the key.
+    pub fn set(&mut self, dotted_key: &str, value: &str) -> Result<(), String> {
+        let (table, key) =
+            dotted_key.split_once('.').ok_or_else(|| format!("{dotted_key}: want table.key, e.g. cache.enabled"))?;
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .ok_or_else(|| format!("{dotted_key}: {value} is not a TOML value"))?;
+        let mut doc = match toml::Value::try_from(&*self).map_err(|e| e.to_string())? {
+            toml::Value::Table(t) => t,
+            _ => return Err("the config is not a table".into()),
+        };
+        doc.entry(table)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("{table} is not a table"))?
+            .insert(key.to_owned(), value);
+        *self = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("{dotted_key}: {}", e.message().trim()))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: String,
+    pub metrics: String,
+    /// Worker threads of the proxy service; 0 means one per CPU.
+    pub threads: usize,
+    /// How long an idle downstream (ALB) keep-alive connection is kept open between requests.
+    /// Must exceed the ALB's `idle_timeout.timeout_seconds` (60): the ALB, not the gateway, has
+    /// to be the side that closes an idle connection, or it may reuse one the gateway is closing
+    /// and answer 502 (AWS: "configure the idle timeout of your application to be larger than
+    /// the idle timeout configured for the load balancer").
+    pub keepalive_timeout_secs: u64,
+}
+
+/// Default downstream keep-alive timeout: above the ALB's default idle timeout of 60 s.
+pub const DEFAULT_KEEPALIVE_TIMEOUT_SECS: u64 = 75;
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:3000".into(),
+            metrics: "0.0.0.0:9100".into(),
+            threads: 0,
+            keepalive_timeout_secs: DEFAULT_KEEPALIVE_TIMEOUT_SECS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSection {
+    pub addr: String,
+    /// task-svc's Unix domain socket (its `UNIX_SOCKET_PATH`, on ECS a volume both containers
+    /// mount). When set, requests go there instead of `addr`; empty (the default) is TCP.
+    /// Not written out when empty, so configs written for older gateways stay readable.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub socket: String,
+    /// task-svc's own metrics listener (loopback), passed through as `/metrics/task-svc` on the
+    /// gateway's metrics port; `off` disables the pass-through.
+    pub metrics: String,
+    pub connect_timeout_ms: u64,
+    pub total_connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:3001".into(),
+            socket: String::new(),
+            metrics: "127.0.0.1:9102".into(),
+            connect_timeout_ms: 1000,
+            total_connect_timeout_ms: 2000,
+            read_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub url: String,
+    pub resolve_interval_secs: u64,
+    pub deadline_ms: u64,
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub retry_after_secs: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            url: "http://auth-service.task-management.local:3000".into(),
+            resolve_interval_secs: 5,
+            deadline_ms: 1500,
+            rate_limit_per_sec: 20,
+            rate_limit_burst: 40,
+            retry_after_secs: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtSection {
+    pub leeway_secs: u64,
+    /// Largest `exp - iat` accepted, seconds.
+    pub max_lifetime_secs: u64,
+    pub refresh_interval_secs: u64,
+    /// Smallest gap between two Secrets Manager reads, ms (early refreshes coalesce).
+    pub min_refresh_gap_ms: u64,
+    /// How long a request with an unknown key id waits for the keyring refresh it triggered, ms.
+    pub unknown_kid_wait_ms: u64,
+}
+
+impl Default for JwtSection {
+    fn default() -> Self {
+        Self {
+            leeway_secs: platform::keyring::DEFAULT_LEEWAY_SECS,
+            max_lifetime_secs: platform::keyring::DEFAULT_MAX_LIFETIME_SECS,
+            refresh_interval_secs: 300,
+            min_refresh_gap_ms: 2000,
+            unknown_kid_wait_ms: 3000,
+        }
+    }
+}
+
+/// `[revocation]`: the list of revoked tokens pulled from auth-svc.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationSection {
+    /// Seconds between two pulls of `GET /internal/revocations`.
+    pub poll_interval_secs: u64,
+    /// When the last successful pull is older than this, tokens are answered 503 (fail closed)
+    /// because revocation cannot be checked; 0 = never (keep serving with the last list).
+    pub max_age_secs: u64,
+}
+
+impl Default for RevocationSection {
+    fn default() -> Self {
+        Self { poll_interval_secs: 2, max_age_secs: 0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    pub enabled: bool,
+    pub capacity: u64,
+    pub max_ttl_secs: u64,
+    pub negative_ttl_secs: u64,
+    pub unknown_kid_ttl_secs: u64,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self { enabled: true, capacity: 100_000, max_ttl_secs: 300, negative_ttl_secs: 5, unknown_kid_ttl_secs: 30 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSection {
+    pub grace_period_secs: u64,
+    pub graceful_shutdown_timeout_secs: u64,
+}
+
+impl Default for ShutdownSection {
+    fn default() -> Self {
+        Self { grace_period_secs: 15, graceful_shutdown_timeout_secs: 5 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutesSection {
+    pub public: Vec<String>,
+}
+
+/// Paths forwarded without a token by default: the ALB health check, and the API document
+/// (clients and code generators fetch it before they hold a token, like `/auth/openapi.json`).
+pub const DEFAULT_PUBLIC_ROUTES: [&str; 2] = ["/tasks/health", "/tasks/openapi.json"];
+
+impl Default for RoutesSection {
+    fn default() -> Self {
+        Self { public: DEFAULT_PUBLIC_ROUTES.map(String::from).to_vec() }
+    }
+}
+
+pub(super) fn parse_file(text: &str) -> Result<SidecarFile, String> {
+    // toml's message names the unknown or mistyped key and its line.
+    toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+}
