@@ -3,7 +3,7 @@
 # ALB stand-in on http://127.0.0.1:8080, Prometheus on http://127.0.0.1:9090) until Ctrl-C. Installs what the machine lacks first
 # (scripts/setup.sh run), then builds and starts it in the release profile.
 #
-#   scripts/run.sh [devstack flags]      e.g. scripts/run.sh --data-dir ./data --port 9090
+#   scripts/run.sh [devstack flags]      e.g. scripts/run.sh --data-dir ./data --port 8081
 #   scripts/run.sh --help                the flags (docs/local-run.md explains them)
 #
 # One build: `cargo run --release --bin devstack` selects the whole workspace for feature

@@ -382,6 +382,9 @@ async fn health_loop(shared: Arc<Shared>, hc: HealthCheck) {
     }
 }
 
+/// The methods the load balancer forwards (the `Allow` of its own 405s).
+const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 /// The ALB listener: its own checks first (request_check, TRACE, the internal
 /// `/auth/validate`), then the listener rules.
 async fn public_proxy(
@@ -394,9 +397,17 @@ async fn public_proxy(
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return resp;
     }
-    if req.method() == Method::TRACE {
-        // "Troubleshoot your Application Load Balancers", HTTP 405.
-        return ErrorBody::response(StatusCode::METHOD_NOT_ALLOWED, "The TRACE method is not supported");
+    if req.method() == Method::TRACE || req.method() == Method::CONNECT {
+        // "Troubleshoot your Application Load Balancers", HTTP 405 (TRACE); the ALB does not
+        // tunnel either. RFC 9110 section 15.5.6: a 405 carries `Allow`. CONNECT's bytes after
+        // the head are not HTTP, so the connection is closed.
+        let message = format!("The {} method is not supported", req.method());
+        let mut resp = ErrorBody::response(StatusCode::METHOD_NOT_ALLOWED, message);
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
+        if req.method() == Method::CONNECT {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return resp;
     }
     let path = req.uri().path();
     // Internal: the gateways reach it through Cloud Map, never through the load balancer,

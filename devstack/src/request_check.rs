@@ -243,6 +243,10 @@ impl<S> Checked<S> {
         let mut req = httparse::Request::new(&mut headers);
         let parsed = req.parse(&self.input);
         let outcome = match parsed {
+            // A complete head can arrive in one read: its size is checked here too.
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+                Ok(Err(Rejection::bad("The request head is larger than 64 KiB")))
+            }
             Ok(httparse::Status::Complete(len)) => Ok(check(&req).map(|framing| (len, framing))),
             Ok(httparse::Status::Partial) => Err(partial_too_long(&self.input)),
             Err(httparse::Error::TooManyHeaders) => {
@@ -469,5 +473,19 @@ GET /y HTTP/1.1\r\nhost: a\r\n\r\n";
         input.extend_from_slice(b"\r\n\r\n");
         let (_, rejection) = through(&input).await;
         assert!(rejection.is_some_and(|(_, r)| r.message.contains("16 KiB")));
+
+        // Lines under 16 KiB but a whole head over 64 KiB, complete in one read (the case that
+        // passed before: only incomplete heads were measured).
+        let mut input = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..9 {
+            input.extend_from_slice(format!("X-Big-{i}: ").as_bytes());
+            input.extend(std::iter::repeat_n(b'a', 8 * 1024));
+            input.extend_from_slice(b"\r\n");
+        }
+        input.extend_from_slice(b"\r\n");
+        assert!(input.len() > MAX_HEAD && input.len() < 80 * 1024);
+        let (out, rejection) = through(&input).await;
+        assert_eq!(out, STAND_IN.to_vec());
+        assert!(rejection.is_some_and(|(_, r)| r.message.contains("64 KiB")));
     }
 }

@@ -319,9 +319,19 @@ async fn requests_the_alb_rejects_get_a_json_error_and_never_reach_a_target() {
     assert!(rest[..second].contains(r#""uri":"/tasks/1""#), "{rest}");
     assert!(rest[second..].contains(r#""error":"Bad Request""#), "{rest}");
     assert_eq!(task_requests(&door), before + 2, "only the good requests reached the target");
-    // TRACE is not supported by the ALB.
+    // TRACE is not supported by the ALB; a 405 names what is (RFC 9110 section 15.5.6).
     let r = reqwest::Client::new().request(reqwest::Method::TRACE, format!("{base}/tasks")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(r.headers().get("allow").is_some_and(|v| v.to_str().unwrap().contains("GET")));
+    // CONNECT is not tunnelled: a JSON 405 from the front door, never the target's answer.
+    let before = task_requests(&door);
+    for target in ["/tasks HTTP/1.1", "127.0.0.1:1 HTTP/1.1"] {
+        let request = format!("CONNECT {target}\r\nHost: a\r\n\r\n");
+        let (status, head, json) = raw(addr, request.as_bytes()).await;
+        assert_json_error(status, &head, &json, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(head.to_ascii_lowercase().contains("allow: "), "{head}");
+    }
+    assert_eq!(task_requests(&door), before, "CONNECT never reaches the target");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

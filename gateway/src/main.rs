@@ -35,9 +35,9 @@ fn main() -> ExitCode {
         let addr = Config::metrics_addr(&path, &Env);
         return platform::healthcheck::run(platform::healthcheck::local_addr(addr.ip(), addr.port()), "/ready");
     }
-    // The access log is one line per request: batched, written by a background thread every
-    // 20 ms rather than by the worker with a system call per line.
-    let _log_guard = platform::telemetry::init_batched("gateway", std::time::Duration::from_millis(20));
+    // The access log is one line per request: written by a background thread, not by the
+    // worker with a system call per line. The guard writes the last lines at exit.
+    let _log_guard = platform::telemetry::init_non_blocking("gateway");
     let config = match Config::load(&path, explicit, &Env) {
         Ok(c) => c,
         Err(e) => {

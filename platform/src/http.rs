@@ -38,6 +38,24 @@ where
     }
 }
 
+/// serde_json's message about a client's body, in the client's terms: the Rust type names it
+/// can carry (`expected struct RegisterRequest`, `expected a map`) become `expected a JSON
+/// object`, and the ` at line L column C` suffix is dropped. Field names, expected value types
+/// and the allowed values of an enum are kept: they describe the contract.
+pub fn body_error_detail(serde_message: &str) -> String {
+    let mut m = serde_message.trim().to_owned();
+    if let Some(i) = m.rfind(" at line ")
+        && m[i..].contains(" column ")
+    {
+        m.truncate(i);
+    }
+    while let Some(i) = m.find("struct ") {
+        let name_len = m[i + 7..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(m.len() - i - 7);
+        m.replace_range(i..i + 7 + name_len, "a JSON object");
+    }
+    m.replace("a map", "a JSON object").replace("a sequence", "a JSON array")
+}
+
 fn json_rejection(rejection: &JsonRejection) -> Response {
     let (status, message) = match rejection {
         JsonRejection::MissingJsonContentType(_) => {
@@ -47,7 +65,7 @@ fn json_rejection(rejection: &JsonRejection) -> Response {
         JsonRejection::JsonDataError(e) => {
             // serde's message describes the client's input (field names, expected types).
             let detail = std::error::Error::source(e).map(ToString::to_string).unwrap_or_default();
-            (StatusCode::BAD_REQUEST, format!("Invalid request body: {detail}"))
+            (StatusCode::BAD_REQUEST, format!("Invalid request body: {}", body_error_detail(&detail)))
         }
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             (StatusCode::PAYLOAD_TOO_LARGE, format!("Request body is larger than {} KiB", BODY_LIMIT_BYTES / 1024))
@@ -164,4 +182,38 @@ pub fn serve_openapi<S: Clone + Send + Sync + 'static>(
             async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
         }),
     )
+}
+
+#[cfg(test)]
+mod body_error_tests {
+    use super::body_error_detail;
+
+    #[test]
+    fn rust_type_names_and_positions_do_not_reach_the_client() {
+        let cases = [
+            (
+                "invalid type: string \"hello\", expected struct RegisterRequest at line 1 column 7",
+                "invalid type: string \"hello\", expected a JSON object",
+            ),
+            (
+                "invalid type: sequence, expected a map at line 1 column 0",
+                "invalid type: sequence, expected a JSON object",
+            ),
+            ("invalid type: null, expected struct NewTask_v2", "invalid type: null, expected a JSON object"),
+            (
+                "invalid type: integer `123`, expected a string at line 1 column 16",
+                "invalid type: integer `123`, expected a string",
+            ),
+            ("missing field `username`", "missing field `username`"),
+            (
+                "unknown variant `later`, expected one of `todo`, `in_progress`, `done`",
+                "unknown variant `later`, expected one of `todo`, `in_progress`, `done`",
+            ),
+        ];
+        for (serde, client) in cases {
+            let out = body_error_detail(serde);
+            assert_eq!(out, client);
+            assert!(!out.contains("struct") && !out.contains("line 1"), "{out}");
+        }
+    }
 }

@@ -131,7 +131,9 @@ fn typed<T: serde::de::DeserializeOwned>(body: Map<String, Value>) -> Result<T, 
     if let Some(field) = SERVER_OWNED.iter().find(|f| body.contains_key(**f)) {
         return Err(ApiError::BadRequest(format!("{field} is set by the server and cannot be written")));
     }
-    serde_json::from_value(Value::Object(body)).map_err(|e| ApiError::BadRequest(format!("Invalid request body: {e}")))
+    serde_json::from_value(Value::Object(body)).map_err(|e| {
+        ApiError::BadRequest(format!("Invalid request body: {}", platform::http::body_error_detail(&e.to_string())))
+    })
 }
 
 fn title(value: String) -> Result<String, ApiError> {
