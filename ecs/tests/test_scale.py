@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 from test_invariants import ref, of_type
 
-# The gateway's defaults for keys sidecar.toml does not set (gateway/src/config.rs).
+# The gateway's defaults for keys sidecar.toml does not set (gateway/src/config/file.rs).
 GATEWAY_DEFAULTS = {("server", "keepalive_timeout_secs"): 75, ("auth", "resolve_interval_secs"): 5}
 
 # Memory of each RDS class in GiB (RDS DB instance class table, "Hardware specifications").
@@ -68,7 +68,7 @@ def test_gateway_keepalive_outlives_the_alb_idle_timeout(resources):
 
 
 def test_keepalive_default_matches_the_gateway():
-    text = (REPO / "gateway" / "src" / "config.rs").read_text()
+    text = (REPO / "gateway" / "src" / "config" / "file.rs").read_text()
     assert f"DEFAULT_KEEPALIVE_TIMEOUT_SECS: u64 = {GATEWAY_DEFAULTS[('server', 'keepalive_timeout_secs')]};" in text
 
 

@@ -78,6 +78,10 @@ pub enum Unavailable {
 }
 
 impl Unavailable {
+    /// Every kind, for metrics that must exist at 0 before the first one happens.
+    pub const ALL: [Unavailable; 5] =
+        [Self::NoKeyring, Self::AuthUnavailable, Self::RateLimited, Self::KeyringPending, Self::RevocationListStale];
+
     pub fn reason(self) -> &'static str {
         match self {
             Self::NoKeyring => "no_keyring",

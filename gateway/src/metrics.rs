@@ -107,6 +107,16 @@ impl Metrics {
             "Authentication decisions by result and reason",
             &["result", "reason"],
         );
+        // Every decision's series exists from the start at 0: a series born at 1 has no earlier
+        // sample, so rate() and increase() would never see the first forged or expired token.
+        decisions.with_label_values(&["allow", "ok"]);
+        decisions.with_label_values(&["public", "public"]);
+        for r in platform::keyring::Rejection::ALL {
+            decisions.with_label_values(&["deny", r.reason()]);
+        }
+        for u in crate::decision::Unavailable::ALL {
+            decisions.with_label_values(&["unavailable", u.reason()]);
+        }
         let cache_lookups =
             counter_vec(&r, "gateway_token_cache_lookups_total", "Verified-token cache lookups by result", &["result"]);
         let fallback_calls = counter_vec(
@@ -216,6 +226,20 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_decision_series_exists_at_zero_before_the_first_decision() {
+        let text = Metrics::new().render();
+        for r in platform::keyring::Rejection::ALL {
+            let series = format!(r#"gateway_auth_decisions_total{{reason="{}",result="deny"}} 0"#, r.reason());
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+        for u in crate::decision::Unavailable::ALL {
+            let series = format!(r#"gateway_auth_decisions_total{{reason="{}",result="unavailable"}} 0"#, u.reason());
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+        assert!(text.contains(r#"gateway_auth_decisions_total{reason="ok",result="allow"} 0"#), "{text}");
+    }
 
     #[test]
     fn all_families_render() {

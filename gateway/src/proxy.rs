@@ -125,13 +125,7 @@ pub struct RequestCtx {
 
 /// The client's `X-Request-Id` when it is a sane token, else a fresh one from `ids`.
 pub fn request_id(existing: Option<&HeaderValue>, ids: &RequestIds) -> HeaderValue {
-    existing
-        .filter(|v| {
-            let b = v.as_bytes();
-            !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-        })
-        .cloned()
-        .unwrap_or_else(|| ids.next())
+    existing.filter(|v| platform::http::is_usable_request_id(v.as_bytes())).cloned().unwrap_or_else(|| ids.next())
 }
 
 /// Removes every client-sent identity header (any spelling, see

@@ -148,6 +148,29 @@ pub fn harden(router: Router, metrics: HttpMetrics, timeout: Duration) -> Router
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn(drop_unusable_request_id))
+}
+
+/// Whether a client's `X-Request-Id` is kept (logged and echoed): 1-128 characters of
+/// `[A-Za-z0-9-_.:]`. The gateway applies the same rule; anything else is replaced by a fresh
+/// id, so a client cannot put spaces, quotes, markup or kilobytes into every log line.
+pub fn is_usable_request_id(value: &[u8]) -> bool {
+    !value.is_empty() && value.len() <= 128 && value.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+}
+
+/// Removes an `X-Request-Id` that [`is_usable_request_id`] refuses (or a repeated one), before
+/// `SetRequestIdLayer` runs, so it generates a fresh one.
+async fn drop_unusable_request_id(mut req: Request, next: Next) -> Response {
+    let mut ids = req.headers().get_all("x-request-id").iter();
+    let usable = match (ids.next(), ids.next()) {
+        (Some(one), None) => is_usable_request_id(one.as_bytes()),
+        (None, _) => true,
+        _ => false,
+    };
+    if !usable {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// A query-string extractor whose rejections are the contract's error body.

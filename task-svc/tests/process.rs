@@ -202,6 +202,15 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
     assert_eq!(r.headers()["x-request-id"], "req-abc-123", "the request id is passed back");
     let r = http.get(format!("http://127.0.0.1:{port}/tasks/health")).send().await.unwrap();
     assert!(r.headers().contains_key("x-request-id"), "a request id is created when absent");
+    // An id the gateway would not keep is not kept here either: replaced by a fresh UUID.
+    let long = "a".repeat(129);
+    for bad in ["x\" user_id=1 fake=\"1", "<script>", "a b", long.as_str()] {
+        let r =
+            http.get(format!("http://127.0.0.1:{port}/tasks/health")).header("x-request-id", bad).send().await.unwrap();
+        let echoed = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(echoed, bad);
+        assert_eq!(echoed.len(), 36, "a fresh UUID: {echoed}");
+    }
 
     let text = http.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains(r#"http_requests_total{method="GET",route="/tasks/{id}",status="4xx"} 1"#), "{text}");
