@@ -13,16 +13,21 @@ pub(super) fn in_range(key: &str, v: u64, range: std::ops::RangeInclusive<u64>) 
     }
 }
 
+/// The value to use and the key it came from: `env_key` when set (non-empty), else the file's.
+fn env_or_file<'k>(env: &dyn Source, env_key: &'k str, file_key: &'k str, file_value: &str) -> (&'k str, String) {
+    match raw(env, env_key) {
+        Some(v) => (env_key, v),
+        None => (file_key, file_value.to_owned()),
+    }
+}
+
 pub(super) fn addr(
     env: &dyn Source,
     env_key: &str,
     file_key: &str,
     file_value: &str,
 ) -> Result<SocketAddr, ConfigError> {
-    let (key, value) = match raw(env, env_key) {
-        Some(v) => (env_key, v),
-        None => (file_key, file_value.to_owned()),
-    };
+    let (key, value) = env_or_file(env, env_key, file_key, file_value);
     value.trim().parse().map_err(|e| ConfigError::new(key, format!("invalid socket address {value:?}: {e}")))
 }
 
@@ -34,10 +39,7 @@ pub(super) fn unix_socket(
     file_key: &str,
     file_value: &str,
 ) -> Result<Option<std::path::PathBuf>, ConfigError> {
-    let (key, value) = match raw(env, env_key) {
-        Some(v) => (env_key, v),
-        None => (file_key, file_value.to_owned()),
-    };
+    let (key, value) = env_or_file(env, env_key, file_key, file_value);
     let value = value.trim();
     if value.is_empty() {
         return Ok(None);
@@ -55,7 +57,7 @@ pub(super) fn addr_or_off(
     file_key: &str,
     file_value: &str,
 ) -> Result<Option<SocketAddr>, ConfigError> {
-    let value = raw(env, env_key).unwrap_or_else(|| file_value.to_owned());
+    let (_, value) = env_or_file(env, env_key, file_key, file_value);
     if value.trim().eq_ignore_ascii_case("off") {
         return Ok(None);
     }
