@@ -43,17 +43,22 @@ impl RequestMetrics {
         }
     }
 
-    /// One answered request: `gateway_requests_total` by route and `class` of `status`, and its
+    /// One answered request: `gateway_requests_total` by route and [`status_class`], and its
     /// duration in seconds.
-    pub fn count(&self, public: bool, status: u16, seconds: f64, class: impl Fn(u16) -> &'static str) {
+    pub fn count(&self, public: bool, status: u16, seconds: f64) {
         let route = usize::from(public);
         if (200..300).contains(&status) {
             self.requests_2xx[route].inc();
         } else {
-            self.requests.with_label_values(&[["protected", "public"][route], class(status)]).inc();
+            self.requests.with_label_values(&[["protected", "public"][route], status_class(status)]).inc();
         }
         self.durations[route].observe(seconds);
     }
+}
+
+/// The `status` label: `2xx`..`5xx`, or `none` when no response was written (status 0).
+pub fn status_class(status: u16) -> &'static str {
+    if status == 0 { "none" } else { platform::metrics::status_class(status) }
 }
 
 #[derive(Clone)]
@@ -267,9 +272,9 @@ mod tests {
         let hot = RequestMetrics::new(&m);
         hot.decision_allow.inc();
         hot.cache_hit.inc();
-        hot.count(false, 200, 0.001, |_| "2xx");
-        hot.count(true, 200, 0.001, |_| "2xx");
-        hot.count(false, 502, 0.001, |_| "5xx");
+        hot.count(false, 200, 0.001);
+        hot.count(true, 200, 0.001);
+        hot.count(false, 502, 0.001);
         let text = m.render();
         assert!(text.contains(r#"gateway_auth_decisions_total{reason="ok",result="allow"} 1"#), "{text}");
         assert!(text.contains(r#"gateway_token_cache_lookups_total{result="hit"} 1"#), "{text}");

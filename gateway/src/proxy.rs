@@ -20,7 +20,7 @@ use platform::identity;
 use crate::authenticator::{Authenticator, credential};
 use crate::config::Config;
 use crate::decision::{Decision, Identity};
-use crate::metrics::{Metrics, RequestMetrics};
+use crate::metrics::{Metrics, RequestMetrics, status_class};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -165,10 +165,6 @@ pub fn strip_untrusted(req: &mut RequestHeader) {
         // Removes every value under the name.
         req.remove_header(&name);
     }
-}
-
-fn status_class(status: u16) -> &'static str {
-    if status == 0 { "none" } else { platform::metrics::status_class(status) }
 }
 
 impl Gateway {
@@ -366,7 +362,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.responded).unwrap_or(0);
         let elapsed = ctx.start.elapsed();
-        self.hot.count(ctx.public, status, elapsed.as_secs_f64(), status_class);
+        self.hot.count(ctx.public, status, elapsed.as_secs_f64());
         let req = session.req_header();
         // Path only: query strings can carry anything. Never the token.
         tracing::info!(
