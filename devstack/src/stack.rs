@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sqlx::{Connection, Executor, PgConnection};
 
+use front_door::{BackendStatus, FrontDoor, FrontDoorConfig, PoolKind};
 use gateway::config::SidecarFile;
 
-use crate::front_door::{self, BackendStatus, FrontDoor, FrontDoorConfig, PoolKind};
 use crate::launch::{self, AuthSvc, Binaries, Job, KeyringSource, Launch, ServiceSettings, Target, TaskSvc, loopback};
+use crate::logs::LogSink;
 use crate::monitoring::PrometheusOptions;
 use crate::postgres::{Cluster, Durability, free_port};
-use crate::process::{LogSink, Output, Process};
+use crate::process::{Output, Process};
 
 /// The database the local run uses inside its own cluster.
 pub const DATABASE_NAME: &str = "taskmgmt";
@@ -434,7 +435,7 @@ impl Stack {
         for (i, t) in tasks.iter().enumerate() {
             targets.push((format!("task-{}", i + 1), t.gateway.addr, PoolKind::Tasks));
         }
-        let front_door = FrontDoor::start(public, internal, targets, opts.front_door.clone(), logs.clone())?;
+        let front_door = FrontDoor::start(public, internal, targets, opts.front_door.clone())?;
         let prometheus = match (&opts.prometheus, prometheus_at) {
             (Some(p), Some((program, listen))) => {
                 let launch =

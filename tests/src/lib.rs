@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use devstack::front_door::{BackendStatus, FrontDoorConfig, HealthCheck};
+use devstack::logs::LogSink;
 use devstack::monitoring::{PrometheusOptions, PrometheusPort};
-use devstack::process::LogSink;
 use devstack::stack::{Options, Stack};
+use front_door::{BackendStatus, FrontDoorConfig, HealthCheck};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -50,6 +50,7 @@ pub fn options() -> Options {
     opts.service_grace_secs = Some(2);
     // Output goes to the test's stdout, which nextest shows when a test fails.
     opts.logs = LogSink::stdout();
+    opts.logs.install_tracing(&[("front_door", "front-door")]);
     // A Prometheus per stack would only add load to tests that do not look at it.
     opts.prometheus = None;
     opts

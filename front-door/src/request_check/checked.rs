@@ -1,116 +1,22 @@
-//! The ALB's own checks of a request, before anything reaches a target: the public listener of
-//! the front door reads every request head itself, as the ALB does in its "strictest" desync
-//! mitigation mode (our CloudFormation sets `routing.http.desync_mitigation_mode: strictest`),
-//! and rejects what the ALB rejects with our JSON error instead of passing it on.
-//!
-//! - A head that does not parse as HTTP/1.x, invalid header names, a request line or header
-//!   line over 16 KiB, a head over 64 KiB ("Troubleshoot your Application Load Balancers",
-//!   HTTP 400): 400.
-//! - Not exactly one `Host` in HTTP/1.1 (RFC 9112 3.2), more than one `Content-Length` or a
-//!   non-numeric one, `Content-Length` together with `Transfer-Encoding`, `Transfer-Encoding`
-//!   in HTTP/1.0 (RFC 9112 6.1-6.3; ambiguous framing that strictest mode blocks): 400.
-//! - A `Transfer-Encoding` other than `chunked`: 501, as the ALB answers.
-//!
-//! hyper (which serves the front door) would answer most of these itself with an empty 400, or
-//! pass them on. So [`Checked`] sits between the socket and hyper: it parses each head with
-//! `httparse`, follows the body framing to find the next head, and for a bad head hands hyper a
-//! stand-in request instead and closes; the handler answers that stand-in with the rejection
-//! ([`ConnState::take_rejection`]), after any earlier responses on the connection. Bodies are
-//! passed through as they arrive; broken chunked framing is left to hyper, whose body error the
-//! front door turns into a 400 JSON (see `front_door`).
+//! [`Checked`]: a connection whose request heads are checked ([`super::head`]) before hyper
+//! reads them. It follows each body's framing to find the next head, and replaces a rejected
+//! head with a stand-in request that the handler answers with the rejection.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
-use axum::extract::connect_info::Connected;
-use axum::http::StatusCode;
-use axum::serve::{IncomingStream, Listener};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 
-/// Longest request line, and longest header line (ALB: 16K each).
-pub const MAX_LINE: usize = 16 * 1024;
-/// Longest request head (ALB: 64K).
-pub const MAX_HEAD: usize = 64 * 1024;
-/// Most header fields in one request (hyper's own limit).
-pub const MAX_HEADERS: usize = 100;
+use super::head::{Framing, MAX_HEAD, MAX_HEADERS, MAX_LINE, check, partial_too_long};
+use super::{ConnState, Rejection};
 
 /// What hyper is given in place of a rejected head: answered from [`ConnState`], never
 /// forwarded.
 const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nhost: front-door\r\nconnection: close\r\n\r\n";
-
-/// Why a request was refused before reaching a target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl Rejection {
-    fn bad(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into() }
-    }
-}
-
-/// Per connection: which request (by position) was replaced by the stand-in, and how many
-/// requests the handler has seen.
-#[derive(Debug, Default)]
-pub struct ConnState {
-    heads: AtomicU64,
-    handled: AtomicU64,
-    rejection: Mutex<Option<(u64, Rejection)>>,
-}
-
-impl ConnState {
-    /// Called once per request by the handler, in order: the rejection when this request is
-    /// the stand-in for a rejected head.
-    pub fn take_rejection(&self) -> Option<Rejection> {
-        let index = self.handled.fetch_add(1, Ordering::SeqCst);
-        let mut slot = self.rejection.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.as_ref() {
-            Some((i, _)) if *i == index => slot.take().map(|(_, r)| r),
-            _ => None,
-        }
-    }
-}
-
-/// The connection info the public listener's handler gets: the client's address and the
-/// connection's check state.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub conn: Arc<ConnState>,
-}
-
-impl Connected<IncomingStream<'_, CheckedListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, CheckedListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-/// A TCP listener whose connections are [`Checked`].
-pub struct CheckedListener(pub TcpListener);
-
-impl Listener for CheckedListener {
-    type Io = Checked<TcpStream>;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = Listener::accept(&mut self.0).await;
-        let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnState::default());
-        (Checked::new(stream, conn.clone()), Peer { addr, conn })
-    }
-
-    fn local_addr(&self) -> io::Result<Peer> {
-        Ok(Peer { addr: self.0.local_addr()?, conn: Arc::new(ConnState::default()) })
-    }
-}
 
 /// Where the reader is in the byte stream of requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +51,7 @@ pub struct Checked<S> {
 }
 
 impl<S> Checked<S> {
+    /// Wraps `io`; `conn` records a rejection for the handler.
     pub fn new(io: S, conn: Arc<ConnState>) -> Self {
         Self { io, state: State::Head, input: BytesMut::new(), output: BytesMut::new(), eof: false, conn }
     }
@@ -258,7 +165,11 @@ impl<S> Checked<S> {
             Ok(Ok((len, framing))) => {
                 self.conn.heads.fetch_add(1, Ordering::SeqCst);
                 self.pass(len);
-                self.state = framing;
+                self.state = match framing {
+                    Framing::Length(n) => State::Body(n),
+                    Framing::Chunked => State::ChunkSize,
+                    Framing::Opaque => State::Opaque,
+                };
                 Step::Progress
             }
             Ok(Err(rejection)) | Err(Some(rejection)) => {
@@ -266,77 +177,6 @@ impl<S> Checked<S> {
                 Step::Progress
             }
             Err(None) => Step::NeedMore,
-        }
-    }
-}
-
-/// An incomplete head that is already too long to be accepted.
-fn partial_too_long(input: &[u8]) -> Option<Rejection> {
-    if input.len() > MAX_HEAD {
-        return Some(Rejection::bad("The request head is larger than 64 KiB"));
-    }
-    if input.split(|b| *b == b'\n').any(|line| line.len() > MAX_LINE) {
-        return Some(Rejection::bad("A request line or header line is longer than 16 KiB"));
-    }
-    None
-}
-
-/// The checks on a complete head; the body framing that follows it.
-fn check(req: &httparse::Request<'_, '_>) -> Result<State, Rejection> {
-    let http11 = req.version == Some(1);
-    let method = req.method.unwrap_or_default();
-    let path = req.path.unwrap_or_default();
-    if method.len() + path.len() + 10 > MAX_LINE {
-        return Err(Rejection::bad("The request line is longer than 16 KiB"));
-    }
-    if let Some(h) = req.headers.iter().find(|h| h.name.len() + h.value.len() + 2 > MAX_LINE) {
-        return Err(Rejection::bad(format!("The {} header line is longer than 16 KiB", h.name)));
-    }
-    let values = |name: &str| -> Vec<&[u8]> {
-        req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value).collect()
-    };
-    let hosts = values("host").len();
-    if hosts > 1 || (http11 && hosts == 0) {
-        return Err(Rejection::bad("An HTTP/1.1 request needs exactly one Host header (RFC 9112 section 3.2)"));
-    }
-    let lengths = values("content-length");
-    let codings = values("transfer-encoding");
-    if lengths.len() > 1 {
-        return Err(Rejection::bad("The request has more than one Content-Length header"));
-    }
-    if !codings.is_empty() {
-        if !lengths.is_empty() {
-            return Err(Rejection::bad(
-                "The request has both Content-Length and Transfer-Encoding (RFC 9112 section 6.1)",
-            ));
-        }
-        if !http11 {
-            return Err(Rejection::bad("Transfer-Encoding is not allowed in an HTTP/1.0 request"));
-        }
-        let chunked = codings.len() == 1 && codings[0].trim_ascii().eq_ignore_ascii_case(b"chunked");
-        if !chunked {
-            return Err(Rejection {
-                status: StatusCode::NOT_IMPLEMENTED,
-                message: "Transfer-Encoding is not supported: send chunked, or a Content-Length".into(),
-            });
-        }
-        return Ok(State::ChunkSize);
-    }
-    if method.eq_ignore_ascii_case("CONNECT") {
-        return Ok(State::Opaque);
-    }
-    match lengths.first() {
-        None => Ok(State::Body(0)),
-        Some(value) => {
-            let digits = value.trim_ascii();
-            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-                return Err(Rejection::bad("Content-Length is not a number"));
-            }
-            std::str::from_utf8(digits)
-                .ok()
-                .and_then(|d| d.parse::<u64>().ok())
-                .map(State::Body)
-                .ok_or_else(|| Rejection::bad("Content-Length is too large"))
         }
     }
 }
@@ -397,6 +237,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use tokio::io::AsyncReadExt;
 
     /// What hyper would read from `input`, and the rejection recorded for the connection.

@@ -11,8 +11,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use devstack::front_door::{self, FrontDoor, FrontDoorConfig, HealthCheck, PoolKind};
-use devstack::process::LogSink;
+use front_door::{FrontDoor, FrontDoorConfig, HealthCheck, PoolKind};
 use serde_json::{Value, json};
 
 /// A target that answers its health check while `healthy`, echoes what it received, and
@@ -116,7 +115,7 @@ async fn routes_balances_and_rotates_on_health() {
     ];
     let public = front_door::bind(0, "front door", "--port").await.unwrap();
     let internal = front_door::bind(0, "auth discovery", "--base-port").await.unwrap();
-    let mut door = FrontDoor::start(public, internal, targets, config(), LogSink::stdout()).unwrap();
+    let mut door = FrontDoor::start(public, internal, targets, config()).unwrap();
     let base = format!("http://{}", door.public_addr().unwrap());
     let discovery = format!("http://{}", door.internal_addr().unwrap());
 
@@ -208,7 +207,7 @@ async fn door() -> (FrontDoor, String) {
     ];
     let public = front_door::bind(0, "front door", "--port").await.unwrap();
     let internal = front_door::bind(0, "auth discovery", "--base-port").await.unwrap();
-    let door = FrontDoor::start(public, internal, targets, config(), LogSink::stdout()).unwrap();
+    let door = FrontDoor::start(public, internal, targets, config()).unwrap();
     wait_for(&door, "auth-1", true).await;
     wait_for(&door, "task-1", true).await;
     let base = format!("http://{}", door.public_addr().unwrap());
