@@ -6,12 +6,13 @@ mod common;
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use devstack::oneshot::{Reply, request, send};
-use devstack::postgres::testing::TestDatabase;
 use platform::Secret;
 use platform::keyring::{Claims, Keyring};
 use platform::metrics::HttpMetrics;
 use serde_json::{Value, json};
+use testkit::Reply;
+use testkit::TestDatabase;
+use testkit::api::{request, send};
 
 use common::SECRET;
 

@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use devstack::launch::{AuthSvc, ClientRate, KeyringSource, ServiceSettings, Throttles, loopback};
-use devstack::postgres::free_port;
-use devstack::postgres::testing::TestDatabase;
-use devstack::process::Process;
 use serde_json::{Value, json};
+use testkit::TestDatabase;
+use testkit::free_port;
+use testkit::launch::{AuthSvc, ClientRate, KeyringSource, ServiceSettings, Throttles, loopback};
+use testkit::process::Process;
 use tokio::task::JoinSet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");

@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use devstack::exposition::{parse, promtool_check};
-use devstack::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
-use devstack::postgres::free_port;
-use devstack::postgres::testing::TestDatabase;
 use serde_json::json;
+use testkit::TestDatabase;
+use testkit::exposition::{parse, promtool_check};
+use testkit::free_port;
+use testkit::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
 const SECRET: &str = "metrics-test-secret-0123456789-abcdefghij";

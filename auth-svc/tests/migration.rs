@@ -8,13 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use auth_svc::password::Hasher;
-use devstack::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
-use devstack::postgres::free_port;
-use devstack::postgres::testing::TestDatabase;
-use devstack::process::Output;
 use platform::db::MIGRATOR;
 use serde_json::{Value, json};
 use sqlx::migrate::Migrate;
+use testkit::TestDatabase;
+use testkit::free_port;
+use testkit::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
+use testkit::process::Output;
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
 const CASE_INSENSITIVE: i64 = 20261129000001;

@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use devstack::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
-use devstack::postgres::free_port;
-use devstack::postgres::testing::TestDatabase;
-use devstack::process::{Process, healthcheck_exit_code};
 use serde_json::{Value, json};
+use testkit::TestDatabase;
+use testkit::free_port;
+use testkit::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
+use testkit::process::{Process, healthcheck_exit_code};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
 const SECRET: &str = "process-test-secret-0123456789-abcdefgh";
@@ -37,7 +37,7 @@ async fn sigterm_lets_the_in_flight_registration_finish() {
             .timeout(Duration::from_secs(30))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    db.wait_for_lock_waiter(Duration::from_secs(30)).await;
     assert!(!register.is_finished(), "registration is blocked on the lock");
     svc.terminate().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -10,13 +10,16 @@ mod common;
 use auth_svc::{AppState, router};
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use devstack::oneshot::{Reply, request, send};
-use devstack::postgres::testing::TestDatabase;
 use platform::Secret;
 use platform::keyring::{Claims, Keyring};
 use serde_json::{Value, json};
+use testkit::Reply;
+use testkit::TestDatabase;
+use testkit::api::{request, send};
 
-use common::{PASSWORD, SECRET};
+use common::SECRET;
+use testkit::Api as _;
+use testkit::accounts;
 
 struct Api {
     app: Router,
@@ -34,23 +37,17 @@ async fn api() -> Api {
 
 impl Api {
     async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Reply {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
-        send(&self.app, request(method, uri, &headers, body)).await
+        self.app.call(method, uri, token, body).await
     }
 
     /// Registers `name` and returns a fresh token.
     async fn user(&self, name: &str) -> String {
-        let body = json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
-        assert_eq!(self.call(Method::POST, "/auth/register", None, Some(body)).await.status, StatusCode::CREATED);
+        accounts::register(&self.app, name).await;
         self.login(name).await
     }
 
     async fn login(&self, name: &str) -> String {
-        let r =
-            self.call(Method::POST, "/auth/login", None, Some(json!({"username": name, "password": PASSWORD}))).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-        r.json["token"].as_str().unwrap().to_owned()
+        accounts::login(&self.app, name).await
     }
 
     async fn validate(&self, token: &str) -> Reply {

@@ -14,12 +14,14 @@ use auth_svc::AppState;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, StatusCode};
-use devstack::oneshot::{Reply, request, send};
-use devstack::postgres::testing::TestDatabase;
 use platform::metrics::HttpMetrics;
 use serde_json::{Value, json};
+use testkit::Reply;
+use testkit::TestDatabase;
+use testkit::api::{request, send};
 
-use common::{PASSWORD, task};
+use common::task;
+use testkit::accounts::PASSWORD;
 
 struct Svc {
     app: Router,

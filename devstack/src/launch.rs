@@ -11,6 +11,7 @@
 
 mod command;
 pub mod prometheus;
+mod running;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -22,6 +23,7 @@ pub use command::{Env, Launch, Probe};
 use gateway::config::SidecarFile;
 use platform::Secret;
 pub use prometheus::{Job, Prometheus, Target};
+pub use running::RunningService;
 
 /// The command that builds every binary the launcher starts, with the workspace's single
 /// feature resolution (see docs/local-run.md, "One build").

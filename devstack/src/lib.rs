@@ -5,12 +5,9 @@
 //! the one-build rule ([`build`]). Test fixtures are in the `testkit` crate.
 
 pub mod build;
-pub mod exposition;
 pub mod launch;
 pub mod logs;
 pub mod monitoring;
-pub mod moto;
-pub mod oneshot;
 pub mod postgres;
 pub mod process;
 pub mod stack;

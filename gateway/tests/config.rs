@@ -1,9 +1,7 @@
 //! Bad configuration stops the binary at start-up with a message naming the key.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use testkit::harness::*;
 
 fn run_gateway(toml: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let path = log_dir().join(format!("bad-{}.toml", uuid::Uuid::new_v4().simple()));

@@ -3,25 +3,23 @@
 //! is down or slow while locally verifiable tokens keep working.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use testkit::harness::*;
 use tokio::task::JoinSet;
 
 #[tokio::test]
 async fn new_kid_under_200_concurrent_requests_makes_one_auth_call() {
     // auth-svc signs with NEW (and still accepts OLD); the gateway holds only OLD, so auth-svc's
     // tokens carry a key id the gateway does not know but auth-svc can validate.
-    let stack = Stack::start(NEW_SECRET, Some(OLD_SECRET), OLD_SECRET, &GatewayToml::default()).await;
+    let stack = GatewayHarness::start(NEW_SECRET, Some(OLD_SECRET), OLD_SECRET, |_| {}).await;
     let (token, user_id) = login(&stack.auth, "rotated").await;
     let before = auth_validate_calls(&stack.auth).await;
 
     let c = client();
-    let url = stack.gateway.url("/tasks");
+    let url = stack.gateway.url_for("/tasks");
     let mut set = JoinSet::new();
     for _ in 0..200 {
         let (c, url, token) = (c.clone(), url.clone(), token.clone());
@@ -34,7 +32,7 @@ async fn new_kid_under_200_concurrent_requests_makes_one_auth_call() {
     }
     assert_eq!(ok, 200);
     assert_eq!(auth_validate_calls(&stack.auth).await - before, 1.0, "exactly one auth-svc call");
-    let m = parse_exposition(&stack.gateway.metrics_text().await);
+    let m = samples(&metrics_text(&stack.gateway).await);
     assert_eq!(sample(&m, r#"gateway_fallback_calls_total{outcome="valid"}"#), 1.0);
 
     // The identity that came back from auth-svc is forwarded.
@@ -45,10 +43,10 @@ async fn new_kid_under_200_concurrent_requests_makes_one_auth_call() {
 
 #[tokio::test]
 async fn a_kid_proven_unknown_is_refused_without_further_calls() {
-    let stack = Stack::start(NEW_SECRET, Some(OLD_SECRET), OLD_SECRET, &GatewayToml::default()).await;
+    let stack = GatewayHarness::start(NEW_SECRET, Some(OLD_SECRET), OLD_SECRET, |_| {}).await;
     let (_, user_id) = login(&stack.auth, "probe").await;
     let c = client();
-    let url = stack.gateway.url("/tasks");
+    let url = stack.gateway.url_for("/tasks");
 
     // A kid neither the gateway nor auth-svc holds. The gateway's keyring (JWT_SECRET) cannot
     // change, so auth-svc's "unknown key id" is proof: 401 with the reason.
@@ -87,11 +85,14 @@ async fn a_kid_proven_unknown_is_refused_without_further_calls() {
 
 #[tokio::test]
 async fn random_unknown_kids_cause_a_bounded_number_of_auth_calls() {
-    let toml = GatewayToml { rate_limit_per_sec: 20, rate_limit_burst: 40, ..Default::default() };
-    let stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &toml).await;
+    let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |f| {
+        f.auth.rate_limit_per_sec = 20;
+        f.auth.rate_limit_burst = 40;
+    })
+    .await;
     let before = auth_validate_calls(&stack.auth).await;
     let c = client();
-    let url = Arc::new(stack.gateway.url("/tasks"));
+    let url = Arc::new(stack.gateway.url_for("/tasks"));
     let started = Instant::now();
     let mut set = JoinSet::new();
     // 2,000 requests, each with a token signed by a fresh secret: 2,000 distinct key ids.
@@ -123,14 +124,13 @@ async fn random_unknown_kids_cause_a_bounded_number_of_auth_calls() {
     eprintln!("{calls} auth-svc calls in {elapsed:.1}s for 2000 unknown kids; statuses {counts:?}");
     assert!(calls <= bound, "{calls} calls > bound {bound}");
     assert!(calls < 2000.0 / 2.0, "{calls} calls");
-    let m = parse_exposition(&stack.gateway.metrics_text().await);
+    let m = samples(&metrics_text(&stack.gateway).await);
     assert!(sample(&m, r#"gateway_fallback_calls_total{outcome="rate_limited"}"#) > 0.0);
 }
 
 #[tokio::test]
 async fn auth_svc_down_keeps_known_kids_working_and_answers_503_for_unknown_kids() {
-    let toml = GatewayToml { deadline_ms: 500, ..Default::default() };
-    let mut stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &toml).await;
+    let mut stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |f| f.auth.deadline_ms = 500).await;
     let (_, user_id) = login(&stack.auth, "steady").await;
     let c = client();
 
@@ -138,14 +138,14 @@ async fn auth_svc_down_keeps_known_kids_working_and_answers_503_for_unknown_kids
     let pid = stack.auth.process.pid().to_string();
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     let t = Instant::now();
-    let r = c.get(stack.gateway.url("/tasks")).bearer_auth(mint(NEW_SECRET, user_id, 600)).send().await.unwrap();
+    let r = c.get(stack.gateway.url_for("/tasks")).bearer_auth(mint(NEW_SECRET, user_id, 600)).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
 
     // Dead auth-svc.
     stack.auth.process.kill();
-    let url = stack.gateway.url("/tasks");
+    let url = stack.gateway.url_for("/tasks");
     // Known kid: fresh tokens (not cached) and repeated ones, all verified locally.
     for i in 0..100 {
         let token = if i % 2 == 0 { mint(OLD_SECRET, user_id, 600) } else { mint(OLD_SECRET, user_id, 601) };
@@ -160,6 +160,6 @@ async fn auth_svc_down_keeps_known_kids_working_and_answers_503_for_unknown_kids
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "Service Unavailable");
     }
-    let m = parse_exposition(&stack.gateway.metrics_text().await);
+    let m = samples(&metrics_text(&stack.gateway).await);
     assert!(sample(&m, r#"gateway_auth_decisions_total{reason="auth_unavailable",result="unavailable"}"#) >= 20.0);
 }

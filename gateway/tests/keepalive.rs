@@ -10,10 +10,10 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use devstack::launch::{Gateway, KeyringSource, Probe, loopback};
-use devstack::postgres::free_port;
-use devstack::process::Output;
 use gateway::config::SidecarFile;
+use testkit::free_port;
+use testkit::launch::{Gateway, KeyringSource, Probe, loopback};
+use testkit::process::Output;
 
 const KEEPALIVE_SECS: u64 = 3;
 const SECRET: &str = "keepalive-secret-0123456789abcdef0123456789";

@@ -2,21 +2,19 @@
 //! parses.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use testkit::harness::*;
 
 #[tokio::test]
 async fn metrics_move_by_the_expected_deltas() {
-    let stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &GatewayToml::default()).await;
+    let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |_| {}).await;
     let (_, user_id) = login(&stack.auth, "metered").await;
-    let before = parse_exposition(&stack.gateway.metrics_text().await);
+    let before = samples(&metrics_text(&stack.gateway).await);
     let c = client();
-    let url = stack.gateway.url("/tasks");
+    let url = stack.gateway.url_for("/tasks");
     let valid = mint(OLD_SECRET, user_id, 600);
     let expired = mint(OLD_SECRET, user_id, -100);
 
-    assert_eq!(c.get(stack.gateway.url("/tasks/health")).send().await.unwrap().status(), 200); // public
+    assert_eq!(c.get(stack.gateway.url_for("/tasks/health")).send().await.unwrap().status(), 200); // public
     assert_eq!(c.get(&url).send().await.unwrap().status(), 401); // missing
     assert_eq!(c.get(&url).bearer_auth("abc").send().await.unwrap().status(), 401); // malformed, miss
     assert_eq!(c.get(&url).bearer_auth(&expired).send().await.unwrap().status(), 401); // expired, miss
@@ -24,8 +22,8 @@ async fn metrics_move_by_the_expected_deltas() {
     assert_eq!(c.get(&url).bearer_auth(&valid).send().await.unwrap().status(), 200); // allow, hit
     assert_eq!(c.get(&url).bearer_auth("abc").send().await.unwrap().status(), 401); // malformed, hit (negative cache)
 
-    let text = stack.gateway.metrics_text().await;
-    let after = parse_exposition(&text);
+    let text = metrics_text(&stack.gateway).await;
+    let after = samples(&text);
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     let expected = [
         (r#"gateway_auth_decisions_total{reason="public",result="public"}"#, 1.0),
@@ -47,7 +45,7 @@ async fn metrics_move_by_the_expected_deltas() {
     for (series, want) in expected {
         assert_eq!(delta(series), want, "{series}\n{text}");
     }
-    devstack::exposition::promtool_check(&text).unwrap_or_else(|e| panic!("{e}"));
+    testkit::exposition::promtool_check(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(sample(&after, "gateway_keyring_loaded"), 1.0);
     assert!(after.contains_key("gateway_keyring_age_seconds"));
     assert!(sample(&after, r#"gateway_keyring_refreshes_total{outcome="success"}"#) >= 1.0);

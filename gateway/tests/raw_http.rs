@@ -3,8 +3,6 @@
 //! that records what the gateway forwards (what task-svc would receive).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,9 +11,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use common::*;
-use devstack::launch::KeyringSource;
 use serde_json::Value;
+use testkit::harness::*;
+use testkit::launch::KeyringSource;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -44,12 +42,11 @@ async fn start_probe() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, seen)
 }
 
-async fn gateway_before_probe() -> (Gateway, Arc<AtomicUsize>) {
+async fn gateway_before_probe() -> (RunningService, Arc<AtomicUsize>) {
     let (probe, seen) = start_probe().await;
     // Tokens are minted with the gateway's own secret, so auth-svc is never asked.
     let gateway =
-        start_gateway(&GatewayToml::default(), probe, "http://127.0.0.1:9", KeyringSource::secret(OLD_SECRET), true)
-            .await;
+        start_gateway(test_sidecar(), probe, "http://127.0.0.1:9", KeyringSource::secret(OLD_SECRET), true).await;
     (gateway, seen)
 }
 

@@ -4,13 +4,13 @@
 //! be made to fail closed.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
-use devstack::launch::KeyringSource;
 use serde_json::Value;
+use testkit::Http;
+use testkit::accounts;
+use testkit::harness::*;
+use testkit::launch::KeyringSource;
 
 async fn get(c: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
     let r = c.get(url).bearer_auth(token).send().await.unwrap();
@@ -18,8 +18,8 @@ async fn get(c: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn post_auth(c: &reqwest::Client, auth: &Service, path: &str, token: &str) -> u16 {
-    c.post(auth.url(path)).bearer_auth(token).send().await.unwrap().status().as_u16()
+async fn post_auth(c: &reqwest::Client, auth: &RunningService, path: &str, token: &str) -> u16 {
+    c.post(auth.url_for(path)).bearer_auth(token).send().await.unwrap().status().as_u16()
 }
 
 /// Polls until `token` is refused as revoked; returns how long that took.
@@ -39,18 +39,17 @@ async fn time_to_refusal(c: &reqwest::Client, url: &str, token: &str, limit: Dur
 
 #[tokio::test]
 async fn logout_is_enforced_within_the_poll_interval_even_for_cached_tokens() {
-    let toml = GatewayToml { revocation_poll_interval_secs: 1, ..Default::default() };
-    let stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &toml).await;
+    let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |f| f.revocation.poll_interval_secs = 1).await;
     let (token, _) = login(&stack.auth, "leaver").await;
     let c = client();
-    let url = stack.gateway.url("/tasks");
+    let url = stack.gateway.url_for("/tasks");
     assert_eq!(get(&c, &url, &token).await.0, 200);
     assert_eq!(get(&c, &url, &token).await.0, 200, "a cache hit now");
 
     assert_eq!(post_auth(&c, &stack.auth, "/auth/logout", &token).await, 204);
     let took = time_to_refusal(&c, &url, &token, Duration::from_secs(2)).await;
     eprintln!("logout to refusal at the gateway: {took:?} (poll interval 1 s)");
-    let m = parse_exposition(&stack.gateway.metrics_text().await);
+    let m = samples(&metrics_text(&stack.gateway).await);
     assert_eq!(sample(&m, "gateway_revocations_live"), 1.0);
     assert!(sample(&m, r#"gateway_revocation_pulls_total{outcome="success"}"#) >= 1.0);
     assert_eq!(sample(&m, r#"gateway_auth_decisions_total{reason="revoked",result="deny"}"#), 1.0);
@@ -58,21 +57,21 @@ async fn logout_is_enforced_within_the_poll_interval_even_for_cached_tokens() {
 
 #[tokio::test]
 async fn logout_all_refuses_every_older_token_and_a_new_one_works() {
-    let toml = GatewayToml { revocation_poll_interval_secs: 1, ..Default::default() };
-    let stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &toml).await;
+    let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |f| f.revocation.poll_interval_secs = 1).await;
     let c = client();
-    let username = format!("everywhere{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let user_id = register(&c, &stack.auth, &username).await;
-    let first = relogin(&c, &stack.auth, &username).await;
-    let second = relogin(&c, &stack.auth, &username).await;
-    let url = stack.gateway.url("/tasks");
+    let auth = Http::new(&c, &stack.auth.url());
+    let username = accounts::unique("everywhere");
+    let user_id = accounts::register(&auth, &username).await["id"].as_i64().unwrap();
+    let first = accounts::login(&auth, &username).await;
+    let second = accounts::login(&auth, &username).await;
+    let url = stack.gateway.url_for("/tasks");
     assert_eq!(get(&c, &url, &first).await.0, 200);
     assert_eq!(get(&c, &url, &second).await.0, 200);
 
     assert_eq!(post_auth(&c, &stack.auth, "/auth/logout-all", &second).await, 204);
     time_to_refusal(&c, &url, &first, Duration::from_secs(2)).await;
     time_to_refusal(&c, &url, &second, Duration::from_secs(2)).await;
-    let third = relogin(&c, &stack.auth, &username).await;
+    let third = accounts::login(&auth, &username).await;
     let (status, body) = get(&c, &url, &third).await;
     assert_eq!(status, 200, "a token issued after logout-all works: {body}");
     let created = create_task(&stack.gateway, &third, "after logout-all").await;
@@ -81,10 +80,12 @@ async fn logout_all_refuses_every_older_token_and_a_new_one_works() {
 
 #[tokio::test]
 async fn pulled_revocations_hold_while_auth_svc_is_down_and_an_old_list_can_fail_closed() {
-    let relaxed = GatewayToml { revocation_poll_interval_secs: 1, ..Default::default() };
-    let mut stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &relaxed).await;
+    let mut stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |f| f.revocation.poll_interval_secs = 1).await;
     let strict = start_gateway(
-        &GatewayToml { revocation_poll_interval_secs: 1, revocation_max_age_secs: 2, ..Default::default() },
+        sidecar(|f| {
+            f.revocation.poll_interval_secs = 1;
+            f.revocation.max_age_secs = 2;
+        }),
         stack.task.addr,
         &format!("http://{}", stack.auth.addr),
         KeyringSource::secret(OLD_SECRET),
@@ -95,24 +96,24 @@ async fn pulled_revocations_hold_while_auth_svc_is_down_and_an_old_list_can_fail
     let (kept, _) = login(&stack.auth, "stays").await;
     let c = client();
     assert_eq!(post_auth(&c, &stack.auth, "/auth/logout", &revoked).await, 204);
-    time_to_refusal(&c, &stack.gateway.url("/tasks"), &revoked, Duration::from_secs(2)).await;
-    time_to_refusal(&c, &strict.url("/tasks"), &revoked, Duration::from_secs(2)).await;
+    time_to_refusal(&c, &stack.gateway.url_for("/tasks"), &revoked, Duration::from_secs(2)).await;
+    time_to_refusal(&c, &strict.url_for("/tasks"), &revoked, Duration::from_secs(2)).await;
 
     stack.auth.process.kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Both gateways keep the list they pulled: the revoked token stays refused, others work.
     for gw in [&stack.gateway, &strict] {
-        assert_eq!(get(&c, &gw.url("/tasks"), &revoked).await.0, 401);
+        assert_eq!(get(&c, &gw.url_for("/tasks"), &revoked).await.0, 401);
     }
-    assert_eq!(get(&c, &stack.gateway.url("/tasks"), &kept).await.0, 200);
-    let m = parse_exposition(&stack.gateway.metrics_text().await);
+    assert_eq!(get(&c, &stack.gateway.url_for("/tasks"), &kept).await.0, 200);
+    let m = samples(&metrics_text(&stack.gateway).await);
     assert!(sample(&m, r#"gateway_revocation_pulls_total{outcome="failure"}"#) >= 1.0);
     assert!(sample(&m, "gateway_revocation_list_age_seconds") >= 1.0);
 
     // The strict gateway (max_age_secs = 2) stops trusting its list once it is too old: 503.
     let start = Instant::now();
     loop {
-        let r = c.get(strict.url("/tasks")).bearer_auth(&kept).send().await.unwrap();
+        let r = c.get(strict.url_for("/tasks")).bearer_auth(&kept).send().await.unwrap();
         if r.status() == 503 {
             assert!(r.headers().get("retry-after").is_some());
             break;
@@ -122,13 +123,12 @@ async fn pulled_revocations_hold_while_auth_svc_is_down_and_an_old_list_can_fail
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The relaxed one (default: no maximum age) keeps serving.
-    assert_eq!(get(&c, &stack.gateway.url("/tasks"), &kept).await.0, 200);
+    assert_eq!(get(&c, &stack.gateway.url_for("/tasks"), &kept).await.0, 200);
 }
 
 #[tokio::test]
 async fn revocations_survive_an_auth_svc_restart() {
-    let toml = GatewayToml { revocation_poll_interval_secs: 1, ..Default::default() };
-    let mut stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &toml).await;
+    let mut stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |f| f.revocation.poll_interval_secs = 1).await;
     let (token, _) = login(&stack.auth, "restart").await;
     let c = client();
     assert_eq!(post_auth(&c, &stack.auth, "/auth/logout", &token).await, 204);
@@ -136,40 +136,14 @@ async fn revocations_survive_an_auth_svc_restart() {
     // A new auth-svc on the same database, and a gateway that has never seen the list.
     let auth = start_auth(&stack.db.url, OLD_SECRET, None).await;
     let gateway = start_gateway(
-        &toml,
+        sidecar(|f| f.revocation.poll_interval_secs = 1),
         stack.task.addr,
         &format!("http://{}", auth.addr),
         KeyringSource::secret(OLD_SECRET),
         true,
     )
     .await;
-    time_to_refusal(&c, &gateway.url("/tasks"), &token, Duration::from_secs(3)).await;
-    let r = c.post(auth.url("/auth/validate")).bearer_auth(&token).send().await.unwrap();
+    time_to_refusal(&c, &gateway.url_for("/tasks"), &token, Duration::from_secs(3)).await;
+    let r = c.post(auth.url_for("/auth/validate")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 401);
-}
-
-async fn register(c: &reqwest::Client, auth: &Service, username: &str) -> i64 {
-    let r = c
-        .post(auth.url("/auth/register"))
-        .json(&serde_json::json!({
-            "username": username,
-            "email": format!("{username}@example.com"),
-            "password": "correct-horse-battery",
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["user"]["id"].as_i64().unwrap()
-}
-
-async fn relogin(c: &reqwest::Client, auth: &Service, username: &str) -> String {
-    let r = c
-        .post(auth.url("/auth/login"))
-        .json(&serde_json::json!({"username": username, "password": "correct-horse-battery"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
 }

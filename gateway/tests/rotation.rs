@@ -5,17 +5,14 @@
 //! cached tokens with it.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::moto::start_moto;
-use common::*;
-use devstack::postgres::testing::TestDatabase;
 use serde_json::Value;
+use testkit::TestDatabase;
+use testkit::harness::*;
 use tokio::task::JoinSet;
 
 const S1: &str = "rotation-one-0123456789abcdef0123456789abcdef";
@@ -36,11 +33,10 @@ async fn unknown_to_auth_svc_is_not_proof_while_our_keyring_cannot_be_reread() {
     // auth-svc holds S1 only; the gateway reads S1 from Secrets Manager.
     let auth = start_auth(&db.url, S1, None).await;
     let task = start_task(&db.url).await;
-    let toml = GatewayToml { unknown_kid_wait_ms: 500, ..Default::default() };
-    let gateway =
-        start_gateway(&toml, task.addr, &format!("http://{}", auth.addr), moto.keyring("rot/pending"), true).await;
+    let toml = sidecar(|f| f.jwt.unknown_kid_wait_ms = 500);
+    let gateway = start_gateway(toml, task.addr, &auth.url(), moto.keyring("rot/pending"), true).await;
     let c = client();
-    let url = gateway.url("/tasks");
+    let url = gateway.url_for("/tasks");
 
     // Secrets Manager is gone: the gateway cannot re-read its keyring. A token with a kid that
     // neither it nor auth-svc holds (S2, e.g. a rotation auth-svc has not seen yet either)
@@ -49,7 +45,7 @@ async fn unknown_to_auth_svc_is_not_proof_while_our_keyring_cannot_be_reread() {
     let r = c.get(&url).bearer_auth(mint(S2, 1, 600)).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().get("retry-after").is_some());
-    let m = parse_exposition(&gateway.metrics_text().await);
+    let m = samples(&metrics_text(&gateway).await);
     assert_eq!(sample(&m, r#"gateway_auth_decisions_total{reason="keyring_pending",result="unavailable"}"#), 1.0);
     // Tokens of the key it holds are unaffected.
     assert_eq!(get(&c, &url, &mint(S1, 1, 600)).await.0, 200);
@@ -61,11 +57,11 @@ async fn a_key_dropped_by_a_refresh_takes_its_cached_tokens_with_it() {
     moto.create_secret("rot/drop", S1).await.unwrap();
     let db = TestDatabase::new().await;
     let task = start_task(&db.url).await;
-    let dead_auth = format!("http://127.0.0.1:{}", devstack::postgres::free_port().unwrap());
-    let toml = GatewayToml { refresh_interval_secs: 1, ..Default::default() };
-    let gateway = start_gateway(&toml, task.addr, &dead_auth, moto.keyring("rot/drop"), true).await;
+    let dead_auth = format!("http://127.0.0.1:{}", testkit::free_port().unwrap());
+    let toml = sidecar(|f| f.jwt.refresh_interval_secs = 1);
+    let gateway = start_gateway(toml, task.addr, &dead_auth, moto.keyring("rot/drop"), true).await;
     let c = client();
-    let url = gateway.url("/tasks");
+    let url = gateway.url_for("/tasks");
     let old = mint(S1, 1, 600);
     assert_eq!(get(&c, &url, &old).await.0, 200);
     assert_eq!(get(&c, &url, &old).await.0, 200, "now a cache hit");
@@ -99,18 +95,15 @@ async fn a_flood_of_made_up_kids_cannot_stop_a_real_new_key_from_being_learnt() 
     let task = start_task(&db.url).await;
     // The periodic re-read is far away: only the on-demand one can learn S2. The fallback
     // budget is small; the flood below runs at several times it.
-    let toml = GatewayToml {
-        refresh_interval_secs: 3600,
-        rate_limit_per_sec: 5,
-        rate_limit_burst: 5,
-        min_refresh_gap_ms: 1000,
-        ..Default::default()
-    };
-    let gateway = Arc::new(
-        start_gateway(&toml, task.addr, &format!("http://{}", auth.addr), moto.keyring("rot/flood"), true).await,
-    );
+    let toml = sidecar(|f| {
+        f.jwt.refresh_interval_secs = 3600;
+        f.auth.rate_limit_per_sec = 5;
+        f.auth.rate_limit_burst = 5;
+        f.jwt.min_refresh_gap_ms = 1000;
+    });
+    let gateway = Arc::new(start_gateway(toml, task.addr, &auth.url(), moto.keyring("rot/flood"), true).await);
     let c = client();
-    let url = Arc::new(gateway.url("/tasks"));
+    let url = Arc::new(gateway.url_for("/tasks"));
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut flood = JoinSet::new();
@@ -153,7 +146,7 @@ async fn a_flood_of_made_up_kids_cannot_stop_a_real_new_key_from_being_learnt() 
             *flood_counts.entry(s).or_default() += n;
         }
     }
-    let m = parse_exposition(&gateway.metrics_text().await);
+    let m = samples(&metrics_text(&gateway).await);
     let rate_limited = sample(&m, r#"gateway_fallback_calls_total{outcome="rate_limited"}"#);
     eprintln!(
         "flood statuses {flood_counts:?}, fallback rate-limited {rate_limited}; genuine S2 token: \

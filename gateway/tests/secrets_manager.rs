@@ -3,14 +3,11 @@
 //! the previous one for tokens still in flight, keeps the last good keyring when it cannot read.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::moto::start_moto;
-use common::*;
-use devstack::postgres::free_port;
-use devstack::postgres::testing::TestDatabase;
+use testkit::TestDatabase;
+use testkit::free_port;
+use testkit::harness::*;
 
 const S1: &str = "sm-secret-one-0123456789abcdef0123456789abcdef";
 const S2: &str = "sm-secret-two-0123456789abcdef0123456789abcdef";
@@ -27,11 +24,11 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     let task = start_task(&db.url).await;
     // auth-svc is deliberately absent: every decision below must be local.
     let dead_auth = format!("http://127.0.0.1:{}", free_port().unwrap());
-    let toml = GatewayToml { refresh_interval_secs: 1, ..Default::default() };
-    let gateway = start_gateway(&toml, task.addr, &dead_auth, moto.keyring(SECRET_NAME), false).await;
+    let toml = sidecar(|f| f.jwt.refresh_interval_secs = 1);
+    let gateway = start_gateway(toml, task.addr, &dead_auth, moto.keyring(SECRET_NAME), false).await;
     let c = client();
-    let url = gateway.url("/tasks");
-    let ready = format!("http://{}/ready", gateway.metrics);
+    let url = gateway.url_for("/tasks");
+    let ready = gateway.metrics_url("/ready").unwrap();
 
     // The secret does not exist yet: not ready, and requests cannot be decided (503, not 401).
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -76,13 +73,11 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
 
     // Secrets Manager unreachable: refreshes fail, the last good keyring stays.
     moto.process.kill();
-    let before = sample(
-        &parse_exposition(&gateway.metrics_text().await),
-        r#"gateway_keyring_refreshes_total{outcome="failure"}"#,
-    );
+    let before =
+        sample(&samples(&metrics_text(&gateway).await), r#"gateway_keyring_refreshes_total{outcome="failure"}"#);
     let t = Instant::now();
     loop {
-        let m = parse_exposition(&gateway.metrics_text().await);
+        let m = samples(&metrics_text(&gateway).await);
         if sample(&m, r#"gateway_keyring_refreshes_total{outcome="failure"}"#) > before {
             break;
         }
@@ -92,7 +87,7 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     assert_eq!(status(&c, &url, &mint(S2, 1, 600)).await, 200);
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 200);
     assert_eq!(c.get(&ready).send().await.unwrap().status(), 200);
-    let m = parse_exposition(&gateway.metrics_text().await);
+    let m = samples(&metrics_text(&gateway).await);
     assert!(sample(&m, r#"gateway_keyring_refreshes_total{outcome="success"}"#) >= 2.0);
     assert_eq!(sample(&m, "gateway_keyring_loaded"), 1.0);
 }
@@ -113,8 +108,7 @@ async fn a_new_kid_triggers_an_early_keyring_refresh_and_is_then_verified_locall
     let auth = start_auth(&db.url, S2, Some(S1)).await;
     let task = start_task(&db.url).await;
     let gateway =
-        start_gateway(&GatewayToml::default(), task.addr, &format!("http://{}", auth.addr), moto.keyring(name), true)
-            .await;
+        start_gateway(test_sidecar(), task.addr, &format!("http://{}", auth.addr), moto.keyring(name), true).await;
     sm.put_secret_value()
         .secret_id(name)
         .secret_string(format!(r#"{{"secret":"{S2}","expiration":"3600"}}"#))
@@ -124,14 +118,14 @@ async fn a_new_kid_triggers_an_early_keyring_refresh_and_is_then_verified_locall
 
     let (token, user_id) = login(&auth, "early").await;
     let c = client();
-    let url = gateway.url("/tasks");
+    let url = gateway.url_for("/tasks");
     // The first token with the new kid waits for the refresh it triggers, then verifies here.
     assert_eq!(status(&c, &url, &token).await, 200);
-    let m = parse_exposition(&gateway.metrics_text().await);
+    let m = samples(&metrics_text(&gateway).await);
     assert!(sample(&m, r#"gateway_keyring_refreshes_total{outcome="success"}"#) >= 2.0, "an early refresh ran");
     for _ in 0..5 {
         assert_eq!(status(&c, &url, &mint(S2, user_id, 600)).await, 200);
     }
-    let m = parse_exposition(&gateway.metrics_text().await);
+    let m = samples(&metrics_text(&gateway).await);
     assert_eq!(sample(&m, r#"gateway_fallback_calls_total{outcome="valid"}"#), 0.0, "auth-svc was never asked");
 }

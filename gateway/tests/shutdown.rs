@@ -2,17 +2,18 @@
 //! within its configured grace, and its batched log loses no line on the way out.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{Value, json};
+use testkit::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish_and_exits_within_the_grace() {
-    let toml = GatewayToml { grace_period_secs: 3, graceful_shutdown_timeout_secs: 1, ..Default::default() };
-    let mut stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &toml).await;
+    let mut stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |f| {
+        f.shutdown.grace_period_secs = 3;
+        f.shutdown.graceful_shutdown_timeout_secs = 1;
+    })
+    .await;
     let (token, _) = login(&stack.auth, "slow").await;
     let task = create_task(&stack.gateway, &token, "to be updated").await;
     let id = task["id"].as_i64().unwrap();
@@ -21,7 +22,7 @@ async fn sigterm_lets_a_slow_request_finish_and_exits_within_the_grace() {
     let mut tx = stack.db.pool.begin().await.unwrap();
     sqlx::query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE").bind(id).execute(&mut *tx).await.unwrap();
     let c = client();
-    let url = stack.gateway.url(&format!("/tasks/{id}"));
+    let url = stack.gateway.url_for(&format!("/tasks/{id}"));
     let put = tokio::spawn(async move {
         let r = c
             .put(url)
@@ -33,7 +34,7 @@ async fn sigterm_lets_a_slow_request_finish_and_exits_within_the_grace() {
             .unwrap();
         (r.status().as_u16(), r.json::<Value>().await.unwrap())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.db.wait_for_lock_waiter(Duration::from_secs(30)).await;
     assert!(!put.is_finished(), "the request should be blocked on the row lock");
 
     stack.gateway.process.terminate().unwrap();

@@ -2,16 +2,14 @@
 //! (`UNIX_SOCKET_PATH`) instead of TCP, with the same decisions and header rewriting.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
-use devstack::launch::{self, KeyringSource, Probe, ServiceSettings, TaskSvc, loopback};
-use devstack::postgres::free_port;
-use devstack::postgres::testing::TestDatabase;
-use devstack::process::Output;
 use serde_json::{Value, json};
+use testkit::TestDatabase;
+use testkit::free_port;
+use testkit::harness::*;
+use testkit::launch::{self, KeyringSource, Probe, ServiceSettings, TaskSvc, loopback};
+use testkit::process::Output;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_go_over_the_unix_socket_when_one_is_configured() {
@@ -34,7 +32,7 @@ async fn requests_go_over_the_unix_socket_when_one_is_configured() {
         .unwrap();
 
     // The TCP address given to the gateway is a closed port: only the socket can answer.
-    let mut sidecar = GatewayToml::default().sidecar();
+    let mut sidecar = test_sidecar();
     sidecar.upstream.socket = socket.display().to_string();
     let (listen, metrics) = (loopback(free_port().unwrap()), loopback(free_port().unwrap()));
     let settings = launch::Gateway {

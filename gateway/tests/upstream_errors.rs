@@ -1,17 +1,14 @@
 //! task-svc failures become JSON 504 (too slow) and 502 (refused), never pingora's empty pages.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{Value, json};
+use testkit::harness::*;
 
 #[tokio::test]
 async fn slow_upstream_is_504_and_refused_upstream_is_502() {
-    let toml = GatewayToml { read_timeout_ms: 1000, ..Default::default() };
-    let mut stack = Stack::start(OLD_SECRET, None, OLD_SECRET, &toml).await;
+    let mut stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |f| f.upstream.read_timeout_ms = 1000).await;
     let (token, _) = login(&stack.auth, "upstream").await;
     let task = create_task(&stack.gateway, &token, "locked").await;
     let id = task["id"].as_i64().unwrap();
@@ -21,7 +18,7 @@ async fn slow_upstream_is_504_and_refused_upstream_is_502() {
     sqlx::query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE").bind(id).execute(&mut *tx).await.unwrap();
     let t = Instant::now();
     let r = c
-        .put(stack.gateway.url(&format!("/tasks/{id}")))
+        .put(stack.gateway.url_for(&format!("/tasks/{id}")))
         .bearer_auth(&token)
         .json(&json!({"title": "x"}))
         .send()
@@ -35,7 +32,7 @@ async fn slow_upstream_is_504_and_refused_upstream_is_502() {
     tx.rollback().await.unwrap();
 
     stack.task.process.kill();
-    let r = c.get(stack.gateway.url("/tasks")).bearer_auth(&token).send().await.unwrap();
+    let r = c.get(stack.gateway.url_for("/tasks")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "Bad Gateway");

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use devstack::oneshot::{Reply, request, send};
-use devstack::postgres::testing::TestDatabase;
 use platform::metrics::HttpMetrics;
 use serde_json::{Value, json};
 use task_svc::config::Config;
 use task_svc::{AppState, router};
+use testkit::Reply;
+use testkit::TestDatabase;
+use testkit::api::{request, send};
 
 struct Api {
     app: Router,

@@ -5,16 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use devstack::oneshot::{Reply, request, send};
-use devstack::postgres::testing::TestDatabase;
 use platform::metrics::HttpMetrics;
 use serde_json::{Value, json};
 use task_svc::config::Config;
 use task_svc::{AppState, router};
+use testkit::Reply;
+use testkit::TestDatabase;
+use testkit::api::{request, send};
 
 struct Api {
     app: Router,
@@ -160,26 +161,6 @@ async fn cursors_carrying_times_outside_rfc3339_are_400() {
     }
 }
 
-/// Waits until a backend of this test's database waits for a lock: the request under test is
-/// then inside its statement, blocked on the row the test holds.
-async fn wait_for_lock_waiter(db: &TestDatabase) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-                            WHERE datname = current_database() AND wait_event_type = 'Lock')",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        if waiting {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the request never waited for the row lock");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Runs `statement` on task `id` in a transaction, sends the request while that transaction
 /// holds the row, commits once the request waits for it, and returns the request's reply.
 async fn race(api: &Api, statement: &str, id: i64, method: Method, user: &str, body: Option<Value>) -> Reply {
@@ -191,7 +172,7 @@ async fn race(api: &Api, statement: &str, id: i64, method: Method, user: &str, b
     let user = user.to_owned();
     let pending =
         tokio::spawn(async move { send(&app, request(method, &uri, &[("x-user-id", user.as_str())], body)).await });
-    wait_for_lock_waiter(&api.db).await;
+    api.db.wait_for_lock_waiter(Duration::from_secs(30)).await;
     tx.commit().await.unwrap();
     pending.await.unwrap()
 }

@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use devstack::launch::{Launch, Logging, ServiceSettings, TaskSvc, loopback};
-use devstack::postgres::testing::TestDatabase;
-use devstack::postgres::{Cluster, Durability, free_port};
-use devstack::process::{Output, Process, healthcheck_exit_code};
 use serde_json::{Value, json};
+use testkit::TestDatabase;
+use testkit::launch::{Launch, Logging, ServiceSettings, TaskSvc, loopback};
+use testkit::postgres::{Cluster, Durability, free_port};
+use testkit::process::{Output, Process, healthcheck_exit_code};
 
 const BIN: &str = env!("CARGO_BIN_EXE_task-svc");
 
@@ -132,7 +132,7 @@ async fn sigterm_lets_the_in_flight_request_finish() {
             .json(&json!({"status": "completed"}))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    db.wait_for_lock_waiter(Duration::from_secs(30)).await;
     assert!(!put.is_finished(), "the request is in flight");
     svc.terminate().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use devstack::postgres::testing::TestDatabase;
 use e2e::*;
 use reqwest::StatusCode;
 use serde_json::Value;
+use testkit::TestDatabase;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,8 +16,8 @@ async fn early_answers_and_rejections_reach_the_client_as_json() {
     let stack = start_on(&db.url).await;
     let alb = stack.url();
     let c = client();
-    register(&c, &alb, "bigbody").await;
-    let token = login(&c, &alb, "bigbody").await;
+    register(&Http::new(&c, &alb), "bigbody").await;
+    let token = login(&Http::new(&c, &alb), "bigbody").await;
 
     // 10 MB: task-svc answers 413 after 64 KiB; without a token the gateway answers 401 first.
     let big = vec![b'x'; 10 << 20];

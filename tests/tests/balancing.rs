@@ -3,9 +3,9 @@
 //! instance's own metrics endpoint.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use devstack::postgres::testing::TestDatabase;
 use e2e::*;
 use reqwest::{Method, StatusCode};
+use testkit::TestDatabase;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_spread_over_both_instances_of_each_service() {
@@ -14,10 +14,10 @@ async fn requests_spread_over_both_instances_of_each_service() {
     let alb = stack.url();
     let c = client();
 
-    register(&c, &alb, "spread").await;
+    register(&Http::new(&c, &alb), "spread").await;
     let mut token = String::new();
     for _ in 0..6 {
-        token = login(&c, &alb, "spread").await;
+        token = login(&Http::new(&c, &alb), "spread").await;
     }
     for _ in 0..10 {
         let r = call(&c, Method::GET, &format!("{alb}/tasks"), Some(&token), None).await;

@@ -8,11 +8,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use devstack::postgres::free_port;
 use e2e::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
+use testkit::free_port;
 use tokio::sync::mpsc;
 
 /// The run command as a user starts it, its output collected line by line.
@@ -104,8 +104,8 @@ async fn acknowledged_writes_survive_a_sigkill_of_the_whole_stack() {
 
     let alb = format!("http://127.0.0.1:{port}");
     let c = client();
-    register(&c, &alb, "keeper").await;
-    let token = login(&c, &alb, "keeper").await;
+    register(&Http::new(&c, &alb), "keeper").await;
+    let token = login(&Http::new(&c, &alb), "keeper").await;
     let mut acknowledged = Vec::new();
     for n in 0..20 {
         let r =
@@ -139,7 +139,7 @@ async fn acknowledged_writes_survive_a_sigkill_of_the_whole_stack() {
     let port = free_port().unwrap();
     let mut run = start(&data_dir, port).await;
     let alb = format!("http://127.0.0.1:{port}");
-    let token = login(&c, &alb, "keeper").await;
+    let token = login(&Http::new(&c, &alb), "keeper").await;
     let r = call(&c, Method::GET, &format!("{alb}/tasks?limit=100"), Some(&token), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let stored: Vec<i64> = r.json["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();

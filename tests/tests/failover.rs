@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use devstack::postgres::testing::TestDatabase;
 use e2e::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use testkit::TestDatabase;
 
 const NOTICE: Duration = Duration::from_secs(10);
 
@@ -17,8 +17,8 @@ async fn a_task_whose_task_svc_dies_leaves_the_rotation_and_comes_back() {
     let mut stack = start_on(&db.url).await;
     let alb = stack.url();
     let c = client();
-    register(&c, &alb, "failover").await;
-    let token = login(&c, &alb, "failover").await;
+    register(&Http::new(&c, &alb), "failover").await;
+    let token = login(&Http::new(&c, &alb), "failover").await;
 
     stack.kill_task_svc(0);
     // The gateway of task 1 is still up and answers /tasks/health with an error: the front
@@ -52,8 +52,8 @@ async fn with_every_auth_instance_down_issued_tokens_still_work() {
     let mut stack = start_on(&db.url).await;
     let alb = stack.url();
     let c = client();
-    register(&c, &alb, "survivor").await;
-    let token = login(&c, &alb, "survivor").await;
+    register(&Http::new(&c, &alb), "survivor").await;
+    let token = login(&Http::new(&c, &alb), "survivor").await;
 
     stack.kill_auth(0);
     stack.kill_auth(1);
@@ -109,7 +109,7 @@ async fn with_every_auth_instance_down_issued_tokens_still_work() {
     // One instance back: logins work again.
     stack.restart_auth(1).await.unwrap();
     stack.wait_for_target("auth-2", true, NOTICE).await.unwrap();
-    login(&c, &alb, "survivor").await;
+    login(&Http::new(&c, &alb), "survivor").await;
 
     stack.shutdown().await.expect("clean shutdown");
 }

@@ -88,8 +88,8 @@ async fn the_guides_phase_8_through_the_front_door() {
 
     // Step 8.3 before the delete, so the second user has a task to be refused: another
     // user's task is 403 for read, update and delete.
-    register(&c, &alb, "otheruser").await;
-    let other = login(&c, &alb, "otheruser").await;
+    register(&Http::new(&c, &alb), "otheruser").await;
+    let other = login(&Http::new(&c, &alb), "otheruser").await;
     call(&c, Method::GET, &format!("{alb}/tasks/{id}"), Some(&other), None).await.assert_error(StatusCode::FORBIDDEN);
     call(&c, Method::PUT, &format!("{alb}/tasks/{id}"), Some(&other), Some(json!({"status": "pending"})))
         .await

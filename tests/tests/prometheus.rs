@@ -13,11 +13,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use devstack::postgres::testing::TestDatabase;
 use devstack::stack::{Stack, repo_root};
 use e2e::*;
 use reqwest::Method;
 use serde_json::{Value, json};
+use testkit::TestDatabase;
 
 /// `TargetDown`'s `for:` (ecs/prometheus/rules/alerts.yml).
 const TARGET_DOWN_FOR: Duration = Duration::from_secs(120);
@@ -107,8 +107,8 @@ async fn every_process_is_scraped_and_a_dead_task_svc_fires_target_down() {
 
     // Some traffic, then the recording rules have a request rate for every job: the rules
     // match the local job names.
-    register(&c, &stack.url(), "watcher").await;
-    let token = login(&c, &stack.url(), "watcher").await;
+    register(&Http::new(&c, &stack.url()), "watcher").await;
+    let token = login(&Http::new(&c, &stack.url()), "watcher").await;
     let r = call(&c, Method::POST, &format!("{}/tasks", stack.url()), Some(&token), Some(json!({"title": "graph me"})))
         .await;
     assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.json);

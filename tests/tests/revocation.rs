@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use devstack::stack::{Options, Stack};
-use e2e::{call, client, login, options, register};
+use e2e::{Http, call, client, login, options, register};
 use reqwest::{Method, StatusCode};
 
 /// `[revocation] poll_interval_secs` in these stacks (the default).
@@ -61,9 +61,9 @@ async fn refusal_times(c: &reqwest::Client, gateways: &[SocketAddr], token: &str
 async fn logout_is_refused_by_every_gateway_within_the_poll_interval() {
     let stack = Stack::start(revocation_options()).await.expect("the stack starts");
     let (base, c) = (stack.url(), client());
-    register(&c, &base, "leaver").await;
-    let token = login(&c, &base, "leaver").await;
-    let other = login(&c, &base, "leaver").await;
+    register(&Http::new(&c, &base), "leaver").await;
+    let token = login(&Http::new(&c, &base), "leaver").await;
+    let other = login(&Http::new(&c, &base), "leaver").await;
     let gws = gateways(&stack);
     assert!(gws.len() >= 2);
     for gw in &gws {
@@ -90,9 +90,9 @@ async fn logout_is_refused_by_every_gateway_within_the_poll_interval() {
 async fn logout_all_cuts_every_older_token_at_every_gateway_and_a_new_one_works() {
     let stack = Stack::start(revocation_options()).await.expect("the stack starts");
     let (base, c) = (stack.url(), client());
-    register(&c, &base, "everywhere").await;
-    let first = login(&c, &base, "everywhere").await;
-    let second = login(&c, &base, "everywhere").await;
+    register(&Http::new(&c, &base), "everywhere").await;
+    let first = login(&Http::new(&c, &base), "everywhere").await;
+    let second = login(&Http::new(&c, &base), "everywhere").await;
     let gws = gateways(&stack);
     for gw in &gws {
         assert_eq!(status_at(&c, *gw, &first).await.0, StatusCode::OK);
@@ -103,7 +103,7 @@ async fn logout_all_cuts_every_older_token_at_every_gateway_and_a_new_one_works(
     let first_times = refusal_times(&c, &gws, &first, cut).await;
     let second_times = refusal_times(&c, &gws, &second, cut).await;
     eprintln!("logout-all to refusal per gateway: first token {first_times:?}, second token {second_times:?}");
-    let fresh = login(&c, &base, "everywhere").await;
+    let fresh = login(&Http::new(&c, &base), "everywhere").await;
     for gw in &gws {
         let (status, body) = status_at(&c, *gw, &fresh).await;
         assert_eq!(status, StatusCode::OK, "a token issued after logout-all works: {body}");
@@ -115,9 +115,9 @@ async fn logout_all_cuts_every_older_token_at_every_gateway_and_a_new_one_works(
 async fn revocations_hold_while_auth_svc_is_down_and_survive_its_restart() {
     let mut stack = Stack::start(revocation_options()).await.expect("the stack starts");
     let (base, c) = (stack.url(), client());
-    register(&c, &base, "survivor").await;
-    let revoked = login(&c, &base, "survivor").await;
-    let kept = login(&c, &base, "survivor").await;
+    register(&Http::new(&c, &base), "survivor").await;
+    let revoked = login(&Http::new(&c, &base), "survivor").await;
+    let kept = login(&Http::new(&c, &base), "survivor").await;
     let gws = gateways(&stack);
     let r = call(&c, Method::POST, &format!("{base}/auth/logout"), Some(&revoked), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);

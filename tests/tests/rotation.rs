@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use devstack::moto::Moto;
 use devstack::stack::Stack;
-use e2e::{call, client, login, options, register};
+use e2e::{Http, call, client, login, options, register};
 use platform::keyring::UnverifiedToken;
 use reqwest::Method;
+use testkit::moto::Moto;
 
 const SECRET_NAME: &str = "e2e/jwt-rotation";
 const OLD: &str = "e2e-rotation-old-0123456789abcdef0123456789abcdef";
@@ -36,11 +36,11 @@ async fn a_rotation_under_steady_load_fails_no_request_for_tokens_of_either_key(
     let c = client();
     let users = ["rot1", "rot2", "rot3"];
     for u in users {
-        register(&c, &base, u).await;
+        register(&Http::new(&c, &base), u).await;
     }
     let mut tokens = Vec::new();
     for u in users {
-        tokens.push(login(&c, &base, u).await);
+        tokens.push(login(&Http::new(&c, &base), u).await);
     }
     let old_kid = kid(&tokens[0]);
     let pool = Arc::new(RwLock::new(tokens));
@@ -75,7 +75,8 @@ async fn a_rotation_under_steady_load_fails_no_request_for_tokens_of_either_key(
     // collect tokens of the new key and keep the old ones in the pool.
     let mut issued_after: BTreeMap<String, u32> = BTreeMap::new();
     while rotated.elapsed() < Duration::from_secs(12) {
-        let token = login(&c, &base, users[issued_after.values().sum::<u32>() as usize % users.len()]).await;
+        let token =
+            login(&Http::new(&c, &base), users[issued_after.values().sum::<u32>() as usize % users.len()]).await;
         *issued_after.entry(kid(&token)).or_default() += 1;
         pool.write().unwrap().push(token);
         if issued_after.len() == 2 && issued_after.values().all(|n| *n >= 2) {

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use devstack::postgres::free_port;
-use devstack::postgres::testing::TestDatabase;
 use e2e::*;
 use reqwest::StatusCode;
 use serde_json::json;
+use testkit::TestDatabase;
+use testkit::free_port;
 use tokio::sync::mpsc;
 
 /// The configured grace: Prometheus' own stop first (well under a second), then gateways
@@ -67,8 +67,8 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
 
     let alb = format!("http://127.0.0.1:{port}");
     let c = client();
-    register(&c, &alb, "loader").await;
-    let token = login(&c, &alb, "loader").await;
+    register(&Http::new(&c, &alb), "loader").await;
+    let token = login(&Http::new(&c, &alb), "loader").await;
 
     // Steady load: 4 writers, each bounded by count and time, until the front door is gone.
     let stop = Arc::new(AtomicBool::new(false));

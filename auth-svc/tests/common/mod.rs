@@ -7,11 +7,10 @@ use std::collections::HashMap;
 use auth_svc::config::Config;
 use auth_svc::{AppState, router};
 use axum::Router;
-use devstack::postgres::testing::TestDatabase;
 use platform::metrics::HttpMetrics;
+use testkit::TestDatabase;
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
-pub const PASSWORD: &str = "SecurePass123!";
 
 /// `DATABASE_URL` of `db`, `JWT_SECRET` = [`SECRET`], then `extra` (which wins).
 pub fn env(db: &TestDatabase, extra: &[(&str, &str)]) -> HashMap<String, String> {

@@ -1,7 +1,7 @@
 //! Secrets Manager for tests and local experiments: `moto_server` (PyPI `moto[server]`, in the
 //! project's `.venv`) on loopback, started through the launcher, and an SDK client for it. The
 //! services reach it through the standard `AWS_ENDPOINT_URL_SECRETS_MANAGER`
-//! ([`crate::launch::KeyringSource::SecretsManager`]); production code has no test hooks.
+//! ([`devstack::launch::KeyringSource::SecretsManager`]); production code has no test hooks.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,16 +9,16 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 
-use crate::launch::{AwsEndpoint, KeyringSource, Launch, Probe, loopback};
-use crate::postgres::free_port;
-use crate::process::{Output, Process};
+use devstack::launch::{AwsEndpoint, KeyringSource, Launch, Probe, loopback};
+use devstack::postgres::free_port;
+use devstack::process::{Output, Process};
 
 /// `moto_server`: `$MOTO_SERVER`, else the workspace's `.venv/bin/moto_server`, else `PATH`.
 pub fn moto_server() -> PathBuf {
     if let Ok(p) = std::env::var("MOTO_SERVER") {
         return PathBuf::from(p);
     }
-    let venv = crate::stack::repo_root().join(".venv/bin/moto_server");
+    let venv = devstack::stack::repo_root().join(".venv/bin/moto_server");
     if venv.exists() {
         return venv;
     }

@@ -49,6 +49,16 @@ pub fn parse(text: &str) -> Result<HashMap<String, f64>, String> {
     Ok(samples)
 }
 
+/// [`parse`] for a test: a broken exposition fails the test with the bad line.
+pub fn samples(text: &str) -> HashMap<String, f64> {
+    parse(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A sample's value, 0 when absent (a counter vec has no series until first used).
+pub fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
+    samples.get(series).copied().unwrap_or(0.0)
+}
+
 fn valid_metric_name(name: &str) -> bool {
     !name.is_empty()
         && name
