@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use testkit::TestDatabase;
 use testkit::free_port;
-use testkit::launch::{AuthSvc, ClientRate, KeyringSource, ServiceSettings, Throttles, loopback};
+use testkit::launch::{AuthSvcSettings, ClientRate, KeyringSource, ServiceSettings, Throttles, loopback};
 use testkit::process::Process;
 use tokio::task::JoinSet;
 
@@ -28,7 +28,7 @@ const RATE_PER_MIN: u64 = 30;
 type Counts = BTreeMap<u16, u64>;
 
 async fn start(db: &TestDatabase, port: u16, metrics: SocketAddr) -> Process {
-    let settings = AuthSvc {
+    let settings = AuthSvcSettings {
         // Two hashing threads, as on a 2-vCPU task; the default queue timeout (2 s). Unthrottled,
         // this flood asks for ~130 hashes a second, several times what two threads do, and the
         // legitimate logins get 503.
@@ -39,7 +39,7 @@ async fn start(db: &TestDatabase, port: u16, metrics: SocketAddr) -> Process {
             login_failure_limit: Some(FAILURE_LIMIT as u32),
             login_failure_window_secs: None,
         },
-        ..AuthSvc::new(
+        ..AuthSvcSettings::new(
             ServiceSettings { metrics: Some(metrics), ..ServiceSettings::new(db.url.clone(), loopback(port)) },
             KeyringSource::secret(SECRET),
         )

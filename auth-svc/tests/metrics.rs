@@ -11,7 +11,7 @@ use serde_json::json;
 use testkit::TestDatabase;
 use testkit::exposition::{parse, promtool_check};
 use testkit::free_port;
-use testkit::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
+use testkit::launch::{AuthSvcSettings, KeyringSource, ServiceSettings, loopback};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
 const SECRET: &str = "metrics-test-secret-0123456789-abcdefghij";
@@ -20,9 +20,9 @@ const SECRET: &str = "metrics-test-secret-0123456789-abcdefghij";
 async fn exposition_has_process_build_hashing_and_pool_metrics() {
     let db = TestDatabase::new().await;
     let (port, metrics_port) = (free_port().unwrap(), free_port().unwrap());
-    let settings = AuthSvc {
+    let settings = AuthSvcSettings {
         hash_concurrency: Some(2),
-        ..AuthSvc::new(
+        ..AuthSvcSettings::new(
             ServiceSettings {
                 metrics: Some(loopback(metrics_port)),
                 db_max_connections: Some(3),

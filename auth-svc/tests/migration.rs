@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::migrate::Migrate;
 use testkit::TestDatabase;
 use testkit::free_port;
-use testkit::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
+use testkit::launch::{AuthSvcSettings, KeyringSource, ServiceSettings, loopback};
 use testkit::process::Output;
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
@@ -141,7 +141,7 @@ async fn auth_svc_starts_on_case_duplicates_warns_with_the_count_and_serves_the_
     let log = std::env::temp_dir().join(format!("auth-svc-migration-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let port = free_port().unwrap();
-    let settings = AuthSvc::new(
+    let settings = AuthSvcSettings::new(
         ServiceSettings::new(db.url.clone(), loopback(port)),
         KeyringSource::secret("migration-test-secret-0123456789-abcdef"),
     );

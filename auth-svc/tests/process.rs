@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use testkit::TestDatabase;
 use testkit::free_port;
-use testkit::launch::{AuthSvc, KeyringSource, ServiceSettings, loopback};
+use testkit::launch::{AuthSvcSettings, KeyringSource, ServiceSettings, loopback};
 use testkit::process::{Process, healthcheck_exit_code};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
@@ -17,7 +17,7 @@ const SECRET: &str = "process-test-secret-0123456789-abcdefgh";
 
 async fn start(db: &TestDatabase, port: u16) -> Process {
     let service = ServiceSettings { shutdown_grace_secs: Some(10), ..ServiceSettings::new(&db.url, loopback(port)) };
-    let launch = AuthSvc::new(service, KeyringSource::secret(SECRET)).launch("auth-svc", Path::new(BIN));
+    let launch = AuthSvcSettings::new(service, KeyringSource::secret(SECRET)).launch("auth-svc", Path::new(BIN));
     launch.start(Duration::from_secs(60)).await.unwrap()
 }
 

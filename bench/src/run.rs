@@ -12,7 +12,7 @@ use crate::options::Options;
 use crate::relay;
 use crate::report;
 use crate::seed;
-use crate::stack::{self, Stack};
+use crate::stack::{self, BenchStack};
 use crate::wrk;
 use crate::{procstat, wrk::Load};
 
@@ -164,7 +164,7 @@ pub struct Results {
     pub elapsed_s: f64,
 }
 
-async fn validate_calls(stack: &Stack) -> f64 {
+async fn validate_calls(stack: &BenchStack) -> f64 {
     let Some(metrics) = stack.auth.metrics else { return 0.0 };
     let Ok(r) = reqwest::get(format!("http://{metrics}/metrics")).await else { return f64::NAN };
     let Ok(text) = r.text().await else { return f64::NAN };
@@ -188,7 +188,7 @@ async fn metric(addr: Option<std::net::SocketAddr>, family: &str, labels: &str) 
 
 /// Waits until the revoked gateway holds every seeded revocation; then the bytes its pulls
 /// have moved so far and its successful pulls.
-async fn revocations_pulled(stack: &Stack) -> Result<(i64, u64, f64)> {
+async fn revocations_pulled(stack: &BenchStack) -> Result<(i64, u64, f64)> {
     let r = &stack.revoked;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -232,7 +232,7 @@ struct Ctx<'a> {
     o: &'a Options,
     lua_dir: PathBuf,
     data_dir: PathBuf,
-    stack: &'a Stack,
+    stack: &'a BenchStack,
     watched: Vec<Watched>,
     postgres: Option<u32>,
     ticks: f64,

@@ -5,13 +5,13 @@
 //! delay relays make the network look like a VPC. Each is a real process whose start-to-ready
 //! time is measured.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use devstack::launch::{
-    self, AuthSvc, Binaries, KeyringSource, Launch, Logging, Probe, ServiceSettings, TaskSvc, Throttles, loopback,
+    self, AuthSvcSettings, Binaries, KeyringSource, Launch, Logging, Probe, RunningService, ServiceSettings,
+    TaskSvcSettings, Throttles, loopback,
 };
 use devstack::postgres::{Cluster, Durability, free_port};
 use devstack::process::{Output, Process};
@@ -26,44 +26,23 @@ use crate::revocations;
 pub const JWT_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 const DATABASE: &str = "taskmgmt";
 
-/// One running process of the system.
-pub struct Service {
-    pub name: &'static str,
-    pub process: Process,
-    /// Where its traffic goes.
-    pub addr: SocketAddr,
-    /// Its Prometheus port, when it has one.
-    pub metrics: Option<SocketAddr>,
-    /// Spawn to first 200 from its health endpoint.
-    pub ready: Duration,
-}
-
-impl Service {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-}
-
-pub struct Stack {
+/// The system under test: every process the bench measures, and the cluster.
+pub struct BenchStack {
     pub cluster: Cluster,
     pub database_url: String,
-    pub auth: Service,
-    pub task: Service,
+    pub auth: RunningService,
+    pub task: RunningService,
     /// The gateway as configured by the repository's sidecar.toml (TCP unless `--upstream unix`).
-    pub gateway: Service,
+    pub gateway: RunningService,
     /// The same gateway forwarding over task-svc's Unix socket (the same-run comparison).
-    pub gateway_uds: Service,
-    pub gateway_nocache: Service,
+    pub gateway_uds: RunningService,
+    pub gateway_nocache: RunningService,
     /// The `--baseline-bin` gateway (another build), over TCP: before/after in one run.
-    pub gateway_before: Option<Service>,
-    pub haproxy: Service,
-    pub haproxy_jwt: Service,
-    pub validate_proxy: Service,
-    pub front_door: Service,
+    pub gateway_before: Option<RunningService>,
+    pub haproxy: RunningService,
+    pub haproxy_jwt: RunningService,
+    pub validate_proxy: RunningService,
+    pub front_door: RunningService,
     pub revoked: Revoked,
     pub vpc: Vpc,
 }
@@ -71,8 +50,8 @@ pub struct Stack {
 /// A gateway whose auth-svc holds many live revocations (its own database), reached through a
 /// relay that counts the bytes of every pull.
 pub struct Revoked {
-    pub auth: Service,
-    pub gateway: Service,
+    pub auth: RunningService,
+    pub gateway: RunningService,
     pub relay: Relay,
     /// Live revocations seeded.
     pub seeded: u64,
@@ -84,11 +63,11 @@ pub struct Vpc {
     pub delay: Duration,
     pub pg_relay: Relay,
     pub auth_relay: Relay,
-    pub auth: Service,
-    pub task: Service,
-    pub gateway: Service,
-    pub validate_proxy: Service,
-    pub haproxy_jwt: Service,
+    pub auth: RunningService,
+    pub task: RunningService,
+    pub gateway: RunningService,
+    pub validate_proxy: RunningService,
+    pub haproxy_jwt: RunningService,
 }
 
 /// Starts `launch` with its output in `logs/<name>.log` and measures spawn to ready, polling
@@ -171,29 +150,29 @@ struct Starter<'a> {
 }
 
 impl Starter<'_> {
-    async fn auth(&self, name: &'static str, database_url: &str) -> Result<Service> {
+    async fn auth(&self, name: &'static str, database_url: &str) -> Result<RunningService> {
         // The login cells measure hashing capacity from one machine, which the per-client limit
         // would answer with 429s; the per-account count stays in the measured path (one upsert
         // per login) with a limit the seeded users never reach.
-        let settings = AuthSvc {
+        let settings = AuthSvcSettings {
             logging: Logging::json(),
             throttles: Throttles::off(),
-            ..AuthSvc::new(service(database_url)?, self.keyring.clone())
+            ..AuthSvcSettings::new(service(database_url)?, self.keyring.clone())
         };
         let launch = extra(self.o, name, settings.launch(name, &self.binaries.dir.join("auth-svc")));
         let (process, ready) = start_timed(launch, &self.logs).await?;
-        Ok(Service { name, process, addr: settings.service.listen, metrics: settings.service.metrics, ready })
+        Ok(RunningService { name, process, addr: settings.service.listen, metrics: settings.service.metrics, ready })
     }
 
-    async fn task(&self, name: &'static str, database_url: &str, socket: &Path) -> Result<Service> {
-        let settings = TaskSvc {
+    async fn task(&self, name: &'static str, database_url: &str, socket: &Path) -> Result<RunningService> {
+        let settings = TaskSvcSettings {
             logging: Logging::json(),
             unix_socket: Some(socket.to_path_buf()),
-            ..TaskSvc::new(service(database_url)?)
+            ..TaskSvcSettings::new(service(database_url)?)
         };
         let launch = extra(self.o, name, settings.launch(name, &self.binaries.dir.join("task-svc")));
         let (process, ready) = start_timed(launch, &self.logs).await?;
-        Ok(Service { name, process, addr: settings.service.listen, metrics: settings.service.metrics, ready })
+        Ok(RunningService { name, process, addr: settings.service.listen, metrics: settings.service.metrics, ready })
     }
 
     /// A gateway in front of `task`: over its Unix socket when `socket` is given, else TCP.
@@ -201,20 +180,20 @@ impl Starter<'_> {
         &self,
         name: &'static str,
         program: &Path,
-        task: &Service,
+        task: &RunningService,
         socket: Option<&Path>,
         auth_url: &str,
         edit: impl FnOnce(&mut SidecarFile),
-    ) -> Result<Service> {
+    ) -> Result<RunningService> {
         let mut sidecar = self.sidecar.clone();
         sidecar.upstream.socket = socket.map(|p| p.display().to_string()).unwrap_or_default();
         edit(&mut sidecar);
         let listen = loopback(free_port()?);
         let metrics = loopback(free_port()?);
-        let settings = launch::Gateway {
+        let settings = launch::GatewaySettings {
             logging: Logging::json(),
             upstream_metrics: task.metrics,
-            ..launch::Gateway::new(
+            ..launch::GatewaySettings::new(
                 sidecar,
                 self.o.run_dir.join(format!("{name}.toml")),
                 listen,
@@ -227,20 +206,31 @@ impl Starter<'_> {
         // Ready: the keyring is loaded (/ready) and a request goes through to task-svc.
         let launch = extra(self.o, name, settings.launch(name, program)?);
         let (process, ready) = start_timed(launch, &self.logs).await?;
-        Ok(Service { name, process, addr: listen, metrics: Some(metrics), ready })
+        Ok(RunningService { name, process, addr: listen, metrics: Some(metrics), ready })
     }
 
-    async fn validate_proxy(&self, name: &'static str, auth_url: &str, task: &Service) -> Result<Service> {
+    async fn validate_proxy(
+        &self,
+        name: &'static str,
+        auth_url: &str,
+        task: &RunningService,
+    ) -> Result<RunningService> {
         let proxy = loopback(free_port()?);
         let launch = Launch::new(name, self.o.self_exe)
             .args(["validate-proxy", "--listen", &proxy.to_string(), "--auth", auth_url, "--upstream", &task.url()])
             .ready(vec![Probe::http(proxy, "/tasks/health")]);
         let (process, ready) = start_timed(launch, &self.logs).await?;
-        Ok(Service { name, process, addr: proxy, metrics: None, ready })
+        Ok(RunningService { name, process, addr: proxy, metrics: None, ready })
     }
 
     /// HAProxy in front of `task`, over its Unix socket when `socket` is given, else TCP.
-    async fn haproxy(&self, name: &'static str, task: &Service, socket: Option<&Path>, jwt: bool) -> Result<Service> {
+    async fn haproxy(
+        &self,
+        name: &'static str,
+        task: &RunningService,
+        socket: Option<&Path>,
+        jwt: bool,
+    ) -> Result<RunningService> {
         let listen = loopback(free_port()?);
         let settings = Haproxy {
             listen,
@@ -255,11 +245,11 @@ impl Starter<'_> {
         };
         let launch = settings.launch(name, self.o.haproxy, &self.o.run_dir.join(format!("{name}.cfg")))?;
         let (process, ready) = start_timed(extra(self.o, name, launch), &self.logs).await?;
-        Ok(Service { name, process, addr: listen, metrics: None, ready })
+        Ok(RunningService { name, process, addr: listen, metrics: None, ready })
     }
 }
 
-pub async fn start(o: &StartOptions<'_>) -> Result<Stack> {
+pub async fn start(o: &StartOptions<'_>) -> Result<BenchStack> {
     let logs = o.run_dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let pg_dir = o.run_dir.join("pg");
@@ -303,12 +293,12 @@ pub async fn start(o: &StartOptions<'_>) -> Result<Stack> {
         .args(["--gateway", &gateway.addr.to_string(), "--auth", &auth.addr.to_string()])
         .ready(vec![Probe::http(door, "/tasks/health"), Probe::http(door, "/auth/health")]);
     let (process, ready) = start_timed(launch, &st.logs).await?;
-    let front_door = Service { name: "front-door", process, addr: door, metrics: None, ready };
+    let front_door = RunningService { name: "front-door", process, addr: door, metrics: None, ready };
 
     let revoked = start_revoked(&st, &cluster, &task, sock).await?;
     let vpc = start_vpc(&st, &cluster, &database_url).await?;
 
-    Ok(Stack {
+    Ok(BenchStack {
         cluster,
         database_url,
         auth,
@@ -328,7 +318,12 @@ pub async fn start(o: &StartOptions<'_>) -> Result<Stack> {
 
 /// auth-svc on a database of its own holding `o.revocations` live revocations, and a gateway
 /// that pulls them through a counting relay (no delay).
-async fn start_revoked(st: &Starter<'_>, cluster: &Cluster, task: &Service, socket: Option<&Path>) -> Result<Revoked> {
+async fn start_revoked(
+    st: &Starter<'_>,
+    cluster: &Cluster,
+    task: &RunningService,
+    socket: Option<&Path>,
+) -> Result<Revoked> {
     let url = database(cluster, "revoked").await?;
     let pool = sqlx::PgPool::connect(&url).await?;
     let seeded = revocations::seed(&pool, st.o.revocations, 1000).await?;
@@ -358,9 +353,9 @@ async fn start_vpc(st: &Starter<'_>, cluster: &Cluster, database_url: &str) -> R
     Ok(Vpc { delay, pg_relay, auth_relay, auth, task, gateway, validate_proxy, haproxy_jwt })
 }
 
-impl Stack {
+impl BenchStack {
     /// Every process of the system and of the harness, in start order.
-    pub fn services(&self) -> Vec<&Service> {
+    pub fn services(&self) -> Vec<&RunningService> {
         let mut all = vec![&self.auth, &self.task, &self.gateway, &self.gateway_uds, &self.gateway_nocache];
         all.extend(self.gateway_before.as_ref());
         all.extend([&self.haproxy, &self.haproxy_jwt, &self.validate_proxy, &self.front_door]);
@@ -372,7 +367,7 @@ impl Stack {
 
     /// Stops every process (SIGTERM, short grace), latest started first, and the cluster.
     pub fn stop(self) {
-        let Stack {
+        let BenchStack {
             cluster,
             auth,
             task,

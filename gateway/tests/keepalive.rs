@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use gateway::config::SidecarFile;
 use testkit::free_port;
-use testkit::launch::{Gateway, KeyringSource, Probe, loopback};
+use testkit::launch::{GatewaySettings, KeyringSource, Probe, loopback};
 use testkit::process::Output;
 
 const KEEPALIVE_SECS: u64 = 3;
@@ -54,10 +54,10 @@ async fn idle_keepalive_connections_live_for_the_configured_timeout_then_close()
     sidecar.server.keepalive_timeout_secs = KEEPALIVE_SECS;
     sidecar.shutdown.grace_period_secs = 0;
     let nowhere = loopback(9);
-    let settings = Gateway {
+    let settings = GatewaySettings {
         // No task-svc behind it: ready once the keyring is loaded and the port accepts.
         ready: vec![Probe::http(metrics, "/ready"), Probe::Tcp(loopback(port))],
-        ..Gateway::new(
+        ..GatewaySettings::new(
             sidecar,
             dir.join(format!("keepalive-{port}.toml")),
             loopback(port),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use testkit::TestDatabase;
 use testkit::free_port;
 use testkit::harness::*;
-use testkit::launch::{self, KeyringSource, Probe, ServiceSettings, TaskSvc, loopback};
+use testkit::launch::{self, KeyringSource, Probe, ServiceSettings, TaskSvcSettings, loopback};
 use testkit::process::Output;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,9 +17,9 @@ async fn requests_go_over_the_unix_socket_when_one_is_configured() {
     let auth = start_auth(&db.url, OLD_SECRET, None).await;
     let port = free_port().unwrap();
     let socket = log_dir().join(format!("task-svc-{port}.sock"));
-    let task = TaskSvc {
+    let task = TaskSvcSettings {
         unix_socket: Some(socket.clone()),
-        ..TaskSvc::new(ServiceSettings {
+        ..TaskSvcSettings::new(ServiceSettings {
             shutdown_grace_secs: Some(2),
             ..ServiceSettings::new(&db.url, loopback(port))
         })
@@ -35,9 +35,9 @@ async fn requests_go_over_the_unix_socket_when_one_is_configured() {
     let mut sidecar = test_sidecar();
     sidecar.upstream.socket = socket.display().to_string();
     let (listen, metrics) = (loopback(free_port().unwrap()), loopback(free_port().unwrap()));
-    let settings = launch::Gateway {
+    let settings = launch::GatewaySettings {
         ready: vec![Probe::http(metrics, "/ready"), Probe::http(listen, "/tasks/health")],
-        ..launch::Gateway::new(
+        ..launch::GatewaySettings::new(
             sidecar,
             log_dir().join(format!("sidecar-uds-{}.toml", listen.port())),
             listen,

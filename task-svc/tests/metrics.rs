@@ -11,7 +11,7 @@ use serde_json::json;
 use testkit::TestDatabase;
 use testkit::exposition::{parse, promtool_check};
 use testkit::free_port;
-use testkit::launch::{ServiceSettings, TaskSvc, loopback};
+use testkit::launch::{ServiceSettings, TaskSvcSettings, loopback};
 
 const BIN: &str = env!("CARGO_BIN_EXE_task-svc");
 
@@ -30,7 +30,7 @@ async fn pool_saturation_and_database_503s_show_in_the_metrics() {
         .await
         .unwrap();
     let (port, metrics_port) = (free_port().unwrap(), free_port().unwrap());
-    let settings = TaskSvc::new(ServiceSettings {
+    let settings = TaskSvcSettings::new(ServiceSettings {
         metrics: Some(loopback(metrics_port)),
         db_max_connections: Some(1),
         db_acquire_timeout_secs: Some(1),

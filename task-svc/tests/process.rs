@@ -8,21 +8,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testkit::TestDatabase;
-use testkit::launch::{Launch, Logging, ServiceSettings, TaskSvc, loopback};
+use testkit::launch::{Launch, Logging, ServiceSettings, TaskSvcSettings, loopback};
 use testkit::postgres::{Cluster, Durability, free_port};
 use testkit::process::{Output, Process, healthcheck_exit_code};
 
 const BIN: &str = env!("CARGO_BIN_EXE_task-svc");
 
 /// task-svc on `port` with a short pool wait (2 s), its metrics listener off.
-fn settings(database_url: &str, port: u16) -> TaskSvc {
-    TaskSvc::new(ServiceSettings {
+fn settings(database_url: &str, port: u16) -> TaskSvcSettings {
+    TaskSvcSettings::new(ServiceSettings {
         db_acquire_timeout_secs: Some(2),
         ..ServiceSettings::new(database_url, loopback(port))
     })
 }
 
-async fn start(settings: TaskSvc) -> Process {
+async fn start(settings: TaskSvcSettings) -> Process {
     settings.launch("task-svc", Path::new(BIN)).start(Duration::from_secs(60)).await.unwrap()
 }
 
@@ -116,7 +116,7 @@ async fn sigterm_lets_the_in_flight_request_finish() {
         .await
         .unwrap();
     let port = free_port().unwrap();
-    let mut svc = start(TaskSvc {
+    let mut svc = start(TaskSvcSettings {
         service: ServiceSettings { shutdown_grace_secs: Some(10), ..settings(&db.url, port).service },
         ..settings(&db.url, port)
     })
@@ -179,7 +179,7 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
     let port = free_port().unwrap();
     let metrics_port = free_port().unwrap();
     let log = std::env::temp_dir().join(format!("task-svc-json-{}-{port}.log", std::process::id()));
-    let settings = TaskSvc {
+    let settings = TaskSvcSettings {
         service: ServiceSettings {
             metrics: Some(loopback(metrics_port)),
             ..ServiceSettings::new(&db.url, loopback(port))
@@ -236,7 +236,7 @@ async fn services_starting_together_on_a_fresh_database_migrate_once() {
     let ports = [free_port().unwrap(), free_port().unwrap(), free_port().unwrap()];
     let launches: Vec<Launch> = ports
         .iter()
-        .map(|p| TaskSvc::new(ServiceSettings::new(&db.url, loopback(*p))).launch("task-svc", Path::new(BIN)))
+        .map(|p| TaskSvcSettings::new(ServiceSettings::new(&db.url, loopback(*p))).launch("task-svc", Path::new(BIN)))
         .collect();
     // Spawned back to back: they race for the schema; sqlx's advisory lock lets one migrate.
     let mut procs: Vec<Process> = launches.iter().map(|l| l.spawn().unwrap()).collect();
@@ -275,7 +275,7 @@ async fn serves_the_same_routes_on_a_unix_socket_and_removes_it_on_exit() {
     let socket = std::env::temp_dir().join(format!("task-svc-{}-{port}.sock", std::process::id()));
     // A stale socket file from a killed run is replaced, not an error.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
-    let mut svc = start(TaskSvc { unix_socket: Some(socket.clone()), ..settings(&db.url, port) }).await;
+    let mut svc = start(TaskSvcSettings { unix_socket: Some(socket.clone()), ..settings(&db.url, port) }).await;
 
     let health =
         unix_request(&socket, "GET /tasks/health HTTP/1.1\r\nHost: task-svc\r\nConnection: close\r\n\r\n").await;

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use devstack::launch::RunningService;
-use devstack::launch::{self, AuthSvc, Binaries, KeyringSource, Probe, ServiceSettings, TaskSvc, loopback};
+use devstack::launch::{
+    self, AuthSvcSettings, Binaries, KeyringSource, Probe, ServiceSettings, TaskSvcSettings, loopback,
+};
 use devstack::postgres::free_port;
 use devstack::process::Output;
 use gateway::config::SidecarFile;
@@ -64,7 +66,7 @@ fn service(db_url: &str) -> ServiceSettings {
 
 /// auth-svc on `db_url`, signing with `secret` (and verifying `previous`).
 pub async fn start_auth(db_url: &str, secret: &str, previous: Option<&str>) -> RunningService {
-    let settings = AuthSvc::new(service(db_url), KeyringSource::rotating(secret, previous));
+    let settings = AuthSvcSettings::new(service(db_url), KeyringSource::rotating(secret, previous));
     let (addr, metrics) = (settings.service.listen, settings.service.metrics);
     let launch = settings.launch("auth-svc", &bin("auth-svc")).output(Output::File(log_file("auth-svc", addr.port())));
     RunningService::start("auth-svc", &launch, addr, metrics, Duration::from_secs(60)).await.unwrap()
@@ -72,7 +74,7 @@ pub async fn start_auth(db_url: &str, secret: &str, previous: Option<&str>) -> R
 
 /// task-svc on `db_url`.
 pub async fn start_task(db_url: &str) -> RunningService {
-    let settings = TaskSvc::new(service(db_url));
+    let settings = TaskSvcSettings::new(service(db_url));
     let (addr, metrics) = (settings.service.listen, settings.service.metrics);
     let launch = settings.launch("task-svc", &bin("task-svc")).output(Output::File(log_file("task-svc", addr.port())));
     RunningService::start("task-svc", &launch, addr, metrics, Duration::from_secs(60)).await.unwrap()
@@ -122,7 +124,7 @@ pub async fn start_gateway(
 ) -> RunningService {
     let addr = loopback(free_port().unwrap());
     let metrics = loopback(free_port().unwrap());
-    let mut settings = launch::Gateway::new(
+    let mut settings = launch::GatewaySettings::new(
         sidecar,
         log_dir().join(format!("sidecar-{}.toml", addr.port())),
         addr,

@@ -49,7 +49,7 @@ impl Job {
 
 /// One process to scrape.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct ScrapeTarget {
     pub job: Job,
     /// Its metrics listener (for [`Job::TaskSvc`], the gateway's, which passes task-svc's through).
     pub addr: SocketAddr,
@@ -59,7 +59,7 @@ pub struct Target {
 
 /// The local Prometheus server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prometheus {
+pub struct PrometheusSettings {
     /// The `prometheus` binary.
     pub program: PathBuf,
     /// `--web.listen-address` (UI and HTTP API).
@@ -76,12 +76,12 @@ pub struct Prometheus {
     pub evaluation_interval: Duration,
     /// `global.external_labels`.
     pub external_labels: BTreeMap<String, String>,
-    pub targets: Vec<Target>,
+    pub targets: Vec<ScrapeTarget>,
     /// `--log.level` (`debug`, `info`, `warn`, `error`).
     pub log_level: String,
 }
 
-impl Prometheus {
+impl PrometheusSettings {
     /// `prometheus.yml` for these settings: one scrape job per [`Job`] that has targets, in
     /// the order gateway, task-svc, auth-svc, each target a static config of its own with its
     /// `task_id` label.
@@ -116,8 +116,7 @@ impl Prometheus {
     /// `GET /-/ready` answers 200.
     pub fn launch(&self, name: &str) -> Result<Launch> {
         let yaml = serde_yaml::to_string(&self.config()).context("serialising prometheus.yml")?;
-        let header =
-            "# Written by devstack::launch::Prometheus for the local stack (docs/local-run.md, \"Prometheus\").\n";
+        let header = "# Written by devstack::launch::PrometheusSettings for the local stack (docs/local-run.md, \"Prometheus\").\n";
         std::fs::write(&self.config_path, format!("{header}{yaml}"))
             .with_context(|| format!("could not write {}", self.config_path.display()))?;
         std::fs::create_dir_all(&self.data_dir)
@@ -203,9 +202,9 @@ mod tests {
     use super::*;
     use crate::launch::loopback;
 
-    fn settings(dir: &Path) -> Prometheus {
+    fn settings(dir: &Path) -> PrometheusSettings {
         let rules = crate::stack::repo_root().join("ecs/prometheus/rules");
-        Prometheus {
+        PrometheusSettings {
             program: PathBuf::from("prometheus"),
             listen: loopback(9090),
             config_path: dir.join("prometheus.yml"),
@@ -215,10 +214,10 @@ mod tests {
             evaluation_interval: Duration::from_millis(1500),
             external_labels: BTreeMap::from([("stack".to_owned(), "task-mgmt-local".to_owned())]),
             targets: vec![
-                Target { job: Job::AuthSvc, addr: loopback(9101), task_id: "auth-1".into() },
-                Target { job: Job::Gateway, addr: loopback(9100), task_id: "task-1".into() },
-                Target { job: Job::TaskSvc, addr: loopback(9100), task_id: "task-1".into() },
-                Target { job: Job::Gateway, addr: loopback(9200), task_id: "task-2".into() },
+                ScrapeTarget { job: Job::AuthSvc, addr: loopback(9101), task_id: "auth-1".into() },
+                ScrapeTarget { job: Job::Gateway, addr: loopback(9100), task_id: "task-1".into() },
+                ScrapeTarget { job: Job::TaskSvc, addr: loopback(9100), task_id: "task-1".into() },
+                ScrapeTarget { job: Job::Gateway, addr: loopback(9200), task_id: "task-2".into() },
             ],
             log_level: "warn".into(),
         }
