@@ -7,55 +7,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::{Method, StatusCode};
-use platform::metrics::HttpMetrics;
 use serde_json::{Value, json};
-use task_svc::config::Config;
-use task_svc::{AppState, router};
 use testkit::Reply;
 use testkit::TestDatabase;
 use testkit::api::{request, send};
 
-struct Api {
-    app: Router,
-    db: TestDatabase,
-}
-
-async fn api() -> Api {
-    api_on(TestDatabase::new().await)
-}
-
-fn api_on(db: TestDatabase) -> Api {
-    let env: HashMap<String, String> = [("DATABASE_URL".to_owned(), db.url.clone())].into();
-    let config = Config::from_source(&env).expect("valid test config");
-    let app = router(AppState::new(config, db.pool.clone(), HttpMetrics::new()));
-    Api { app, db }
-}
-
-impl Api {
-    /// A user row, as auth-svc would have created it.
-    async fn user(&self, name: &str) -> String {
-        let id: i64 =
-            sqlx::query_scalar("INSERT INTO users (username, email, password_hash) VALUES ($1, $2, 'x') RETURNING id")
-                .bind(name)
-                .bind(format!("{name}@example.com"))
-                .fetch_one(&self.db.pool)
-                .await
-                .unwrap();
-        id.to_string()
-    }
-
-    async fn call(&self, method: Method, uri: &str, user: &str, body: Option<Value>) -> Reply {
-        send(&self.app, request(method, uri, &[("x-user-id", user)], body)).await
-    }
-
-    async fn create_id(&self, user: &str, body: Value) -> i64 {
-        let r = self.call(Method::POST, "/tasks", user, Some(body)).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
-        r.json["task"]["id"].as_i64().unwrap()
-    }
-}
+use crate::harness::{Api, api, api_on};
 
 /// RFC 3339 §5.6 with a four-digit year: what every client parser reads.
 fn assert_rfc3339(value: &Value) {
@@ -98,12 +56,12 @@ async fn dates_outside_rfc3339_or_the_strict_date_form_are_400() {
         "2016-12-31T23:59:60Z",
     ];
     for value in bad {
-        let r = api.call(Method::POST, "/tasks", &alice, Some(json!({"title": "t", "due_date": value}))).await;
+        let r = api.call(Method::POST, "/tasks", Some(&alice), Some(json!({"title": "t", "due_date": value}))).await;
         assert!(r.assert_error(StatusCode::BAD_REQUEST).contains("due_date"), "create {value:?}: {}", r.json);
-        let r = api.call(Method::PUT, &format!("/tasks/{id}"), &alice, Some(json!({"due_date": value}))).await;
+        let r = api.call(Method::PUT, &format!("/tasks/{id}"), Some(&alice), Some(json!({"due_date": value}))).await;
         assert!(r.assert_error(StatusCode::BAD_REQUEST).contains("due_date"), "update {value:?}: {}", r.json);
     }
-    let r = api.call(Method::GET, "/tasks", &alice, None).await;
+    let r = api.call(Method::GET, "/tasks", Some(&alice), None).await;
     assert_eq!(r.json["tasks"].as_array().unwrap().len(), 1, "nothing stored");
     assert_eq!(r.json["tasks"][0]["due_date"], "2024-01-15T00:00:00.000Z", "nothing changed");
 }
@@ -125,21 +83,21 @@ async fn accepted_dates_round_trip_as_rfc3339_with_four_digit_years() {
     ];
     let mut ids = Vec::new();
     for (input, stored) in cases {
-        let r = api.call(Method::POST, "/tasks", &alice, Some(json!({"title": input, "due_date": input}))).await;
+        let r = api.call(Method::POST, "/tasks", Some(&alice), Some(json!({"title": input, "due_date": input}))).await;
         assert_eq!(r.status, StatusCode::CREATED, "{input}: {}", r.json);
         assert_eq!(r.json["task"]["due_date"], stored, "{input}");
         let id = r.json["task"]["id"].as_i64().unwrap();
-        let r = api.call(Method::GET, &format!("/tasks/{id}"), &alice, None).await;
+        let r = api.call(Method::GET, &format!("/tasks/{id}"), Some(&alice), None).await;
         assert_eq!(r.json["task"]["due_date"], stored, "{input}");
         // Updating to the same value stores the same instant.
-        let r = api.call(Method::PUT, &format!("/tasks/{id}"), &alice, Some(json!({"due_date": input}))).await;
+        let r = api.call(Method::PUT, &format!("/tasks/{id}"), Some(&alice), Some(json!({"due_date": input}))).await;
         assert_eq!(r.json["task"]["due_date"], stored, "{input}");
         // What the API returns, it accepts back unchanged.
-        let r = api.call(Method::PUT, &format!("/tasks/{id}"), &alice, Some(json!({"due_date": stored}))).await;
+        let r = api.call(Method::PUT, &format!("/tasks/{id}"), Some(&alice), Some(json!({"due_date": stored}))).await;
         assert_eq!(r.json["task"]["due_date"], stored, "{input}");
         ids.push(id);
     }
-    let r = api.call(Method::GET, "/tasks?limit=100", &alice, None).await;
+    let r = api.call(Method::GET, "/tasks?limit=100", Some(&alice), None).await;
     let tasks = r.json["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), cases.len());
     for task in tasks {
@@ -156,7 +114,7 @@ async fn cursors_carrying_times_outside_rfc3339_are_400() {
     // A cursor is hex("<created_at in µs since 1970>:<id>"); these lie outside years 0000-9999.
     for micros in [-380_000_000_000_000_000_i64, 253_402_300_800_000_000, 8_000_000_000_000_000_000] {
         let cursor = hex::encode(format!("{micros}:1"));
-        let r = api.call(Method::GET, &format!("/tasks?cursor={cursor}"), &alice, None).await;
+        let r = api.call(Method::GET, &format!("/tasks?cursor={cursor}"), Some(&alice), None).await;
         assert!(r.assert_error(StatusCode::BAD_REQUEST).contains("Invalid cursor"), "{micros}: {}", r.json);
     }
 }
@@ -216,7 +174,7 @@ async fn a_write_waiting_on_a_surviving_row_decides_ownership_from_its_newest_ve
     // The owner's delete removes it.
     let r = race(&api, RETITLE_ROW, id, Method::DELETE, &alice, None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    api.call(Method::GET, &format!("/tasks/{id}"), &alice, None).await.assert_error(StatusCode::NOT_FOUND);
+    api.call(Method::GET, &format!("/tasks/{id}"), Some(&alice), None).await.assert_error(StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -231,12 +189,12 @@ async fn a_foreign_key_violation_other_than_the_users_is_not_a_401() {
     .execute(&api.db.pool)
     .await
     .unwrap();
-    let r = api.call(Method::POST, "/tasks", &alice, Some(json!({"title": "not allowed"}))).await;
+    let r = api.call(Method::POST, "/tasks", Some(&alice), Some(json!({"title": "not allowed"}))).await;
     let message = r.assert_error(StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!message.contains("allowed_titles") && !message.contains("fkey"), "no internals: {message}");
     // The users foreign key keeps its meaning: an identity whose user is gone.
     sqlx::query("INSERT INTO allowed_titles VALUES ('ghost')").execute(&api.db.pool).await.unwrap();
-    let r = api.call(Method::POST, "/tasks", "424242", Some(json!({"title": "ghost"}))).await;
+    let r = api.call(Method::POST, "/tasks", Some("424242"), Some(json!({"title": "ghost"}))).await;
     r.assert_error(StatusCode::UNAUTHORIZED);
 }
 
@@ -317,7 +275,7 @@ async fn the_due_date_migration_moves_stored_dates_into_rfc3339_range() {
     assert!(validated);
 
     let api = api_on(db);
-    let r = api.call(Method::GET, "/tasks", "1", None).await;
+    let r = api.call(Method::GET, "/tasks", Some("1"), None).await;
     let due: HashMap<&str, &Value> =
         r.json["tasks"].as_array().unwrap().iter().map(|t| (t["title"].as_str().unwrap(), &t["due_date"])).collect();
     assert_eq!(due["late"], "9999-12-31T23:59:59.999Z");

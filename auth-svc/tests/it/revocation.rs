@@ -5,8 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-mod common;
-
 use auth_svc::{AppState, router};
 use axum::Router;
 use axum::http::{Method, StatusCode};
@@ -17,7 +15,7 @@ use testkit::Reply;
 use testkit::TestDatabase;
 use testkit::api::{request, send};
 
-use common::SECRET;
+use crate::harness::SECRET;
 use testkit::Api as _;
 use testkit::accounts;
 
@@ -27,7 +25,7 @@ struct Api {
 }
 
 fn state(db: &TestDatabase) -> AppState {
-    common::task(db, &[("HASH_CONCURRENCY", "2")]).1
+    crate::harness::task(db, &[("HASH_CONCURRENCY", "2")]).1
 }
 
 async fn api() -> Api {

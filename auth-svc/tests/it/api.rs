@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
-
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use platform::Secret;
@@ -14,7 +12,7 @@ use testkit::Reply;
 use testkit::TestDatabase;
 use testkit::api::{request, send};
 
-use common::SECRET;
+use crate::harness::SECRET;
 
 struct Api {
     app: Router,
@@ -24,7 +22,7 @@ struct Api {
 
 async fn api_with(extra: &[(&str, &str)]) -> Api {
     let db = TestDatabase::new().await;
-    let (app, _, metrics) = common::task(&db, extra);
+    let (app, _, metrics) = crate::harness::task(&db, extra);
     Api { app, metrics, _db: db }
 }
 

@@ -5,57 +5,15 @@
 
 use std::collections::HashMap;
 
-use axum::Router;
 use axum::http::{Method, StatusCode};
 use platform::metrics::HttpMetrics;
 use serde_json::{Value, json};
 use task_svc::config::Config;
 use task_svc::{AppState, router};
-use testkit::Reply;
 use testkit::TestDatabase;
 use testkit::api::{request, send};
 
-struct Api {
-    app: Router,
-    db: TestDatabase,
-}
-
-async fn api() -> Api {
-    let db = TestDatabase::new().await;
-    let env: HashMap<String, String> = [("DATABASE_URL".to_owned(), db.url.clone())].into();
-    let config = Config::from_source(&env).expect("valid test config");
-    let app = router(AppState::new(config, db.pool.clone(), HttpMetrics::new()));
-    Api { app, db }
-}
-
-impl Api {
-    /// A user row, as auth-svc would have created it.
-    async fn user(&self, name: &str) -> String {
-        let id: i64 =
-            sqlx::query_scalar("INSERT INTO users (username, email, password_hash) VALUES ($1, $2, 'x') RETURNING id")
-                .bind(name)
-                .bind(format!("{name}@example.com"))
-                .fetch_one(&self.db.pool)
-                .await
-                .unwrap();
-        id.to_string()
-    }
-
-    async fn call(&self, method: Method, uri: &str, user: Option<&str>, body: Option<Value>) -> Reply {
-        let headers: Vec<(&str, &str)> = user.map(|u| ("x-user-id", u)).into_iter().collect();
-        send(&self.app, request(method, uri, &headers, body)).await
-    }
-
-    async fn create(&self, user: &str, body: Value) -> Reply {
-        self.call(Method::POST, "/tasks", Some(user), Some(body)).await
-    }
-
-    async fn create_id(&self, user: &str, title: &str) -> i64 {
-        let r = self.create(user, json!({"title": title})).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
-        r.json["task"]["id"].as_i64().unwrap()
-    }
-}
+use crate::harness::{Api, api};
 
 #[tokio::test]
 async fn health_is_public_and_answers_like_the_guide() {
@@ -122,7 +80,7 @@ async fn phase8_create_list_get_update_delete() {
 async fn no_or_invalid_identity_is_401_fail_closed() {
     let api = api().await;
     let alice = api.user("alice").await;
-    let id = api.create_id(&alice, "mine").await;
+    let id = api.create_titled(&alice, "mine").await;
     for (method, uri) in [
         (Method::GET, "/tasks".to_owned()),
         (Method::POST, "/tasks".to_owned()),
@@ -150,7 +108,7 @@ async fn another_users_task_is_403_and_stays_untouched() {
     let api = api().await;
     let alice = api.user("alice").await;
     let bob = api.user("bob").await;
-    let id = api.create_id(&alice, "alice's").await;
+    let id = api.create_titled(&alice, "alice's").await;
     let uri = format!("/tasks/{id}");
     api.call(Method::GET, &uri, Some(&bob), None).await.assert_error(StatusCode::FORBIDDEN);
     api.call(Method::PUT, &uri, Some(&bob), Some(json!({"title": "pwned"}))).await.assert_error(StatusCode::FORBIDDEN);
@@ -189,7 +147,7 @@ async fn validation_rules_give_400_with_a_reason() {
         let msg = r.assert_error(StatusCode::BAD_REQUEST);
         assert!(msg.contains(expected), "{body}: {msg}");
     }
-    let id = api.create_id(&alice, "t").await;
+    let id = api.create_titled(&alice, "t").await;
     let uri = format!("/tasks/{id}");
     for (body, expected) in [
         (json!({}), "at least one field"),
@@ -358,7 +316,7 @@ async fn lock_task(api: &Api, id: i64) -> sqlx::Transaction<'static, sqlx::Postg
 async fn a_statement_stuck_past_the_statement_timeout_is_503() {
     let api = api_with_env(&[("DB_STATEMENT_TIMEOUT_SECS", "1"), ("REQUEST_TIMEOUT_SECS", "30")]).await;
     let alice = api.user("alice").await;
-    let id = api.create_id(&alice, "locked").await;
+    let id = api.create_titled(&alice, "locked").await;
     let _lock = lock_task(&api, id).await;
     let started = std::time::Instant::now();
     let r = api.call(Method::PUT, &format!("/tasks/{id}"), Some(&alice), Some(json!({"title": "x"}))).await;
@@ -371,7 +329,7 @@ async fn a_statement_stuck_past_the_statement_timeout_is_503() {
 async fn a_request_past_the_request_timeout_is_503() {
     let api = api_with_env(&[("DB_STATEMENT_TIMEOUT_SECS", "30"), ("REQUEST_TIMEOUT_SECS", "1")]).await;
     let alice = api.user("alice").await;
-    let id = api.create_id(&alice, "locked").await;
+    let id = api.create_titled(&alice, "locked").await;
     let lock = lock_task(&api, id).await;
     let r = api.call(Method::PUT, &format!("/tasks/{id}"), Some(&alice), Some(json!({"title": "x"}))).await;
     assert!(r.assert_error(StatusCode::SERVICE_UNAVAILABLE).contains("timed out"));

@@ -8,8 +8,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-mod common;
-
 use auth_svc::AppState;
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -20,7 +18,7 @@ use testkit::Reply;
 use testkit::TestDatabase;
 use testkit::api::{request, send};
 
-use common::task;
+use crate::harness::task;
 use testkit::accounts::PASSWORD;
 
 struct Svc {
