@@ -50,31 +50,46 @@ pub fn bin_dir() -> Result<PathBuf> {
     )
 }
 
-fn is_root() -> bool {
-    // `id -u` avoids unsafe libc calls.
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+/// The unprivileged account that runs PostgreSQL when we are root.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    name: &'static str,
+    uid: u32,
+    gid: u32,
 }
 
-/// The unprivileged user that runs PostgreSQL when we are root.
-fn run_as_user() -> Option<&'static str> {
-    if !is_root() {
+/// `postgres` (the Debian package's account), else `nobody`, when we are root; `None` otherwise.
+fn run_as_user() -> Option<RunAs> {
+    if !rustix::process::getuid().is_root() {
         return None;
     }
-    let exists = |u: &str| {
-        Command::new("id").arg(u).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-    };
-    Some(if exists("postgres") { "postgres" } else { "nobody" })
+    ["postgres", "nobody"]
+        .into_iter()
+        .find_map(|name| uzers::get_user_by_name(name).map(|u| RunAs { name, uid: u.uid(), gid: u.primary_group_id() }))
 }
 
-fn command(bin: &Path, user: Option<&str>) -> Command {
+/// `bin`, run as `user` when given (through `runuser`, which drops root's privileges for the
+/// whole command line, also when a detached watchdog runs it; see [`Cluster::stop_command`]).
+fn command(bin: &Path, user: Option<RunAs>) -> Command {
     match user {
         Some(user) => {
             let mut c = Command::new("runuser");
-            c.args(["-u", user, "--"]).arg(bin);
+            c.args(["-u", user.name, "--"]).arg(bin);
             c
         }
         None => Command::new(bin),
     }
+}
+
+/// `chown -R uid:gid dir` (symbolic links themselves, not their targets).
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if fs::symlink_metadata(dir)?.is_dir() {
+        for entry in fs::read_dir(dir)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 fn run(mut cmd: Command, what: &str, log: &Path) -> Result<()> {
@@ -107,7 +122,7 @@ pub struct Cluster {
     dir: PathBuf,
     port: u16,
     bin: PathBuf,
-    user: Option<&'static str>,
+    user: Option<RunAs>,
     durability: Durability,
     stop_on_drop: bool,
 }
@@ -134,15 +149,8 @@ impl Cluster {
         fs::create_dir_all(self.dir.join("socket"))?;
         if let Some(user) = self.user {
             // The cluster's user must own its directory.
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg("-R").arg(format!("{user}:")).arg(&self.dir);
-                    c
-                },
-                "chown",
-                &self.log_file(),
-            )?;
+            chown_tree(&self.dir, user.uid, user.gid)
+                .with_context(|| format!("could not give {} to {}", self.dir.display(), user.name))?;
         }
         if self.data().join("PG_VERSION").exists() {
             return Ok(());

@@ -9,6 +9,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+/// The signals [`send_signal`] sends (rustix's).
+pub use rustix::process::Signal;
+use rustix::process::{Pid, kill_process};
 
 use crate::logs::LogSink;
 
@@ -108,7 +111,12 @@ impl Process {
 
     /// Sends SIGTERM, as ECS does when it stops a task.
     pub fn terminate(&self) -> Result<()> {
-        signal(self.pid(), "TERM")
+        send_signal(self.pid(), Signal::Term)
+    }
+
+    /// Sends `signal` (e.g. `Signal::Stop` to freeze it, `Signal::Cont` to resume it).
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        send_signal(self.pid(), signal)
     }
 
     /// Waits up to `timeout` for the process to exit.
@@ -165,12 +173,11 @@ impl Drop for Process {
     }
 }
 
-fn signal(pid: u32, sig: &str) -> Result<()> {
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
-    if !status.success() {
-        bail!("kill -{sig} {pid} failed");
-    }
-    Ok(())
+/// Sends `signal` to process `pid` (kill(2)). Fails when there is no such process or it is
+/// not ours to signal.
+pub fn send_signal(pid: u32, signal: Signal) -> Result<()> {
+    let raw = i32::try_from(pid).ok().and_then(Pid::from_raw).with_context(|| format!("{pid} is not a process id"))?;
+    kill_process(raw, signal).with_context(|| format!("sending {signal:?} to pid {pid}"))
 }
 
 /// Polls `GET http://addr{path}` until it answers 200, the process exits, or `timeout` passes.

@@ -13,19 +13,9 @@ use std::net::SocketAddr;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
-/// Removes the hop-by-hop headers (RFC 9110 7.6.1), including any the `Connection` header
-/// names. `Transfer-Encoding` goes too: the body is re-framed for the next hop.
+/// Removes the hop-by-hop headers ([`platform::http::HOP_BY_HOP`], RFC 9110 7.6.1), including
+/// any the `Connection` header names. `Transfer-Encoding` goes too: the body is re-framed for the
+/// next hop.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -37,7 +27,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in platform::http::HOP_BY_HOP {
         headers.remove(name);
     }
     headers.remove(header::TRANSFER_ENCODING);

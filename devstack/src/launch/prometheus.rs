@@ -1,6 +1,8 @@
 //! Prometheus (the server of the Debian `prometheus` package) as a child of the launcher: its
-//! `prometheus.yml` is written from typed structs ([`Config`]) serialised to YAML, and the
-//! process is started with its own data directory and listen address.
+//! `prometheus.yml` is written from typed structs ([`Config`]) serialised with `serde_json`
+//! (JSON is YAML 1.2, and Prometheus reads it as such: `promtool check config` in the tests
+//! says so; no YAML serialiser to keep, `serde_yaml` being unmaintained), and the process is
+//! started with its own data directory and listen address.
 //!
 //! The scrape jobs carry the names of `ecs/prometheus/prometheus.yml` (`gateway`, `task-svc`,
 //! `auth-svc`), so the rule files of `ecs/prometheus/rules/` apply unchanged. Targets are
@@ -115,9 +117,10 @@ impl PrometheusSettings {
     /// Writes `prometheus.yml` and creates the data directory; returns the process, ready once
     /// `GET /-/ready` answers 200.
     pub fn launch(&self, name: &str) -> Result<Launch> {
-        let yaml = serde_yaml::to_string(&self.config()).context("serialising prometheus.yml")?;
+        // JSON, which is valid YAML (see the module's docs); a YAML comment may precede it.
+        let yaml = serde_json::to_string_pretty(&self.config()).context("serialising prometheus.yml")?;
         let header = "# Written by devstack::launch::PrometheusSettings for the local stack (docs/local-run.md, \"Prometheus\").\n";
-        std::fs::write(&self.config_path, format!("{header}{yaml}"))
+        std::fs::write(&self.config_path, format!("{header}{yaml}\n"))
             .with_context(|| format!("could not write {}", self.config_path.display()))?;
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("could not create {}", self.data_dir.display()))?;
@@ -238,8 +241,9 @@ mod tests {
         );
         assert_eq!(config.scrape_configs[0].static_configs[1].targets, ["127.0.0.1:9200"]);
         assert_eq!(config.scrape_configs[0].static_configs[1].labels["task_id"], "task-2");
-        let yaml = serde_yaml::to_string(&config).unwrap();
-        assert!(yaml.contains("scrape_interval: 2s") && yaml.contains("evaluation_interval: 1500ms"), "{yaml}");
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["global"]["scrape_interval"], "2s");
+        assert_eq!(json["global"]["evaluation_interval"], "1500ms");
         assert!(config.rule_files.iter().any(|f| f.ends_with("alerts.yml")), "{:?}", config.rule_files);
     }
 

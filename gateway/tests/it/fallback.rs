@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::harness::*;
+use testkit::process::Signal;
 use tokio::task::JoinSet;
 
 #[tokio::test]
@@ -135,13 +136,12 @@ async fn auth_svc_down_keeps_known_kids_working_and_answers_503_for_unknown_kids
     let c = client();
 
     // Slow auth-svc (stopped, so connections hang): the deadline turns it into 503.
-    let pid = stack.auth.process.pid().to_string();
-    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    stack.auth.process.signal(Signal::Stop).unwrap();
     let t = Instant::now();
     let r = c.get(stack.gateway.url_for("/tasks")).bearer_auth(mint(NEW_SECRET, user_id, 600)).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
-    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    stack.auth.process.signal(Signal::Cont).unwrap();
 
     // Dead auth-svc.
     stack.auth.process.kill();

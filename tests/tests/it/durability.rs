@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use testkit::free_port;
+use testkit::process::{Signal, send_signal};
 use tokio::sync::mpsc;
 
 /// The run command as a user starts it, its output collected line by line.
@@ -70,7 +71,7 @@ async fn start(data_dir: &Path, port: u16) -> RunCommand {
 }
 
 fn kill9(pid: u32) {
-    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    let _ = send_signal(pid, Signal::Kill);
 }
 
 fn children(pid: u32) -> Vec<u32> {
@@ -146,7 +147,7 @@ async fn acknowledged_writes_survive_a_sigkill_of_the_whole_stack() {
     let missing: Vec<&i64> = acknowledged.iter().filter(|id| !stored.contains(id)).collect();
     assert!(missing.is_empty(), "acknowledged before the SIGKILL but missing after the restart: {missing:?}");
 
-    let _ = Command::new("kill").args(["-TERM", &run.child.id().to_string()]).status();
+    let _ = send_signal(run.child.id(), Signal::Term);
     let status = tokio::task::spawn_blocking(move || run.child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&data_dir);

@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use testkit::TestDatabase;
 use testkit::free_port;
+use testkit::process::{Signal, send_signal};
 use tokio::sync::mpsc;
 
 /// The configured grace: Prometheus' own stop first (well under a second), then gateways
@@ -108,8 +109,7 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let sigterm = Instant::now();
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    send_signal(child.id(), Signal::Term).unwrap();
     let exit = tokio::task::spawn_blocking(move || {
         loop {
             if let Some(status) = child.try_wait().unwrap() {
