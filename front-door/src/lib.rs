@@ -7,7 +7,7 @@
 //! request either, so what clients see locally during a failure is what they see on AWS.
 //!
 //! - [`door`]: the running front door, its listeners and stopping;
-//! - [`pool`]: the listener rules, targets and round-robin; [`health`](crate::health): the checks;
+//! - [`pool`]: the listener rules, targets and round-robin; `health`: the active checks;
 //! - [`proxy`]: the handlers that answer or forward a request;
 //! - [`request_check`]: the ALB's own checks of a request head, before hyper reads it;
 //! - [`forwarded`]: the headers the ALB adds and removes;

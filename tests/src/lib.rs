@@ -29,7 +29,7 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// The run command's options with test timings: any free port, fast health checks, short
-/// shutdown graces, and no Prometheus (only `tests/prometheus.rs` needs one: see
+/// shutdown graces, and no Prometheus (only the `prometheus` module needs one: see
 /// [`prometheus_options`]).
 pub fn options() -> Options {
     let mut opts = Options::new(bin_dir());

@@ -223,7 +223,7 @@ async fn previous_secret_still_validates_during_rotation() {
 async fn login_flood_is_bounded_with_503_and_retry_after() {
     // One hashing slot and no queueing: overlapping logins must be turned away, not piled up.
     // Concurrent attempts count against the account until they succeed: raise its limit so only
-    // the hashing bound is under test here (tests/throttle.rs tests the limit).
+    // the hashing bound is under test here (the `throttle` module tests the limit).
     let api =
         api_with(&[("HASH_CONCURRENCY", "1"), ("HASH_QUEUE_TIMEOUT_MS", "0"), ("LOGIN_FAILURE_LIMIT", "1000")]).await;
     assert_eq!(api.register("flood", "f@example.com", "SecurePass123!").await.status, StatusCode::CREATED);
