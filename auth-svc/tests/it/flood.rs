@@ -117,10 +117,7 @@ async fn a_flood_gets_429s_while_other_users_still_log_in() {
     let db = TestDatabase::new().await;
     let (port, metrics) = (free_port().unwrap(), SocketAddr::from(([127, 0, 0, 1], free_port().unwrap())));
     let mut svc = start(&db, port, metrics).await;
-    let target = Target {
-        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let target = Target { http: testkit::client(), base: format!("http://127.0.0.1:{port}") };
     for (i, user) in ["victim", "alice", "bob"].iter().enumerate() {
         let body = json!({"username": user, "email": format!("{user}@example.com"), "password": PASSWORD});
         let (status, body) = target.post("/auth/register", Some(&format!("198.51.100.{}", 20 + i)), body).await;

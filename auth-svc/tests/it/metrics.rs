@@ -32,7 +32,7 @@ async fn exposition_has_process_build_hashing_and_pool_metrics() {
         )
     };
     let mut svc = settings.launch("auth-svc", Path::new(BIN)).start(Duration::from_secs(60)).await.unwrap();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let http = testkit::client();
     let user = json!({"username": "metered", "email": "m@example.com", "password": "SecurePass123!"});
     let r = http.post(format!("http://127.0.0.1:{port}/auth/register")).json(&user).send().await.unwrap();
     assert_eq!(r.status(), 201);

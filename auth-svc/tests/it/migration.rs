@@ -124,7 +124,7 @@ async fn case_duplicates_keep_the_oldest_name_and_the_others_are_renamed_and_rep
 }
 
 async fn login(port: u16, username: &str, password: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
+    let r = testkit::client()
         .post(format!("http://127.0.0.1:{port}/auth/login"))
         .json(&json!({"username": username, "password": password}))
         .timeout(Duration::from_secs(30))

@@ -31,7 +31,7 @@ async fn sigterm_lets_the_in_flight_registration_finish() {
     let mut lock = db.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE users IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
     let register = tokio::spawn(
-        reqwest::Client::new()
+        testkit::client()
             .post(format!("http://127.0.0.1:{port}/auth/register"))
             .json(&json!({"username": "inflight", "email": "i@example.com", "password": "SecurePass123!"}))
             .timeout(Duration::from_secs(30))

@@ -37,7 +37,7 @@ async fn pool_saturation_and_database_503s_show_in_the_metrics() {
         ..ServiceSettings::new(db.url.clone(), loopback(port))
     });
     let mut svc = settings.launch("task-svc", Path::new(BIN)).start(Duration::from_secs(60)).await.unwrap();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let http = testkit::client();
     let base = format!("http://127.0.0.1:{port}");
     let scrape = || async {
         http.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.unwrap().text().await.unwrap()

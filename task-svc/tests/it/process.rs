@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use testkit::TestDatabase;
 use testkit::launch::{Launch, Logging, ServiceSettings, TaskSvcSettings, loopback};
 use testkit::postgres::{Cluster, Durability, free_port};
 use testkit::process::{Output, Process, healthcheck_exit_code};
+use testkit::{TestDatabase, client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_task-svc");
 
@@ -33,10 +33,6 @@ async fn user(pool: &sqlx::PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .unwrap()
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
