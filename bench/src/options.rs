@@ -206,7 +206,8 @@ pub struct Flags {
     keep: bool,
 }
 
-/// One run's settings: the flags with the defaults of the mode (full or `--quick`) applied.
+/// One run's settings: the flags with the defaults of the mode (full or `--quick`) applied; each
+/// field is documented on its flag in [`Flags`].
 #[derive(Debug, Clone)]
 pub struct Options {
     pub quick: bool,

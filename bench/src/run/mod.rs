@@ -60,7 +60,6 @@ pub async fn run(o: Options) -> Result<()> {
     }
     // Steady-state pulls of the revoked gateway: bytes per pull while nothing changed.
     let revocation_cost = revocation_cost::cost(&stack.revoked, &pulled).await;
-    drop(meter);
     stack.stop();
 
     let problems = finish::problems(&cells);

@@ -18,7 +18,8 @@ use platform::Secret;
 use crate::haproxy::{Haproxy, JwtCheck, Upstream};
 use crate::options::{EnvOverride, SidecarOverride};
 
-pub const JWT_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
+/// The HS256 secret every token of the run is signed with (gateways and HAProxy check it).
+const JWT_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 
 /// One running process of the system.
 pub struct Service {
@@ -65,6 +66,8 @@ fn service(database_url: &str) -> Result<ServiceSettings> {
     })
 }
 
+/// What the stack is started from: where the binaries, config and run directory are, and the
+/// options that change a process.
 pub struct StartOptions<'a> {
     pub bin_dir: &'a Path,
     pub self_exe: &'a Path,
