@@ -1,5 +1,10 @@
 //! PostgreSQL connection settings shared by both services: the guide's `DB_*` variables or
-//! `DATABASE_URL`, a short pool acquire timeout, a statement timeout, and the migrator.
+//! `DATABASE_URL`, a short pool acquire timeout, a statement timeout, and the migrator; and how
+//! a failed query becomes a response ([`query`]).
+
+pub mod query;
+
+pub use query::{ConstraintExt, QueryError, QueryResultExt};
 
 use std::fmt;
 use std::time::Duration;
