@@ -2,8 +2,8 @@
 //! where the query runs: the constraints a statement can violate are mapped, by the names the
 //! migrations give them, to the client errors they mean ([`ConstraintExt::on_constraint`]).
 //! Whatever is left answers for itself ([`QueryError`]'s `IntoResponse`): 503 with
-//! `Retry-After` when the database is unavailable, else 500, with the whole cause chain in the
-//! log and none of it in the response.
+//! `Retry-After` when the database is unavailable ([`is_unavailable`]), else 500, with the whole
+//! cause chain in the log and none of it in the response.
 //!
 //! ```ignore
 //! let user = sqlx::query_as("INSERT INTO users ... RETURNING ...")
@@ -41,9 +41,24 @@ impl QueryError {
         }
     }
 
-    /// Whether the database was unavailable ([`super::is_unavailable`]): the client may retry.
+    /// Whether the database was unavailable ([`is_unavailable`]): the client may retry.
     pub fn is_unavailable(&self) -> bool {
-        super::is_unavailable(&self.source)
+        is_unavailable(&self.source)
+    }
+}
+
+/// True when the error means "the database is unavailable right now" (503), as opposed to a
+/// bug or a constraint violation.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01..03: shutdown / cannot connect now;
+            // 57014: statement timeout; 53300: too many connections.
+            code.starts_with("08") || code.starts_with("57P") || code == "57014" || code == "53300"
+        }),
+        _ => false,
     }
 }
 
