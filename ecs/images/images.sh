@@ -13,6 +13,7 @@
 #                                             `aws ecr get-login-password | buildah login ...`
 #
 # Env: TAG (default: git describe --always --dirty; ECR tags are immutable, so never reuse one),
+# IMAGE_PREFIX (default task-mgmt: images <prefix>-auth-service, -task-service, -gateway),
 # TARGET_DIR (default <repo>/target), BIN_DIR (default $TARGET_DIR/release), DATABASE_URL (smoke: use this server instead of a
 # throwaway cluster; it must be reachable from the pod), KEEP=1 (smoke: leave pod and
 # database running for inspection), VENV (default <repo>/.venv: with moto_server and boto3 in
@@ -33,8 +34,9 @@ ROOT=$(cd "$IMAGES_DIR/../.." && pwd)
 TARGET_DIR=${TARGET_DIR:-$ROOT/target}
 RELEASE=${BIN_DIR:-$TARGET_DIR/release}
 TAG=${TAG:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev)}
-# binary -> image (= ECR repository name)
-declare -A IMAGE=([auth-svc]=task-mgmt-auth-service [task-svc]=task-mgmt-task-service [gateway]=task-mgmt-gateway)
+# binary -> image (= ECR repository name, <stack>-<suffix>; ecs/deploy.sh sets IMAGE_PREFIX)
+IMAGE_PREFIX=${IMAGE_PREFIX:-task-mgmt}
+declare -A IMAGE=([auth-svc]=$IMAGE_PREFIX-auth-service [task-svc]=$IMAGE_PREFIX-task-service [gateway]=$IMAGE_PREFIX-gateway)
 BINARIES=(auth-svc task-svc gateway)
 UID_GID=65532:65532
 VENV=${VENV:-$ROOT/.venv}
@@ -337,5 +339,5 @@ case "${1:-}" in
     build) shift; cmd_build "$@"; rm -rf "$STATE" ;;
     smoke) shift; cmd_smoke "$@" ;;
     push) shift; cmd_push "$@"; rm -rf "$STATE" ;;
-    *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
