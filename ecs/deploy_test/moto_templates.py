@@ -137,6 +137,18 @@ def write_copies(src: Path, dst: Path) -> dict[str, list[tuple[str, str]]]:
     return report
 
 
+def undeletable_types(path: Path) -> list[str]:
+    """The resource types in a template that moto creates but has no deletion for."""
+    models = moto_models()
+    types = {res["Type"] for res in taskdefs.load_template(path).get("Resources", {}).values()}
+    return sorted(
+        t for t in types
+        if t in models
+        and getattr(models[t].delete_from_cloudformation_json, "__isabstractmethod__", False)
+        and not hasattr(models[t], "delete")
+    )
+
+
 def describe(report: dict[str, list[tuple[str, str]]]) -> str:
     lines = []
     for name, dropped in report.items():
