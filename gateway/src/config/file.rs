@@ -1,6 +1,7 @@
 //! `sidecar.toml` as written: every table `deny_unknown_fields`, every key optional with a
 //! default. [`SidecarFile`] is also how the launcher, the bench and the tests write a sidecar
-//! file (`set`, `to_toml`), so a file they write is one the gateway reads.
+//! file (`set`, `to_toml`), so a file they write is one the gateway reads. Only types and
+//! defaults here: each section is validated by its component (see [`super`]).
 
 use std::path::Path;
 
@@ -239,7 +240,7 @@ impl Default for RoutesSection {
     }
 }
 
-pub(super) fn parse_file(text: &str) -> Result<SidecarFile, String> {
+fn parse_file(text: &str) -> Result<SidecarFile, String> {
     // toml's message names the unknown or mistyped key and its line.
     toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
 }

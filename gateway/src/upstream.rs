@@ -1,0 +1,78 @@
+//! task-svc as pingora's peer (`[upstream]`): where it is (TCP or its Unix socket), how long each
+//! step of a request to it may take, and how long an idle pooled connection to it is kept.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pingora::prelude::HttpPeer;
+use pingora::{Error, ErrorType};
+use platform::config::ConfigError;
+
+use crate::config::file::UpstreamSection;
+use crate::config::values::{millis, secs, socket_addr, socket_addr_or_off, unix_socket};
+
+/// `[upstream]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// task-svc over TCP (`UPSTREAM_ADDR`), used when `socket` is `None`.
+    pub addr: SocketAddr,
+    /// task-svc's Unix domain socket (`UPSTREAM_SOCKET`); when set, requests go there.
+    pub socket: Option<PathBuf>,
+    /// task-svc's metrics listener for `/metrics/task-svc`; `None` when the pass-through is off.
+    pub metrics: Option<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub total_connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// How long a pooled connection to task-svc may stay idle before the gateway closes it.
+    pub idle_timeout: Duration,
+}
+
+impl TryFrom<&UpstreamSection> for UpstreamSettings {
+    type Error = ConfigError;
+
+    fn try_from(s: &UpstreamSection) -> Result<Self, ConfigError> {
+        Ok(Self {
+            addr: socket_addr("[upstream] addr", &s.addr)?,
+            socket: unix_socket("[upstream] socket", &s.socket)?,
+            metrics: socket_addr_or_off("[upstream] metrics", &s.metrics)?,
+            connect_timeout: millis("[upstream] connect_timeout_ms", s.connect_timeout_ms, 1..=60_000)?,
+            total_connect_timeout: millis(
+                "[upstream] total_connect_timeout_ms",
+                s.total_connect_timeout_ms,
+                1..=60_000,
+            )?,
+            read_timeout: millis("[upstream] read_timeout_ms", s.read_timeout_ms, 1..=600_000)?,
+            write_timeout: millis("[upstream] write_timeout_ms", s.write_timeout_ms, 1..=600_000)?,
+            idle_timeout: secs("[upstream] idle_timeout_secs", s.idle_timeout_secs, 1..=3600)?,
+        })
+    }
+}
+
+impl UpstreamSettings {
+    /// task-svc as pingora's peer with every timeout set: pingora sets none by default, so a
+    /// hung task-svc would hold requests forever and an idle pooled connection would be kept
+    /// until task-svc closes it. Fails when the socket path is not UTF-8.
+    pub fn peer(&self) -> pingora::Result<HttpPeer> {
+        let mut peer = match &self.socket {
+            Some(path) => {
+                let path =
+                    path.to_str().ok_or_else(|| Error::explain(ErrorType::SocketError, "socket path is not UTF-8"))?;
+                HttpPeer::new_uds(path, false, String::new())?
+            }
+            None => HttpPeer::new(self.addr, false, String::new()),
+        };
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        peer.options.total_connection_timeout = Some(self.total_connect_timeout);
+        peer.options.read_timeout = Some(self.read_timeout);
+        peer.options.write_timeout = Some(self.write_timeout);
+        peer.options.idle_timeout = Some(self.idle_timeout);
+        Ok(peer)
+    }
+
+    /// Where requests go, for the start-up log line: the socket path or the address.
+    pub fn target(&self) -> String {
+        self.socket.as_ref().map_or_else(|| self.addr.to_string(), |p| p.display().to_string())
+    }
+}
