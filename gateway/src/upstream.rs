@@ -76,3 +76,42 @@ impl UpstreamSettings {
         self.socket.as_ref().map_or_else(|| self.addr.to_string(), |p| p.display().to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_carries_every_timeout_of_the_section() {
+        let section = UpstreamSection { idle_timeout_secs: 7, read_timeout_ms: 1500, ..UpstreamSection::default() };
+        let peer = UpstreamSettings::try_from(&section).unwrap().peer().unwrap();
+        assert_eq!(peer.options.idle_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(peer.options.read_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(peer.options.connection_timeout, Some(Duration::from_millis(1000)));
+        let default = UpstreamSettings::try_from(&UpstreamSection::default()).unwrap();
+        assert_eq!(default.idle_timeout, Duration::from_secs(60));
+        assert_eq!(default.target(), "127.0.0.1:3001");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key() {
+        for (section, key) in [
+            (UpstreamSection { idle_timeout_secs: 0, ..UpstreamSection::default() }, "[upstream] idle_timeout_secs"),
+            (UpstreamSection { idle_timeout_secs: 3601, ..UpstreamSection::default() }, "[upstream] idle_timeout_secs"),
+            (UpstreamSection { connect_timeout_ms: 0, ..UpstreamSection::default() }, "[upstream] connect_timeout_ms"),
+            (UpstreamSection { socket: "task.sock".into(), ..UpstreamSection::default() }, "[upstream] socket"),
+        ] {
+            assert_eq!(UpstreamSettings::try_from(&section).unwrap_err().key, key);
+        }
+    }
+
+    #[test]
+    fn a_unix_socket_wins_over_the_address() {
+        let section = UpstreamSection { socket: "/run/task-svc/task-svc.sock".into(), ..UpstreamSection::default() };
+        let settings = UpstreamSettings::try_from(&section).unwrap();
+        assert_eq!(settings.target(), "/run/task-svc/task-svc.sock");
+        assert!(settings.peer().is_ok());
+        // Written out only when set: a file for an older gateway does not gain the key.
+        assert!(!crate::config::SidecarFile::default().to_toml().unwrap().contains("socket"));
+    }
+}

@@ -111,6 +111,11 @@ pub struct UpstreamSection {
     pub total_connect_timeout_ms: u64,
     pub read_timeout_ms: u64,
     pub write_timeout_ms: u64,
+    /// How long a pooled connection to task-svc may sit idle before the gateway closes it.
+    /// task-svc never closes an idle connection itself (axum's server sets no idle or
+    /// header-read timeout), so this bounds how many idle connections outlive a burst. If
+    /// task-svc ever gets one, this must stay below it: the client side of a keep-alive
+    /// connection has to close first, or it may send a request on a connection being closed.
     pub idle_timeout_secs: u64,
 }
 
