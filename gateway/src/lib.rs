@@ -88,7 +88,10 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
         metrics.clone(),
     ));
 
-    let mut server = Server::new_with_opt_and_conf(None, config.server.pingora_conf(&config.shutdown));
+    let mut conf = config.server.pingora_conf(&config.shutdown);
+    // pingora sizes its connection pool server-wide, not per peer.
+    conf.upstream_keepalive_pool_size = config.upstream.keepalive_pool_size;
+    let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = http_proxy_service(&server.configuration, Gateway::new(config.clone(), auth, metrics.clone())?);
     proxy.add_tcp(&config.server.listen.to_string());

@@ -10,7 +10,7 @@ use pingora::{Error, ErrorType};
 use platform::config::ConfigError;
 
 use crate::config::file::UpstreamSection;
-use crate::config::values::{millis, secs, socket_addr, socket_addr_or_off, unix_socket};
+use crate::config::values::{in_range, millis, secs, socket_addr, socket_addr_or_off, unix_socket};
 
 /// `[upstream]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub struct UpstreamSettings {
     pub write_timeout: Duration,
     /// How long a pooled connection to task-svc may stay idle before the gateway closes it.
     pub idle_timeout: Duration,
+    /// Idle connections kept per proxy thread (pingora's `upstream_keepalive_pool_size`, a
+    /// server-wide setting: see `build_server`).
+    pub keepalive_pool_size: usize,
 }
 
 impl TryFrom<&UpstreamSection> for UpstreamSettings {
@@ -46,6 +49,9 @@ impl TryFrom<&UpstreamSection> for UpstreamSettings {
             read_timeout: millis("[upstream] read_timeout_ms", s.read_timeout_ms, 1..=600_000)?,
             write_timeout: millis("[upstream] write_timeout_ms", s.write_timeout_ms, 1..=600_000)?,
             idle_timeout: secs("[upstream] idle_timeout_secs", s.idle_timeout_secs, 1..=3600)?,
+            // At most 100,000: the cast is exact.
+            keepalive_pool_size: in_range("[upstream] keepalive_pool_size", s.keepalive_pool_size, 1..=100_000)?
+                as usize,
         })
     }
 }
@@ -99,6 +105,10 @@ mod tests {
             (UpstreamSection { idle_timeout_secs: 0, ..UpstreamSection::default() }, "[upstream] idle_timeout_secs"),
             (UpstreamSection { idle_timeout_secs: 3601, ..UpstreamSection::default() }, "[upstream] idle_timeout_secs"),
             (UpstreamSection { connect_timeout_ms: 0, ..UpstreamSection::default() }, "[upstream] connect_timeout_ms"),
+            (
+                UpstreamSection { keepalive_pool_size: 0, ..UpstreamSection::default() },
+                "[upstream] keepalive_pool_size",
+            ),
             (UpstreamSection { socket: "task.sock".into(), ..UpstreamSection::default() }, "[upstream] socket"),
         ] {
             assert_eq!(UpstreamSettings::try_from(&section).unwrap_err().key, key);

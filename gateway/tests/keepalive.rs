@@ -6,15 +6,19 @@
 //! pingora 0.9.1 on its own would keep the connection forever after its first request, so the
 //! "closed after" half fails without the setting.
 //!
-//! Upstream (`upstream.idle_timeout_secs`): a pooled connection to task-svc that stays idle is
-//! closed by the gateway after that long. A stand-in for task-svc reports when each connection
-//! closes; pingora on its own would keep the connection until task-svc closes it, which task-svc
-//! never does, so the test fails without the setting.
+//! Upstream (`upstream.idle_timeout_secs`, `upstream.keepalive_pool_size`): a pooled connection
+//! to task-svc that stays idle is closed by the gateway after that long, and a pool that is full
+//! closes the least recently used one at once. A stand-in for task-svc reports when each
+//! connection opens, serves and closes. pingora on its own keeps an idle connection until
+//! task-svc closes it (which task-svc never does) and pools 128 per thread, so each test fails
+//! without its setting.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use devstack::launch::{Gateway, KeyringSource, Probe, loopback};
@@ -133,15 +137,18 @@ enum Seen {
 }
 
 /// A stand-in for task-svc: answers every request head with `200 ok` on a keep-alive connection
-/// and reports what it sees. Requests carry no body (GETs).
-async fn upstream() -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+/// and reports what it sees. Requests carry no body (GETs). The first `together` requests are
+/// answered only once all of them have arrived, so they are in flight at the same time.
+async fn upstream(together: usize) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
     let listener = tokio::net::TcpListener::bind(loopback(0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (seen, events) = mpsc::unbounded_channel();
+    let gate = Arc::new(tokio::sync::Barrier::new(together.max(1)));
+    let requests = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         for n in 0.. {
             let (mut stream, _) = listener.accept().await.unwrap();
-            let seen = seen.clone();
+            let (seen, gate, requests) = (seen.clone(), gate.clone(), requests.clone());
             seen.send(Seen::Accepted(n)).unwrap();
             tokio::spawn(async move {
                 let mut head = Vec::new();
@@ -156,6 +163,9 @@ async fn upstream() -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
                     while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
                         head.drain(..end + 4);
                         let _ = seen.send(Seen::Request(n));
+                        if requests.fetch_add(1, Ordering::Relaxed) < together {
+                            gate.wait().await;
+                        }
                         stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
                     }
                 }
@@ -173,21 +183,25 @@ async fn next(events: &mut mpsc::UnboundedReceiver<Seen>, within: Duration) -> S
         .unwrap()
 }
 
-/// `GET /tasks/health` through the gateway (a public route: forwarded without a token).
-async fn health(listen: SocketAddr) {
-    let r = reqwest::get(format!("http://{listen}/tasks/health")).await.unwrap();
+/// `GET /tasks/health` through the gateway (a public route: forwarded without a token). One
+/// `client` per test keeps its connections to the gateway open, as the ALB does: a client that
+/// closes right after the response can make pingora drop the upstream connection instead of
+/// pooling it (the downstream half ends in an error), which is not what these tests are about.
+async fn health(client: &reqwest::Client, listen: SocketAddr) {
+    let r = client.get(format!("http://{listen}/tasks/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok");
 }
 
 #[tokio::test]
 async fn an_idle_pooled_upstream_connection_is_closed_after_the_configured_idle_timeout() {
-    let (task_svc, mut seen) = upstream().await;
+    let (task_svc, mut seen) = upstream(0).await;
     let mut sidecar = sidecar();
     sidecar.upstream.idle_timeout_secs = UPSTREAM_IDLE_SECS;
     let (mut gateway, listen) = start_gateway(sidecar, task_svc, "upstream-idle").await;
+    let client = reqwest::Client::new();
 
-    health(listen).await;
+    health(&client, listen).await;
     let answered = Instant::now();
     assert_eq!(next(&mut seen, Duration::from_secs(5)).await, Seen::Accepted(0));
     assert_eq!(next(&mut seen, Duration::from_secs(5)).await, Seen::Request(0));
@@ -201,4 +215,35 @@ async fn an_idle_pooled_upstream_connection_is_closed_after_the_configured_idle_
         "closed after {idle:?}, before the {UPSTREAM_IDLE_SECS} s idle timeout"
     );
     assert!(idle < Duration::from_secs(UPSTREAM_IDLE_SECS + 2), "closed only after {idle:?}");
+}
+
+#[tokio::test]
+async fn a_full_upstream_pool_closes_its_least_recently_used_connection() {
+    let (task_svc, mut seen) = upstream(2).await;
+    let mut sidecar = sidecar();
+    sidecar.upstream.keepalive_pool_size = 1;
+    let (mut gateway, listen) = start_gateway(sidecar, task_svc, "upstream-pool").await;
+    let client = reqwest::Client::new();
+
+    // Two requests in flight at once: two connections, both released into a pool of one.
+    tokio::join!(health(&client, listen), health(&client, listen));
+    let mut opened = Vec::new();
+    while opened.len() < 2 {
+        if let Seen::Accepted(n) = next(&mut seen, Duration::from_secs(5)).await {
+            opened.push(n);
+        }
+    }
+    // One of them is closed at once, long before the idle timeout (60 s): the pool is full.
+    let closed = loop {
+        match next(&mut seen, Duration::from_secs(5)).await {
+            Seen::Closed(n, _) => break n,
+            Seen::Request(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    // The other one stayed pooled: the next request reuses it, no new connection.
+    health(&client, listen).await;
+    let kept = 1 - closed;
+    assert_eq!(next(&mut seen, Duration::from_secs(5)).await, Seen::Request(kept));
+    gateway.kill();
 }

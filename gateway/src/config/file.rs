@@ -117,7 +117,14 @@ pub struct UpstreamSection {
     /// task-svc ever gets one, this must stay below it: the client side of a keep-alive
     /// connection has to close first, or it may send a request on a connection being closed.
     pub idle_timeout_secs: u64,
+    /// Idle connections to task-svc kept for reuse, per proxy thread (pingora's
+    /// `upstream_keepalive_pool_size`). A connection released into a full pool closes the
+    /// least recently used one.
+    pub keepalive_pool_size: u64,
 }
+
+/// Default pool of idle connections to task-svc per proxy thread: pingora's own default.
+pub const DEFAULT_KEEPALIVE_POOL_SIZE: u64 = 128;
 
 impl Default for UpstreamSection {
     fn default() -> Self {
@@ -130,6 +137,7 @@ impl Default for UpstreamSection {
             read_timeout_ms: 30_000,
             write_timeout_ms: 30_000,
             idle_timeout_secs: 60,
+            keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
         }
     }
 }
