@@ -15,6 +15,12 @@ struct Override {
     set: fn(&mut SidecarFile, String),
 }
 
+impl std::fmt::Debug for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {}", self.var, self.key)
+    }
+}
+
 static OVERRIDES: [Override; 6] = [
     Override { var: "GATEWAY_LISTEN", key: "[server] listen", set: |f, v| f.server.listen = v },
     Override { var: "METRICS_ADDR", key: "[server] metrics", set: |f, v| f.server.metrics = v },
@@ -27,12 +33,6 @@ static OVERRIDES: [Override; 6] = [
 /// The overrides that were set, to name their variable in errors.
 #[derive(Debug, Default)]
 pub struct Applied(Vec<&'static Override>);
-
-impl std::fmt::Debug for Override {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} -> {}", self.var, self.key)
-    }
-}
 
 /// Writes every set (non-empty) variable into `file`.
 pub fn apply(file: &mut SidecarFile, env: &dyn Source) -> Applied {

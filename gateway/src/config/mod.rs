@@ -18,11 +18,11 @@
 //! secret. Adding a key: its field in the section ([`file`]), its check in the section's
 //! conversion, `sidecar.toml` and `docs/gateway.md`.
 
-pub mod environment;
+pub(crate) mod environment;
 pub mod file;
 #[cfg(test)]
 mod tests;
-pub mod values;
+pub(crate) mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
