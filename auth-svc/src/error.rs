@@ -1,18 +1,32 @@
 //! auth-svc's one error type and its mapping to the contract's responses.
+//!
+//! The same model as task-svc's: input is validated once, where it is parsed (`user.rs`); a
+//! query maps the constraints it can violate to client errors where it runs (the shared
+//! [`platform::db::ConstraintExt::on_constraint`]); what is not the client's doing (a failed
+//! query, hashing, signing) keeps its cause as the error's source, so the log gets the whole
+//! chain and the response none of it. The throttle and the hashing pool have error types of
+//! their own, converted here.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use platform::ErrorBody;
-use platform::http::service_unavailable;
+use platform::db::QueryError;
+use platform::http::{internal_error, service_unavailable};
 use platform::keyring::Rejection;
 use platform::metrics::Unavailable;
 
-use crate::throttle::Throttled;
+use crate::password::HashError;
+use crate::throttle::{ThrottleError, Throttled};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The message is shown to the client.
     #[error("{0}")]
     BadRequest(String),
+    /// A value the database refused by a CHECK constraint. The rules are checked before the
+    /// query, so this fires only for a writer that skipped them.
+    #[error("A field is invalid or too long")]
+    InvalidField,
     /// Unknown user and wrong password: one variant, so one status and one body.
     #[error("Invalid username or password")]
     InvalidCredentials,
@@ -27,62 +41,124 @@ pub enum ApiError {
     #[error("Too many concurrent logins, retry shortly")]
     Busy,
     /// A login or registration limit is used up: 429 with `Retry-After`.
-    #[error("{}", .0.message())]
+    #[error("{0}")]
     Throttled(Throttled),
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Hashing failed for a reason other than [`ApiError::Busy`].
+    #[error("password hashing failed")]
+    Hashing(#[source] HashError),
+    #[error("could not sign the token")]
+    Signing(#[source] jsonwebtoken::errors::Error),
+    /// A query failed for a reason that is not the client's; it names the query in the log.
+    #[error(transparent)]
+    Database(#[from] QueryError),
+}
+
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        if e.is_busy() { Self::Busy } else { Self::Hashing(e) }
+    }
+}
+
+impl From<Throttled> for ApiError {
+    fn from(t: Throttled) -> Self {
+        Self::Throttled(t)
+    }
+}
+
+impl From<ThrottleError> for ApiError {
+    fn from(e: ThrottleError) -> Self {
+        match e {
+            ThrottleError::Throttled(t) => Self::Throttled(t),
+            ThrottleError::Database(e) => Self::Database(e),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, message) = match &self {
-            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
-            Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, self.to_string()),
-            Self::InvalidToken(r) => {
-                let body = ErrorBody::new(StatusCode::UNAUTHORIZED, r.to_string()).with_reason(r.reason());
-                let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return response;
-            }
-            Self::Conflict => (StatusCode::CONFLICT, self.to_string()),
+        let status = match self {
+            Self::Database(e) => return e.into_response(),
+            Self::Hashing(_) | Self::Signing(_) => return internal_error("internal error", anyhow::Error::new(self)),
+            Self::InvalidToken(rejection) => return invalid_token(rejection),
+            Self::Throttled(throttled) => return too_many_requests(throttled),
             Self::Busy => return service_unavailable(Unavailable::Hashing, &self.to_string()),
             Self::KeysUnavailable => return service_unavailable(Unavailable::Keyring, &self.to_string()),
-            Self::Throttled(t) => {
-                let mut response = ErrorBody::response(StatusCode::TOO_MANY_REQUESTS, t.message());
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(t.retry_after_secs));
-                return response;
-            }
-            Self::Database(e) => {
-                if platform::db::is_unavailable(e) {
-                    tracing::warn!(error = %e, "database unavailable");
-                    return service_unavailable(Unavailable::Database, "Database temporarily unavailable, retry later");
-                }
-                // Constraint violations are the client's doing: map them here, in one place.
-                if let sqlx::Error::Database(db) = e {
-                    match db.code().as_deref() {
-                        Some("23505") => return Self::Conflict.into_response(),
-                        Some("23514" | "22001") => {
-                            return ErrorBody::response(StatusCode::BAD_REQUEST, "A field is invalid or too long");
-                        }
-                        _ => {}
-                    }
-                }
-                tracing::error!(error = %e, "database error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorBody::default_message(StatusCode::INTERNAL_SERVER_ERROR).to_owned(),
-                )
-            }
-            Self::Internal(e) => {
-                tracing::error!(error = %e, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorBody::default_message(StatusCode::INTERNAL_SERVER_ERROR).to_owned(),
-                )
-            }
+            Self::BadRequest(_) | Self::InvalidField => StatusCode::BAD_REQUEST,
+            Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::Conflict => StatusCode::CONFLICT,
         };
-        ErrorBody::response(status, message)
+        ErrorBody::response(status, self.to_string())
+    }
+}
+
+/// 401 with `WWW-Authenticate: Bearer` (RFC 6750 §3) and the machine-readable `reason`.
+fn invalid_token(rejection: Rejection) -> Response {
+    let body = ErrorBody::new(StatusCode::UNAUTHORIZED, rejection.to_string()).with_reason(rejection.reason());
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// 429 with `Retry-After` in whole seconds (RFC 6585 §4, RFC 9110 §10.2.3).
+fn too_many_requests(throttled: Throttled) -> Response {
+    let mut response = ErrorBody::response(StatusCode::TOO_MANY_REQUESTS, throttled.to_string());
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(throttled.retry_after_secs));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password::pool::PoolError;
+    use crate::throttle::Scope;
+    use std::error::Error as _;
+
+    async fn body(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_variant_answers_with_its_status_and_the_contract_body() {
+        let throttled = Throttled { scope: Scope::Account, retry_after_secs: 7 };
+        let cases = [
+            (ApiError::BadRequest("title".into()), StatusCode::BAD_REQUEST, "title"),
+            (ApiError::InvalidField, StatusCode::BAD_REQUEST, "A field is invalid or too long"),
+            (ApiError::InvalidCredentials, StatusCode::UNAUTHORIZED, "Invalid username or password"),
+            (ApiError::Conflict, StatusCode::CONFLICT, "Username or email already exists"),
+            (ApiError::Throttled(throttled), StatusCode::TOO_MANY_REQUESTS, &throttled.to_string()),
+            (
+                HashError::from(PoolError::Busy).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many concurrent logins, retry shortly",
+            ),
+            (
+                HashError::from(PoolError::Stopped).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "An internal error occurred",
+            ),
+        ];
+        for (error, status, message) in cases {
+            let response = error.into_response();
+            assert_eq!(response.status(), status);
+            let json = body(response).await;
+            assert_eq!(json["message"], message, "{json}");
+            assert_eq!(json["error"], status.canonical_reason().unwrap());
+        }
+        let response = ApiError::Throttled(throttled).into_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "7");
+        let response = ApiError::from(HashError::from(PoolError::Busy)).into_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(response.extensions().get::<Unavailable>(), Some(&Unavailable::Hashing));
+    }
+
+    #[test]
+    fn hashing_failures_keep_their_cause() {
+        let err = ApiError::from(HashError::from(PoolError::JobLost));
+        assert!(matches!(err, ApiError::Hashing(_)));
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert!(chain.starts_with("password hashing failed: ") && chain.contains("without an answer"), "{chain}");
+        let err = ApiError::from(HashError::from(PoolError::Busy));
+        assert!(matches!(err, ApiError::Busy) && err.source().is_none());
     }
 }

@@ -5,91 +5,32 @@
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod hash_metrics;
 pub mod logout;
 pub mod password;
 pub mod revocation;
 pub mod routes;
+pub mod state;
 pub mod throttle;
 pub mod token;
+pub mod user;
 pub mod username_conflicts;
 
+pub use state::AppState;
+
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use platform::keyring::TokenRules;
-use platform::keyring::store::{DEFAULT_MIN_REFRESH_GAP, KeyringAgeCollector, KeyringStore, Refresher};
-use platform::metrics::HttpMetrics;
 use platform::service::BearerAuth;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::Config;
-use crate::password::Hasher;
-use crate::throttle::Throttle;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    /// The keyring in use: fixed (`JWT_SECRET`) or kept current from Secrets Manager.
-    pub keyring: Arc<KeyringStore>,
-    /// Fills and refreshes [`AppState::keyring`] from Secrets Manager; [`run`] starts it.
-    pub refresher: Option<Arc<Refresher>>,
-    pub hasher: Hasher,
-    pub throttle: Arc<Throttle>,
-    pub token_lifetime_secs: i64,
-    pub rules: TokenRules,
-    pub metrics: HttpMetrics,
-    pub request_timeout: Duration,
-    pub shutdown_grace: Duration,
-}
-
 /// How long [`run`] waits for the first Secrets Manager keyring before giving up.
 const KEYRING_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often expired revocations are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
-
-impl AppState {
-    /// The state for `config`. Registers the hashing pool's metrics (`auth_hash_*`) and the
-    /// keyring's (`auth_keyring_refreshes_total{outcome}`, `auth_keyring_age_seconds`) in
-    /// `metrics`' registry.
-    pub fn new(config: Config, pool: PgPool, metrics: HttpMetrics) -> Self {
-        let hasher = Hasher::new(config.hash_concurrency, config.hash_queue_timeout);
-        if let Err(e) = hasher.metrics().register(metrics.registry()) {
-            // Only a second AppState on one registry (tests) gets here; the first one's counts stay.
-            tracing::warn!(error = %e, "hashing metrics not registered");
-        }
-        let refreshes = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("auth_keyring_refreshes_total", "Keyring loads and refreshes by outcome"),
-            &["outcome"],
-        )
-        .expect("static metric definition is valid");
-        // A second AppState on the same registry (tests) keeps the first registration.
-        let _ = metrics.registry().register(Box::new(refreshes.clone()));
-        let (keyring, refresher) =
-            config.keyring.build(config.keyring_refresh_interval, DEFAULT_MIN_REFRESH_GAP, Some(refreshes));
-        if let Ok(age) = KeyringAgeCollector::new("auth_keyring_age_seconds", keyring.clone()) {
-            let _ = metrics.registry().register(Box::new(age));
-        }
-        Self {
-            pool,
-            keyring,
-            refresher: refresher.map(Arc::new),
-            hasher,
-            throttle: Arc::new(Throttle::new(&config.throttle, metrics.registry())),
-            token_lifetime_secs: config.token_lifetime_secs,
-            rules: config.rules,
-            metrics,
-            request_timeout: config.request_timeout,
-            shutdown_grace: config.shutdown_grace,
-        }
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -148,7 +89,9 @@ pub async fn run(
             match revocation::prune(&pool).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "expired revocations pruned"),
-                Err(e) => tracing::warn!(error = %e, "could not prune expired revocations"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "could not prune expired revocations");
+                }
             }
         }
     });

@@ -12,9 +12,9 @@ use platform::revocation::{DEFAULT_PAGE, MAX_PAGE, RevocationPage};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::revocation;
+use crate::state::AppState;
 use crate::token::{bearer, verify};
 
 /// Revokes the presented token until its `exp`. Idempotent: an already revoked (but otherwise
@@ -42,7 +42,7 @@ pub async fn logout_all(State(state): State<AppState>, headers: HeaderMap) -> Re
     let claims = verify(&state, bearer(&headers)?).await?;
     // iat has whole-second resolution: revoke everything issued in this second too. Login
     // issues this user's next token no earlier than the following second (see
-    // `revocation_safe_issue_time`).
+    // `token::issue`).
     let issued_before = Utc::now().timestamp() + 1;
     let max_lifetime = i64::try_from(state.rules.max_lifetime_secs).unwrap_or(i64::MAX);
     let expires_at = issued_before.saturating_add(max_lifetime);

@@ -3,8 +3,11 @@
 //! `20261129000020_revocations.sql` for the ordering guarantee of `seq`.
 
 use chrono::{DateTime, Utc};
+use platform::db::{ConstraintExt, QueryError, QueryResultExt};
 use platform::revocation::{Revocation, RevocationPage};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+
+use crate::error::ApiError;
 
 /// Key of the transaction-level advisory lock that serialises writers, so `seq` order is
 /// commit order (readers never skip an entry). Arbitrary, fixed: "revocations" in ASCII.
@@ -42,10 +45,22 @@ impl Row {
     }
 }
 
-/// Revokes the token `jti` of `user_id` until `exp` (unix seconds). Idempotent.
-pub async fn revoke_token(pool: &PgPool, user_id: i64, jti: &str, exp: i64) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+/// A transaction holding the writers' lock ([`WRITER_LOCK`]).
+async fn begin_writing(pool: &PgPool) -> Result<Transaction<'static, Postgres>, QueryError> {
+    let mut tx = pool.begin().await.query("revocations: begin")?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WRITER_LOCK)
+        .execute(&mut *tx)
+        .await
+        .query("revocations: writer lock")?;
+    Ok(tx)
+}
+
+/// Revokes the token `jti` of `user_id` until `exp` (unix seconds). Idempotent. Errors:
+/// [`ApiError::InvalidField`] for a `jti` the table cannot hold (empty, over 128 characters:
+/// CHECK `revocations_shape`), which a token we issued never has.
+pub async fn revoke_token(pool: &PgPool, user_id: i64, jti: &str, exp: i64) -> Result<(), ApiError> {
+    let mut tx = begin_writing(pool).await?;
     sqlx::query(
         "INSERT INTO revocations (kind, user_id, jti, expires_at)
          VALUES ('token', $1, $2, to_timestamp($3))
@@ -55,8 +70,10 @@ pub async fn revoke_token(pool: &PgPool, user_id: i64, jti: &str, exp: i64) -> R
     .bind(jti)
     .bind(exp as f64)
     .execute(&mut *tx)
-    .await?;
-    tx.commit().await
+    .await
+    .query("revocations: revoke token")
+    .on_constraint(|constraint| (constraint == "revocations_shape").then_some(ApiError::InvalidField))?;
+    Ok(tx.commit().await.query("revocations: commit")?)
 }
 
 /// Revokes every token of `user_id` with `iat < issued_before` (unix seconds); the entry lives
@@ -66,9 +83,8 @@ pub async fn revoke_user_tokens(
     user_id: i64,
     issued_before: i64,
     expires_at: i64,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+) -> Result<(), ApiError> {
+    let mut tx = begin_writing(pool).await?;
     sqlx::query(
         "INSERT INTO revocations (kind, user_id, issued_before, expires_at)
          VALUES ('user', $1, $2, to_timestamp($3))",
@@ -77,13 +93,14 @@ pub async fn revoke_user_tokens(
     .bind(issued_before)
     .bind(expires_at as f64)
     .execute(&mut *tx)
-    .await?;
-    tx.commit().await
+    .await
+    .query("revocations: revoke user tokens")?;
+    Ok(tx.commit().await.query("revocations: commit")?)
 }
 
 /// Whether a token (`jti`, `user_id`, `iat`) is revoked.
-pub async fn is_revoked(db: impl PgExecutor<'_>, jti: &str, user_id: i64, iat: i64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+pub async fn is_revoked(db: impl PgExecutor<'_>, jti: &str, user_id: i64, iat: i64) -> Result<bool, ApiError> {
+    let revoked = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 'token' AND jti = $1)
              OR EXISTS (SELECT 1 FROM revocations WHERE kind = 'user' AND user_id = $2 AND issued_before > $3)",
     )
@@ -92,20 +109,24 @@ pub async fn is_revoked(db: impl PgExecutor<'_>, jti: &str, user_id: i64, iat: i
     .bind(iat)
     .fetch_one(db)
     .await
+    .query("revocations: is revoked")?;
+    Ok(revoked)
 }
 
 /// The latest logout-all cut-off of `user_id` (unix seconds), if any is live.
-pub async fn user_cutoff(db: impl PgExecutor<'_>, user_id: i64) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
+pub async fn user_cutoff(db: impl PgExecutor<'_>, user_id: i64) -> Result<Option<i64>, ApiError> {
+    let cutoff = sqlx::query_scalar(
         "SELECT max(issued_before) FROM revocations WHERE kind = 'user' AND user_id = $1 AND expires_at > now()",
     )
     .bind(user_id)
     .fetch_one(db)
     .await
+    .query("revocations: user cut-off")?;
+    Ok(cutoff)
 }
 
 /// Live entries with `seq > after`, by `seq`, at most `limit`.
-pub async fn page(db: &PgPool, after: i64, limit: u32) -> Result<RevocationPage, sqlx::Error> {
+pub async fn page(db: &PgPool, after: i64, limit: u32) -> Result<RevocationPage, ApiError> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT seq, kind, user_id, jti, issued_before, expires_at
          FROM revocations WHERE seq > $1 AND expires_at > now() ORDER BY seq LIMIT $2",
@@ -113,20 +134,23 @@ pub async fn page(db: &PgPool, after: i64, limit: u32) -> Result<RevocationPage,
     .bind(after)
     .bind(i64::from(limit))
     .fetch_all(db)
-    .await?;
+    .await
+    .query("revocations: page")?;
     let latest: i64 =
         sqlx::query_scalar("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('revocations', 'seq')), 0)")
             .fetch_one(db)
-            .await?;
+            .await
+            .query("revocations: latest seq")?;
     let next_cursor = rows.last().map_or(after, |r| r.seq);
     let revocations = rows.into_iter().filter_map(Row::into_revocation).collect();
     Ok(RevocationPage { revocations, next_cursor, latest })
 }
 
 /// Deletes entries that can match no live token; returns how many.
-pub async fn prune(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+pub async fn prune(db: impl PgExecutor<'_>) -> Result<u64, QueryError> {
     Ok(sqlx::query("DELETE FROM revocations WHERE expires_at < now() - interval '1 minute'")
         .execute(db)
-        .await?
+        .await
+        .query("revocations: prune")?
         .rows_affected())
 }

@@ -1,16 +1,21 @@
-//! Verifying a presented bearer token in auth-svc (`/auth/validate`, logout): the same keyring
-//! and [`TokenRules`] as the gateway, with one addition: a key id this task does not hold makes
-//! it re-read its keyring (bounded wait) before answering, so during a rotation a task that has
-//! not refreshed yet does not refuse tokens of the new key.
+//! Tokens in auth-svc. Issuing (login): signed with the current key, never covered by a
+//! logout-all of the same second. Verifying a presented bearer token (`/auth/validate`,
+//! logout): the same keyring and [`TokenRules`](platform::keyring::TokenRules) as the gateway,
+//! with one addition: a key id this task does not hold makes it re-read its keyring (bounded
+//! wait) before answering, so during a rotation a task that has not refreshed yet does not
+//! refuse tokens of the new key.
 
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
+use chrono::Utc;
 use platform::keyring::store::Freshness;
 use platform::keyring::{Claims, Rejection, UnverifiedToken, bearer_token};
 
-use crate::AppState;
+use crate::db::Credentials;
 use crate::error::ApiError;
+use crate::revocation;
+use crate::state::AppState;
 
 /// Longest wait for a keyring refresh when a token's key id is unknown. Below the gateway's
 /// fallback deadline (1.5 s by default), so the gateway still gets an answer.
@@ -43,5 +48,36 @@ pub async fn verify(state: &AppState, raw: &str) -> Result<Claims, ApiError> {
             }
         }
         result => result.map_err(ApiError::InvalidToken),
+    }
+}
+
+/// Longest wait for the next second after a logout-all (a clock behind the other tasks' waits
+/// no longer than this; a token issued anyway is refused, never wrongly accepted).
+const CUTOFF_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// A signed token for `user`, valid for `JWT_EXPIRATION` from its `iat`. Errors:
+/// `KeysUnavailable` (503) while no keyring is loaded, `Signing` (500).
+pub async fn issue(state: &AppState, user: &Credentials) -> Result<String, ApiError> {
+    let iat = revocation_safe_issue_time(state, user.id).await?;
+    let claims = Claims::new(user.id, &user.username, &user.email, iat, state.token_lifetime_secs);
+    let keyring = state.keyring.current().ok_or(ApiError::KeysUnavailable)?;
+    keyring.issue(&claims).map_err(ApiError::Signing)
+}
+
+/// The `iat` for a new token of `user_id`: now, or, right after a logout-all in this same
+/// second, the next second, so that the new token is not covered by the cut-off
+/// (`iat < issued_before` is revoked; `iat` has whole-second resolution).
+async fn revocation_safe_issue_time(state: &AppState, user_id: i64) -> Result<i64, ApiError> {
+    let Some(issued_before) = revocation::user_cutoff(&state.pool, user_id).await? else {
+        return Ok(Utc::now().timestamp());
+    };
+    let deadline = Instant::now() + CUTOFF_WAIT_MAX;
+    loop {
+        let now = Utc::now();
+        if now.timestamp() >= issued_before || Instant::now() >= deadline {
+            return Ok(now.timestamp());
+        }
+        let to_next_second = 1_000 - i64::from(now.timestamp_subsec_millis()).min(999);
+        tokio::time::sleep(Duration::from_millis(to_next_second as u64)).await;
     }
 }

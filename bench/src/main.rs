@@ -13,76 +13,48 @@ mod options;
 mod procstat;
 mod relay;
 mod report;
+mod results;
 mod revocations;
 mod run;
+mod scrape;
 mod seed;
 mod stack;
 mod validate_proxy;
 mod wrk;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use clap::Parser;
 
-fn validate_proxy_main(args: &[String]) -> Result<()> {
-    let mut listen: Option<SocketAddr> = None;
-    let (mut auth, mut upstream) = (None, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--listen" => listen = Some(it.next().context("--listen ADDR")?.parse()?),
-            "--auth" => auth = Some(it.next().context("--auth URL")?.clone()),
-            "--upstream" => upstream = Some(it.next().context("--upstream URL")?.clone()),
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(validate_proxy::serve(
-        listen.context("--listen is required")?,
-        &auth.context("--auth is required")?,
-        &upstream.context("--upstream is required")?,
-    ))
-}
-
-fn front_door_main(args: &[String]) -> Result<()> {
-    let (mut listen, mut gateway, mut auth): (Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>) =
-        (None, None, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let v: SocketAddr = it.next().with_context(|| format!("{a} ADDR"))?.parse()?;
-        match a.as_str() {
-            "--listen" => listen = Some(v),
-            "--gateway" => gateway = Some(v),
-            "--auth" => auth = Some(v),
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(front_door::serve(
-        listen.context("--listen is required")?,
-        gateway.context("--gateway is required")?,
-        auth.context("--auth is required")?,
-    ))
-}
+use crate::options::{Cli, Internal, Options};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if args.first().is_some_and(|a| a == "validate-proxy") {
-        validate_proxy_main(&args[1..])
-    } else if args.first().is_some_and(|a| a == "front-door") {
-        front_door_main(&args[1..])
-    } else {
-        options::Options::parse(args).and_then(|o| {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-            runtime.block_on(run::run(o))
-        })
-    };
-    match result {
+    let cli = Cli::parse();
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.internal {
+        Some(Internal::ValidateProxy { listen, auth, upstream }) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(validate_proxy::serve(listen, &auth, &upstream))
+        }
+        Some(Internal::FrontDoor { listen, gateway, auth }) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(front_door::serve(listen, gateway, auth))
+        }
+        // One worker thread: the bench's own work is light, and the cores belong to the system
+        // under test.
+        None => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+            runtime.block_on(run::run(Options::from(cli.flags)))
         }
     }
 }

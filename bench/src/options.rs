@@ -1,54 +1,213 @@
-//! Command-line options.
+//! Command-line options (clap): the bench's own flags, resolved into [`Options`] (the defaults
+//! that depend on `--quick` applied), and the two internal subcommands that run one hop in a
+//! process of its own.
 
+use std::net::SocketAddr;
+use std::num::ParseIntError;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub const USAGE: &str = "\
-bench: the request paths side by side on the real binaries (see docs/benchmarks.md)
+/// The request paths side by side on the real binaries (see docs/benchmarks.md).
+///
+/// Starts a throwaway PostgreSQL cluster and every process on loopback, seeds users and tasks,
+/// drives every workload through every path with wrk, prints markdown tables and writes JSON.
+#[derive(Debug, Parser)]
+#[command(name = "bench", args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub internal: Option<Internal>,
+    #[command(flatten)]
+    pub flags: Flags,
+}
 
-usage: bench [options]
-  --quick                 a few seconds per cell, fewer users (CI); implies --no-build
-  --profile NAME          use target/NAME binaries (release or debug; default: this binary's own)
-  --bin-dir DIR           directory holding auth-svc, task-svc and gateway (overrides --profile)
-  --no-build              do not run `cargo build --release` first (always the case for debug)
-  --duration SECS         measured seconds per cell (default 10, quick 2)
-  --rounds N              rounds per task cell, paths visited in rotated order; the median round
-                          is reported (default 3, quick 1)
-  --warmup SECS           unmeasured seconds before each cell (default 2, quick 0)
-  --connections N         wrk connections for the task workloads (default 32, quick 16)
-  --threads N             wrk threads (default 1: the load generator shares the 2 cores)
-  --paced-delay-ms MS     pause per connection after each answer in the get-paced cells
-                          (default 10: a fixed load far below saturation)
-  --users N               seeded users (default 200, quick 20)
-  --tasks-per-user N      seeded tasks per user (default 5)
-  --login-flood N         concurrent clients of the login flood (default 300)
-  --workloads LIST        comma-separated subset of health,get,get-paced,get-vpc,list,put,post,login
-  --paths LIST            comma-separated subset of direct,gateway,gateway-uds,gateway-nocache,
-                          gateway-before,gateway-revoked,haproxy,haproxy-jwt,validate,front-door
-  --front-door URL        measure the front-door path through this running front door instead of
-                          starting devstack's (front door -> gateway -> task-svc)
-  --baseline-bin DIR      also measure DIR/gateway (another build, e.g. main's) as gateway-before,
-                          over TCP: a change's before and after in the same run
-  --revocations N         live revocations for gateway-revoked (default 100000, quick 10000)
-  --vpc-delay-us US       one-way delay of the VPC relays (default 250)
-  --upstream tcp|unix     how the gateways and HAProxy reach task-svc (default tcp, as shipped;
-                          gateway-uds always uses task-svc's Unix socket)
-  --haproxy PATH          HAProxy binary (default /usr/sbin/haproxy)
-  --durable               PostgreSQL with fsync on (default: fsync off, to measure the services)
-  --out FILE              JSON results (default bench/results/latest.json, quick: quick.json)
-  --env PROC:KEY=VALUE    extra environment for one process (auth-svc, task-svc, gateway,
-                          gateway-nocache), e.g. --env auth-svc:MALLOC_ARENA_MAX=2 (repeatable)
-  --sidecar-set KEY=VALUE set a key in both gateways' sidecar.toml copies, e.g. server.threads=1
-                          (value parsed as TOML; repeatable)
-  --keep                  keep the run directory (logs, data) after a successful run
-  validate-proxy --listen ADDR --auth URL --upstream URL
-                          (internal) the per-request validation proxy
-  front-door --listen ADDR --gateway ADDR --auth ADDR
-                          (internal) devstack's front door in a process of its own
-";
+/// The hops the bench runs as processes of their own (it starts them itself).
+#[derive(Debug, Subcommand)]
+pub enum Internal {
+    /// (internal) the per-request validation proxy: asks auth-svc on every request.
+    ValidateProxy {
+        /// Where it listens.
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// auth-svc's base URL.
+        #[arg(long, value_name = "URL")]
+        auth: String,
+        /// task-svc's base URL.
+        #[arg(long, value_name = "URL")]
+        upstream: String,
+    },
+    /// (internal) devstack's front door in a process of its own.
+    FrontDoor {
+        /// Where it listens.
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Where `/tasks*` goes.
+        #[arg(long, value_name = "ADDR")]
+        gateway: SocketAddr,
+        /// Where `/auth*` goes.
+        #[arg(long, value_name = "ADDR")]
+        auth: SocketAddr,
+    },
+}
 
+/// How the gateways and HAProxy reach task-svc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamTransport {
+    /// TCP, as shipped.
+    Tcp,
+    /// task-svc's Unix socket.
+    Unix,
+}
+
+/// `--env PROC:KEY=VALUE`: one more environment variable for one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvOverride {
+    /// auth-svc, task-svc, gateway, gateway-nocache, ... (a service's name in the stack).
+    pub process: String,
+    pub key: String,
+    pub value: String,
+}
+
+impl FromStr for EnvOverride {
+    type Err = anyhow::Error;
+
+    fn from_str(raw: &str) -> anyhow::Result<Self> {
+        let (process, kv) = raw.split_once(':').context("wants PROC:KEY=VALUE")?;
+        let (key, value) = kv.split_once('=').context("wants PROC:KEY=VALUE")?;
+        Ok(EnvOverride { process: process.to_owned(), key: key.to_owned(), value: value.to_owned() })
+    }
+}
+
+/// `--sidecar-set KEY=VALUE`: a dotted sidecar.toml key and its value (parsed as TOML later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarOverride {
+    pub key: String,
+    pub value: String,
+}
+
+impl FromStr for SidecarOverride {
+    type Err = anyhow::Error;
+
+    fn from_str(raw: &str) -> anyhow::Result<Self> {
+        let (key, value) = raw.split_once('=').context("wants KEY=VALUE")?;
+        Ok(SidecarOverride { key: key.to_owned(), value: value.to_owned() })
+    }
+}
+
+/// A non-negative, finite number of seconds (fractions allowed).
+fn seconds(raw: &str) -> Result<Duration, String> {
+    let secs: f64 = raw.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
+}
+
+/// A count of at least one.
+fn at_least_one<T>(raw: &str) -> Result<T, String>
+where
+    T: FromStr<Err = ParseIntError> + From<u8> + PartialOrd,
+{
+    let n: T = raw.parse().map_err(|e: ParseIntError| e.to_string())?;
+    if n < T::from(1) {
+        return Err("must be at least 1".to_owned());
+    }
+    Ok(n)
+}
+
+/// The bench's flags as given; [`Options`] is what a run uses.
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// A few seconds per cell, fewer users (CI); implies --no-build.
+    #[arg(long)]
+    quick: bool,
+    /// Use target/NAME binaries (release or debug; default: this binary's own directory).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Directory holding auth-svc, task-svc and gateway (overrides --profile).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Do not run `cargo build --release` first (always the case for debug).
+    #[arg(long)]
+    no_build: bool,
+    /// Measured seconds per cell [default: 6, quick: 2].
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    duration: Option<Duration>,
+    /// Rounds per task cell, paths visited in rotated order; the median round is reported
+    /// [default: 3, quick: 1].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    rounds: Option<usize>,
+    /// Unmeasured seconds before each cell [default: 1, quick: 0].
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    warmup: Option<Duration>,
+    /// wrk connections for the task workloads [default: 32, quick: 16].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u32>)]
+    connections: Option<u32>,
+    /// wrk threads (1: the load generator shares the cores).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one::<u32>)]
+    threads: u32,
+    /// Pause per connection after each answer in the get-paced cells (a fixed load far below
+    /// saturation).
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    paced_delay_ms: u32,
+    /// Seeded users [default: 200, quick: 20].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    users: Option<usize>,
+    /// Seeded tasks per user.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = at_least_one::<usize>)]
+    tasks_per_user: usize,
+    /// Concurrent clients of the login flood.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    login_flood: u32,
+    /// Comma-separated subset of health,get,get-paced,get-vpc,list,put,post,login.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    workloads: Option<Vec<String>>,
+    /// Comma-separated subset of direct,gateway,gateway-uds,gateway-nocache,gateway-before,gateway-revoked,haproxy,haproxy-jwt,validate,front-door.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    paths: Option<Vec<String>>,
+    /// Measure the front-door path through this running front door instead of starting
+    /// devstack's (front door -> gateway -> task-svc).
+    #[arg(long, value_name = "URL")]
+    front_door: Option<String>,
+    /// Also measure DIR/gateway (another build, e.g. main's) as gateway-before, over TCP: a
+    /// change's before and after in the same run.
+    #[arg(long, value_name = "DIR")]
+    baseline_bin: Option<PathBuf>,
+    /// Live revocations for gateway-revoked [default: 100000, quick: 10000].
+    #[arg(long, value_name = "N")]
+    revocations: Option<u32>,
+    /// One-way delay of the VPC relays, in microseconds.
+    #[arg(long, value_name = "US", default_value_t = 250)]
+    vpc_delay_us: u64,
+    /// How the gateways and HAProxy reach task-svc (gateway-uds always uses task-svc's Unix
+    /// socket).
+    #[arg(long, value_enum, default_value_t = UpstreamTransport::Tcp)]
+    upstream: UpstreamTransport,
+    /// HAProxy binary.
+    #[arg(long, value_name = "PATH", default_value = crate::haproxy::DEFAULT_PROGRAM)]
+    haproxy: PathBuf,
+    /// PostgreSQL with fsync on (default: fsync off, to measure the services).
+    #[arg(long)]
+    durable: bool,
+    /// JSON results; the markdown goes beside it as .md [default: bench/results/latest.json,
+    /// quick: bench/results/quick.json].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Extra environment for one process (auth-svc, task-svc, gateway, gateway-nocache, ...),
+    /// e.g. --env auth-svc:MALLOC_ARENA_MAX=2 (repeatable).
+    #[arg(long, value_name = "PROC:KEY=VALUE")]
+    env: Vec<EnvOverride>,
+    /// Set a key in every gateway's sidecar.toml copy, e.g. server.threads=1 (value parsed as
+    /// TOML; repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    sidecar_set: Vec<SidecarOverride>,
+    /// Keep the run directory (logs, data) after a successful run.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// One run's settings: the flags with the defaults of the mode (full or `--quick`) applied; each
+/// field is documented on its flag in [`Flags`].
 #[derive(Debug, Clone)]
 pub struct Options {
     pub quick: bool,
@@ -75,121 +234,55 @@ pub struct Options {
     pub durable: bool,
     pub out: Option<PathBuf>,
     pub keep: bool,
-    /// (process, key, value) from `--env`.
-    pub env: Vec<(String, String, String)>,
-    /// (dotted key, TOML value) from `--sidecar-set`.
-    pub sidecar_set: Vec<(String, String)>,
+    pub env: Vec<EnvOverride>,
+    pub sidecar_set: Vec<SidecarOverride>,
 }
 
-fn value<T: std::str::FromStr>(args: &mut impl Iterator<Item = String>, name: &str) -> Result<T> {
-    let raw = args.next().with_context(|| format!("{name} needs a value"))?;
-    raw.parse::<T>().map_err(|_| anyhow::anyhow!("bad value for {name}: {raw}"))
+/// `a, b,,c` as `[a, b, c]`.
+fn names(list: Option<Vec<String>>) -> Option<Vec<String>> {
+    list.map(|l| l.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
 }
 
-fn list(raw: &str) -> Vec<String> {
-    raw.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+/// `full` in a full run, `quick` with `--quick`.
+fn by_mode<T>(is_quick: bool, full: T, quick: T) -> T {
+    if is_quick { quick } else { full }
+}
+
+impl From<Flags> for Options {
+    fn from(f: Flags) -> Self {
+        let quick = f.quick;
+        Options {
+            quick,
+            profile: f.profile,
+            bin_dir: f.bin_dir,
+            no_build: f.no_build || quick,
+            duration: f.duration.unwrap_or(by_mode(quick, Duration::from_secs(6), Duration::from_secs(2))),
+            warmup: f.warmup.unwrap_or(by_mode(quick, Duration::from_secs(1), Duration::ZERO)),
+            rounds: f.rounds.unwrap_or(by_mode(quick, 3, 1)),
+            paced_delay_ms: f.paced_delay_ms,
+            connections: f.connections.unwrap_or(by_mode(quick, 32, 16)),
+            threads: f.threads,
+            users: f.users.unwrap_or(by_mode(quick, 200, 20)),
+            tasks_per_user: f.tasks_per_user,
+            login_flood: f.login_flood,
+            workloads: names(f.workloads),
+            paths: names(f.paths),
+            front_door: f.front_door,
+            baseline_bin: f.baseline_bin,
+            revocations: f.revocations.unwrap_or(by_mode(quick, 100_000, 10_000)),
+            vpc_delay: Duration::from_micros(f.vpc_delay_us),
+            haproxy: f.haproxy,
+            unix_upstream: f.upstream == UpstreamTransport::Unix,
+            durable: f.durable,
+            out: f.out,
+            keep: f.keep,
+            env: f.env,
+            sidecar_set: f.sidecar_set,
+        }
+    }
 }
 
 impl Options {
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self> {
-        let mut args = args.into_iter();
-        let mut quick = false;
-        let mut o = Options {
-            quick: false,
-            profile: None,
-            bin_dir: None,
-            no_build: false,
-            duration: Duration::ZERO,
-            warmup: Duration::ZERO,
-            rounds: 1,
-            paced_delay_ms: 10,
-            connections: 0,
-            threads: 1,
-            users: 0,
-            tasks_per_user: 5,
-            login_flood: 300,
-            workloads: None,
-            paths: None,
-            front_door: None,
-            baseline_bin: None,
-            revocations: 0,
-            vpc_delay: Duration::from_micros(250),
-            haproxy: PathBuf::from(crate::haproxy::DEFAULT_PROGRAM),
-            unix_upstream: false,
-            durable: false,
-            out: None,
-            keep: false,
-            env: Vec::new(),
-            sidecar_set: Vec::new(),
-        };
-        let (mut duration, mut warmup, mut connections, mut users, mut rounds) = (None, None, None, None, None);
-        let mut revocations = None;
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--quick" => quick = true,
-                "--profile" => o.profile = Some(value(&mut args, &arg)?),
-                "--bin-dir" => o.bin_dir = Some(value(&mut args, &arg)?),
-                "--no-build" => o.no_build = true,
-                "--duration" => duration = Some(value::<f64>(&mut args, &arg)?),
-                "--paced-delay-ms" => o.paced_delay_ms = value(&mut args, &arg)?,
-                "--rounds" => rounds = Some(value(&mut args, &arg)?),
-                "--warmup" => warmup = Some(value::<f64>(&mut args, &arg)?),
-                "--connections" => connections = Some(value(&mut args, &arg)?),
-                "--threads" => o.threads = value(&mut args, &arg)?,
-                "--users" => users = Some(value(&mut args, &arg)?),
-                "--tasks-per-user" => o.tasks_per_user = value(&mut args, &arg)?,
-                "--login-flood" => o.login_flood = value(&mut args, &arg)?,
-                "--workloads" => o.workloads = Some(list(&value::<String>(&mut args, &arg)?)),
-                "--paths" => o.paths = Some(list(&value::<String>(&mut args, &arg)?)),
-                "--front-door" => o.front_door = Some(value(&mut args, &arg)?),
-                "--baseline-bin" => o.baseline_bin = Some(value(&mut args, &arg)?),
-                "--revocations" => revocations = Some(value(&mut args, &arg)?),
-                "--vpc-delay-us" => o.vpc_delay = Duration::from_micros(value(&mut args, &arg)?),
-                "--haproxy" => o.haproxy = value(&mut args, &arg)?,
-                "--upstream" => {
-                    o.unix_upstream = match value::<String>(&mut args, &arg)?.as_str() {
-                        "unix" => true,
-                        "tcp" => false,
-                        other => bail!("--upstream wants unix or tcp, not {other}"),
-                    }
-                }
-                "--durable" => o.durable = true,
-                "--out" => o.out = Some(value(&mut args, &arg)?),
-                "--keep" => o.keep = true,
-                "--sidecar-set" => {
-                    let raw: String = value(&mut args, &arg)?;
-                    let (k, v) = raw.split_once('=').context("--sidecar-set wants KEY=VALUE")?;
-                    o.sidecar_set.push((k.to_owned(), v.to_owned()));
-                }
-                "--env" => {
-                    let raw: String = value(&mut args, &arg)?;
-                    let (process, kv) = raw.split_once(':').context("--env wants PROC:KEY=VALUE")?;
-                    let (k, v) = kv.split_once('=').context("--env wants PROC:KEY=VALUE")?;
-                    o.env.push((process.to_owned(), k.to_owned(), v.to_owned()));
-                }
-                "-h" | "--help" => {
-                    print!("{USAGE}");
-                    std::process::exit(0);
-                }
-                other => bail!("unknown argument {other}\n\n{USAGE}"),
-            }
-        }
-        o.quick = quick;
-        if quick {
-            o.no_build = true;
-        }
-        o.duration = Duration::from_secs_f64(duration.unwrap_or(if quick { 2.0 } else { 6.0 }));
-        o.warmup = Duration::from_secs_f64(warmup.unwrap_or(if quick { 0.0 } else { 1.0 }));
-        o.rounds = rounds.unwrap_or(if quick { 1 } else { 3 });
-        o.connections = connections.unwrap_or(if quick { 16 } else { 32 });
-        o.users = users.unwrap_or(if quick { 20 } else { 200 });
-        o.revocations = revocations.unwrap_or(if quick { 10_000 } else { 100_000 });
-        if o.users == 0 || o.tasks_per_user == 0 || o.connections == 0 || o.threads == 0 || o.rounds == 0 {
-            bail!("--users, --tasks-per-user, --connections, --threads and --rounds must be at least 1");
-        }
-        Ok(o)
-    }
-
     pub fn wants_workload(&self, name: &str) -> bool {
         self.workloads.as_ref().is_none_or(|w| w.iter().any(|x| x == name))
     }
@@ -201,10 +294,23 @@ impl Options {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
+    fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+    }
+
     fn parse(args: &[&str]) -> Options {
-        Options::parse(args.iter().map(|s| (*s).to_owned())).expect("valid options")
+        let cli = cli(args).expect("valid options");
+        assert!(cli.internal.is_none());
+        Options::from(cli.flags)
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -212,22 +318,63 @@ mod tests {
         let o = parse(&["--quick", "--profile", "debug"]);
         assert!(o.quick && o.no_build);
         assert_eq!(o.profile.as_deref(), Some("debug"));
-        assert_eq!(o.duration, Duration::from_secs(2));
-        assert_eq!(o.users, 20);
-        assert_eq!(o.revocations, 10_000);
+        assert_eq!((o.duration, o.warmup, o.rounds), (Duration::from_secs(2), Duration::ZERO, 1));
+        assert_eq!((o.connections, o.users, o.revocations), (16, 20, 10_000));
     }
 
     #[test]
     fn full_mode_defaults_and_filters() {
-        let o = parse(&["--workloads", "get,login", "--duration", "5"]);
+        let o = parse(&["--workloads", "get, login", "--duration", "5"]);
         assert!(!o.quick && !o.no_build);
-        assert_eq!(o.duration, Duration::from_secs(5));
+        assert_eq!((o.duration, o.warmup, o.rounds), (Duration::from_secs(5), Duration::from_secs(1), 3));
+        assert_eq!((o.connections, o.threads, o.users, o.tasks_per_user), (32, 1, 200, 5));
+        assert_eq!((o.paced_delay_ms, o.login_flood), (10, 300));
         assert!(o.wants_workload("get") && o.wants_workload("login") && !o.wants_workload("put"));
         assert!(o.wants_path("gateway"));
         assert_eq!((o.revocations, o.vpc_delay), (100_000, Duration::from_micros(250)));
-        let o = parse(&["--vpc-delay-us", "1000", "--baseline-bin", "/tmp/b"]);
+        assert_eq!(o.haproxy, PathBuf::from(crate::haproxy::DEFAULT_PROGRAM));
+        assert!(!o.unix_upstream && !o.durable && !o.keep && o.out.is_none());
+        let o = parse(&["--vpc-delay-us", "1000", "--baseline-bin", "/tmp/b", "--upstream", "unix"]);
         assert_eq!(o.vpc_delay, Duration::from_millis(1));
         assert_eq!(o.baseline_bin, Some(PathBuf::from("/tmp/b")));
-        assert!(Options::parse(["--bogus".to_owned()]).is_err());
+        assert!(o.unix_upstream);
+    }
+
+    #[test]
+    fn repeatable_overrides() {
+        let o = parse(&["--env", "auth-svc:A=b=c", "--env", "gateway:X=", "--sidecar-set", "server.threads=1"]);
+        let env = |process: &str, key: &str, value: &str| EnvOverride {
+            process: process.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        };
+        assert_eq!(o.env, [env("auth-svc", "A", "b=c"), env("gateway", "X", "")]);
+        assert_eq!(o.sidecar_set, [SidecarOverride { key: "server.threads".to_owned(), value: "1".to_owned() }]);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        for bad in [
+            &["--bogus"][..],
+            &["--users", "0"],
+            &["--rounds", "0"],
+            &["--connections", "0"],
+            &["--duration", "-1"],
+            &["--upstream", "udp"],
+            &["--env", "auth-svc=1"],
+            &["--sidecar-set", "server.threads"],
+        ] {
+            assert!(cli(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn internal_subcommands() {
+        let door = cli(&["front-door", "--listen", "127.0.0.1:1", "--gateway", "127.0.0.1:2", "--auth", "127.0.0.1:3"]);
+        assert!(matches!(door.expect("valid").internal, Some(Internal::FrontDoor { .. })));
+        let proxy = cli(&["validate-proxy", "--listen", "127.0.0.1:1", "--auth", "http://a", "--upstream", "http://b"]);
+        assert!(matches!(proxy.expect("valid").internal, Some(Internal::ValidateProxy { .. })));
+        // The internal subcommands take none of the bench's flags.
+        assert!(cli(&["--quick", "front-door", "--listen", "127.0.0.1:1"]).is_err());
     }
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 pub const PASSWORD: &str = "bench-password-123";
 
+/// A seeded user: its id, username, a token from `/auth/login` and its tasks' ids.
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -28,6 +29,8 @@ fn username(i: usize) -> String {
     format!("bench{i:05}")
 }
 
+/// Seeds `users` users with `tasks_per_user` tasks each: returns them with a real token, sorted
+/// by id. Errors: a registration, login or task creation was refused, or the database failed.
 pub async fn seed(
     auth_url: &str,
     task_url: &str,
@@ -36,6 +39,20 @@ pub async fn seed(
     tasks_per_user: usize,
 ) -> Result<Vec<User>> {
     let http = client()?;
+    let rows = users_rows(&http, auth_url, database_url, users).await?;
+    let mut seeded = login_all(&http, auth_url, rows).await?;
+    create_tasks(&http, task_url, &mut seeded, tasks_per_user).await?;
+    Ok(seeded)
+}
+
+/// Registers the first user through auth-svc and copies its row (password hash included) for
+/// the others; returns every user's (id, username).
+async fn users_rows(
+    http: &reqwest::Client,
+    auth_url: &str,
+    database_url: &str,
+    users: usize,
+) -> Result<Vec<(i64, String)>> {
     let first = username(0);
     let r = http
         .post(format!("{auth_url}/auth/register"))
@@ -62,10 +79,14 @@ pub async fn seed(
             .fetch_all(&pool)
             .await?;
     pool.close().await;
+    Ok(rows)
+}
 
-    // Real tokens: one login per user (a hash each, at most as many at once as auth-svc hashes).
+/// Real tokens: one login per user (a hash each, at most as many at once as auth-svc hashes).
+async fn login_all(http: &reqwest::Client, auth_url: &str, rows: Vec<(i64, String)>) -> Result<Vec<User>> {
     let permits = Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
     let mut logins = JoinSet::new();
+    let count = rows.len();
     for (id, name) in rows {
         let (http, permits, url) = (http.clone(), permits.clone(), format!("{auth_url}/auth/login"));
         logins.spawn(async move {
@@ -79,13 +100,21 @@ pub async fn seed(
             anyhow::Ok(User { id, username: name, token, tasks: Vec::new() })
         });
     }
-    let mut seeded = Vec::with_capacity(users);
+    let mut seeded = Vec::with_capacity(count);
     while let Some(user) = logins.join_next().await {
         seeded.push(user??);
     }
     seeded.sort_by_key(|u| u.id);
+    Ok(seeded)
+}
 
-    // Tasks through task-svc's API, as the gateway would forward them.
+/// Tasks through task-svc's API, as the gateway would forward them; their ids go to each user.
+async fn create_tasks(
+    http: &reqwest::Client,
+    task_url: &str,
+    seeded: &mut [User],
+    tasks_per_user: usize,
+) -> Result<()> {
     let permits = Arc::new(Semaphore::new(16));
     let mut creates = JoinSet::new();
     for (index, user) in seeded.iter().enumerate() {
@@ -113,7 +142,7 @@ pub async fn seed(
         let (index, id) = created??;
         seeded[index].tasks.push(id);
     }
-    Ok(seeded)
+    Ok(())
 }
 
 /// The data files the Lua scripts read: `tasks.txt` ("token user_id task_id" per task) and

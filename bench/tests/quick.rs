@@ -67,6 +67,10 @@ fn quick_mode_produces_a_valid_run() {
     assert!(validate["validate_calls_per_1k"].as_f64().unwrap() > 900.0, "{validate}");
     let gateway = cells.iter().find(|c| c["workload"] == "get" && c["path"] == "gateway").unwrap();
     assert_eq!(gateway["validate_calls_per_1k"].as_f64().unwrap(), 0.0, "{gateway}");
+    // Per-request counters beside the times: a gateway that answered waited on its sockets.
+    let switches = &gateway["per_request"]["gateway"];
+    assert!(switches["voluntary_switches"].as_f64().unwrap() > 0.0, "{gateway}");
+    assert_eq!(gateway["edge_per_request"], *switches, "{gateway}");
     assert!(results["problems"].as_array().unwrap().is_empty());
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(out.with_extension("md"));

@@ -13,6 +13,7 @@
 #                                             `aws ecr get-login-password | buildah login ...`
 #
 # Env: TAG (default: git describe --always --dirty; ECR tags are immutable, so never reuse one),
+# IMAGE_PREFIX (default task-mgmt: images <prefix>-auth-service, -task-service, -gateway),
 # TARGET_DIR (default <repo>/target), BIN_DIR (default $TARGET_DIR/release), DATABASE_URL (smoke: use this server instead of a
 # throwaway cluster; it must be reachable from the pod), KEEP=1 (smoke: leave pod and
 # database running for inspection), VENV (default <repo>/.venv: with moto_server and boto3 in
@@ -33,8 +34,9 @@ ROOT=$(cd "$IMAGES_DIR/../.." && pwd)
 TARGET_DIR=${TARGET_DIR:-$ROOT/target}
 RELEASE=${BIN_DIR:-$TARGET_DIR/release}
 TAG=${TAG:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev)}
-# binary -> image (= ECR repository name)
-declare -A IMAGE=([auth-svc]=task-mgmt-auth-service [task-svc]=task-mgmt-task-service [gateway]=task-mgmt-gateway)
+# binary -> image (= ECR repository name, <stack>-<suffix>; ecs/deploy.sh sets IMAGE_PREFIX)
+IMAGE_PREFIX=${IMAGE_PREFIX:-task-mgmt}
+declare -A IMAGE=([auth-svc]=$IMAGE_PREFIX-auth-service [task-svc]=$IMAGE_PREFIX-task-service [gateway]=$IMAGE_PREFIX-gateway)
 BINARIES=(auth-svc task-svc gateway)
 UID_GID=65532:65532
 VENV=${VENV:-$ROOT/.venv}
@@ -66,7 +68,9 @@ stage_libs() {
 stage() {
     local bin=$1 ctx=$2 rootfs=$2/rootfs
     mkdir -p "$rootfs/etc/ssl/certs"
-    install -d -m 1777 "$rootfs/tmp"
+    # The gateway's /tmp is a volume owned by its user (Dockerfile.gateway: COPY --chown tmp/);
+    # the others get an ordinary sticky /tmp.
+    if [ "$bin" = gateway ]; then mkdir -p "$ctx/tmp"; else install -d -m 1777 "$rootfs/tmp"; fi
     stage_libs "$RELEASE/$bin" "$rootfs"
     # CA roots: the gateway's AWS SDK client verifies Secrets Manager's TLS with them.
     cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
@@ -137,6 +141,8 @@ smoke_cleanup() {
     local rc=$?
     if [ "${KEEP:-0}" = 1 ]; then log "KEEP=1: pod $SMOKE_POD and database left running"; return $rc; fi
     [ -n "$SMOKE_POD" ] && podman pod rm -f -t 0 "$SMOKE_POD" >/dev/null 2>&1 || true
+    [ -n "$SMOKE_POD" ] && podman rm -f -t 0 "$SMOKE_POD-untrusting" >/dev/null 2>&1 || true
+    [ -n "$SMOKE_POD" ] && podman volume rm -f "$SMOKE_POD-tmp" >/dev/null 2>&1 || true
     [ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null || true
     if [ -n "$PG_DATA" ]; then as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true; fi
     rm -rf "$STATE"
@@ -194,12 +200,20 @@ cmd_smoke() {
     # when moto_server is in the venv, else from JWT_SECRET.
     local gw_keyring=(-e JWT_SECRET="$secret") moto_port="" arn=""
     if [ -x "$VENV/bin/moto_server" ]; then
+        # Secrets Manager over TLS, as on AWS: moto serves HTTPS with a certificate from a test
+        # CA, and the containers get a CA bundle that includes it, mounted where the images
+        # keep theirs (the AWS SDK's rustls reads the system roots: SSL_CERT_FILE, else
+        # /etc/ssl/certs/ca-certificates.crt, found by openssl-probe).
+        test_ca
         moto_port=$(free_port)
-        "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$STATE/moto.log" 2>&1 &
+        "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" -c "$STATE/tls/server.pem" -k "$STATE/tls/server.key" \
+            >"$STATE/moto.log" 2>&1 &
         MOTO_PID=$!
-        wait_for "moto_server (Secrets Manager) on 127.0.0.1:$moto_port" 30 curl -s "http://127.0.0.1:$moto_port/" || return 1
+        wait_for "moto_server (Secrets Manager, TLS) on 127.0.0.1:$moto_port" 30 \
+            curl -s --cacert "$STATE/tls/ca.pem" "https://127.0.0.1:$moto_port/" || return 1
         arn=$(sm "$moto_port" create "$secret")
-        gw_keyring=(-e JWT_SECRET_ARN="$arn" -e AWS_ENDPOINT_URL_SECRETS_MANAGER="http://10.0.2.2:$moto_port"
+        gw_keyring=(-e JWT_SECRET_ARN="$arn" -e AWS_ENDPOINT_URL_SECRETS_MANAGER="https://10.0.2.2:$moto_port"
+            -v "$STATE/tls/bundle.pem:/etc/ssl/certs/ca-certificates.crt:ro"
             -e AWS_REGION=us-east-1 -e AWS_ACCESS_KEY_ID=smoke -e AWS_SECRET_ACCESS_KEY=smoke)
     else
         log "no $VENV/bin/moto_server: keyrings from JWT_SECRET, rotation not exercised"
@@ -230,7 +244,9 @@ cmd_smoke() {
     wait_for "task-svc healthy (task-svc healthcheck)" 60 podman exec "$SMOKE_POD-task" /usr/local/bin/task-svc healthcheck \
         || { podman logs "$SMOKE_POD-task" | tail -20; return 1; }
     log "gateway (0.0.0.0:3000 and :9100 in the pod)"
-    podman run -d --name "$SMOKE_POD-gateway" "${hard[@]}" --tmpfs /tmp:rw,size=16m,mode=1777 \
+    # /tmp: a named volume, which podman fills from the image's VOLUME directory (owner
+    # included) the way Fargate fills the task's bind volume.
+    podman run -d --name "$SMOKE_POD-gateway" "${hard[@]}" -v "$SMOKE_POD-tmp:/tmp" \
         "${gw_keyring[@]}" -e AUTH_SERVICE_URL=http://127.0.0.1:3100 "${IMAGE[gateway]}:$TAG" >/dev/null
     wait_for "gateway healthy (gateway healthcheck)" 60 podman exec "$SMOKE_POD-gateway" /usr/local/bin/gateway healthcheck \
         || { podman logs "$SMOKE_POD-gateway" | tail -20; return 1; }
@@ -258,6 +274,9 @@ cmd_smoke() {
     expect "PUT /tasks/$task_id" 200 "$(http PUT "$gw/tasks/$task_id" "$token" '{"status":"completed"}')"
     expect "DELETE /tasks/$task_id" 204 "$(http DELETE "$gw/tasks/$task_id" "$token")"
     expect "GET /ready (gateway metrics port)" 200 "$(http GET "http://127.0.0.1:$metrics_port/ready")"
+    local owner
+    owner=$(stat -c %u:%g "$(podman volume inspect --format '{{.Mountpoint}}' "$SMOKE_POD-tmp")")
+    expect "gateway /tmp volume owned by its user (65532:65532)" "$UID_GID" "$owner"
     resp=$(http GET "http://127.0.0.1:$metrics_port/metrics")
     expect "GET /metrics (gateway metrics port)" 200 "${resp%%$'\n'*}"
 
@@ -278,6 +297,10 @@ cmd_smoke() {
         token=$(echo "${resp#* }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
         expect "GET /tasks with a new-key token" 200 "$(http GET "$gw/tasks" "$token")"
         expect "GET /tasks with an unseen old-key token (AWSPREVIOUS)" 200 "$(http GET "$gw/tasks" "$old_token")"
+    fi
+
+    if [ -n "$arn" ]; then
+        untrusting_gateway "$moto_port" "$arn"
     fi
 
     echo
@@ -304,15 +327,53 @@ cmd_smoke() {
     echo "smoke: all checks passed"
 }
 
+# A throwaway CA and a server certificate for moto (10.0.2.2 is the host as the pod sees it).
+test_ca() {
+    local d=$STATE/tls
+    mkdir -p "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=task-mgmt smoke test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=moto" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:10.0.2.2,IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$d/ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 1 \
+        -extfile "$d/ext" -out "$d/server.pem" 2>/dev/null
+    cat /etc/ssl/certs/ca-certificates.crt "$d/ca.pem" >"$d/bundle.pem"
+    chmod 644 "$d"/*.pem
+}
+
+# The negative half of the TLS check: a gateway with the image's own CA bundle (which lacks the
+# test CA) must not accept moto's certificate, so it never loads its keyring and stays not ready.
+untrusting_gateway() {
+    local moto_port=$1 arn=$2 port name=$SMOKE_POD-untrusting
+    port=$(free_port)
+    podman run -d --name "$name" --network slirp4netns:allow_host_loopback=true -p "127.0.0.1:$port:9100" \
+        --user "$UID_GID" --read-only --cap-drop ALL --init --no-healthcheck --tmpfs /tmp \
+        -e JWT_SECRET_ARN="$arn" -e AWS_ENDPOINT_URL_SECRETS_MANAGER="https://10.0.2.2:$moto_port" \
+        -e AWS_REGION=us-east-1 -e AWS_ACCESS_KEY_ID=smoke -e AWS_SECRET_ACCESS_KEY=smoke \
+        -e AUTH_SERVICE_URL=http://127.0.0.1:3100 "${IMAGE[gateway]}:$TAG" >/dev/null
+    echo
+    echo "TLS trust (a gateway with the image's own CA bundle, without the test CA):"
+    if wait_for "its Secrets Manager read refused for the certificate" 60 \
+        sh -c "podman logs $name 2>&1 | grep -q -i -E 'certificate|UnknownIssuer'"; then
+        expect "keyring read fails on the unknown CA" 1 "1 $(podman logs "$name" 2>&1 | grep -i -m1 -o -E '.{0,40}UnknownIssuer.{0,20}' | head -1)"
+    else
+        expect "keyring read fails on the unknown CA" 1 "0 $(podman logs "$name" 2>&1 | tail -3)"
+    fi
+    expect "GET /ready while it has no keyring" 503 "$(http GET "http://127.0.0.1:$port/ready")"
+    podman rm -f -t 0 "$name" >/dev/null 2>&1 || true
+}
+
 new_secret() { head -c 96 /dev/urandom | base64 | tr -d '/+=\n' | cut -c1-64; }
 
 # Secrets Manager on moto: sm PORT create SECRET -> ARN; sm PORT put SECRET ARN
 sm() {
-    "$VENV/bin/python" - "$@" <<'PY'
-import json, sys
+    SMOKE_CA=$STATE/tls/ca.pem "$VENV/bin/python" - "$@" <<'PY'
+import json, os, sys
 import boto3
 port, op, secret = sys.argv[1:4]
-c = boto3.client("secretsmanager", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+ca = os.environ["SMOKE_CA"]
+c = boto3.client("secretsmanager", endpoint_url=f"https://127.0.0.1:{port}", region_name="us-east-1", verify=ca,
                  aws_access_key_id="smoke", aws_secret_access_key="smoke")
 value = json.dumps({"secret": secret, "expiration": "3600"})
 if op == "create":
@@ -337,5 +398,5 @@ case "${1:-}" in
     build) shift; cmd_build "$@"; rm -rf "$STATE" ;;
     smoke) shift; cmd_smoke "$@" ;;
     push) shift; cmd_push "$@"; rm -rf "$STATE" ;;
-    *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

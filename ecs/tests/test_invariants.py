@@ -11,7 +11,7 @@ import tomllib
 
 import pytest
 
-from conftest import ECS_DIR, REPO
+from conftest import ECS_DIR, REPO, physical
 import taskdefs
 
 # The services' ports, as the binaries use them (see ecs/README.md).
@@ -68,10 +68,16 @@ def gateway_grace_secs():
 
 # ----------------------------------------------------------------------------- the template itself
 
-def test_template_deploys_without_an_s3_bucket():
-    """`aws cloudformation deploy` uploads templates over 51,200 bytes only through S3."""
-    size = (ECS_DIR / "cloudformation" / "task-management.yaml").stat().st_size
-    assert size <= 51_200, f"template is {size} bytes; deploy would need --s3-bucket"
+def test_templates_fit_how_deploy_sh_sends_them():
+    """CloudFormation takes 51,200 bytes inline (--template-body) and 1 MB from S3
+    (--template-url). ecs/deploy.sh sends the main template through S3 and the two small ones
+    inline."""
+    deploy = (ECS_DIR / "deploy.sh").read_text()
+    assert 'deploy_stack "$STACK" --template-url "$url"' in deploy
+    assert (ECS_DIR / "cloudformation" / "task-management.yaml").stat().st_size <= 1_000_000
+    for name in ("bootstrap.yaml", "network.yaml"):
+        assert f'--template-body "file://$TEMPLATE_DIR/{name}"' in deploy
+        assert (ECS_DIR / "cloudformation" / name).stat().st_size <= 51_200, name
 
 
 def test_committed_task_definitions_match_the_template(rendered):
@@ -195,7 +201,7 @@ def test_gateway_configuration(containers, resources):
     _, gw = containers["gateway"]
     e = env(gw)
     assert e["SIDECAR_CONFIG"] == "/etc/gateway/sidecar.toml"
-    namespace = resources["Namespace"]["Properties"]["Name"]
+    namespace = physical(resources["Namespace"]["Properties"]["Name"])
     discovery = resources["AuthDiscoveryService"]["Properties"]["Name"]
     assert e["AUTH_SERVICE_URL"] == f"http://{discovery}.{namespace}:{AUTH_PORT}"
     assert e["JWT_SECRET_ARN"] == "${JwtSecretArn}"
@@ -380,6 +386,9 @@ def test_ingress_is_least_privilege(resources):
         ("TaskSecurityGroup", "tcp", GATEWAY_METRICS_PORT, GATEWAY_METRICS_PORT, "MonitoringSourceSecurityGroupId"),
         ("RdsSecurityGroup", "tcp", 5432, 5432, "AuthSecurityGroup"),
         ("RdsSecurityGroup", "tcp", 5432, 5432, "TaskSecurityGroup"),
+        # With VPC endpoints (network.yaml Egress=endpoints): their group, from the task groups.
+        ("EndpointSecurityGroupId", "tcp", 443, 443, "AuthSecurityGroup"),
+        ("EndpointSecurityGroupId", "tcp", 443, 443, "TaskSecurityGroup"),
     ], key=str)
     for rule in ingress_rules(resources):
         if rule[4] in ("0.0.0.0/0", "::/0"):
@@ -489,7 +498,10 @@ def test_services(resources, containers):
                    "TaskService": ("gateway", GATEWAY_PORT, "TaskTargetGroup")}
     for name, svc in services.items():
         p = svc["Properties"]
-        assert p["DesiredCount"] == 2 and p["LaunchType"] == "FARGATE"
+        # No DesiredCount: every stack update would reset an autoscaled service to it. ECS starts
+        # a new service at 1 and the scalable target's minimum takes it from there.
+        assert "DesiredCount" not in p, f"{name}: DesiredCount fights autoscaling"
+        assert p["LaunchType"] == "FARGATE"
         net = p["NetworkConfiguration"]["AwsvpcConfiguration"]
         assert net["AssignPublicIp"] == "DISABLED"
         assert net["Subnets"] == {"Ref": "PrivateSubnetIds"}
@@ -514,7 +526,7 @@ def test_autoscaling(resources):
     assert len(targets) == 2
     for t in targets.values():
         p = t["Properties"]
-        assert (p["MinCapacity"], p["MaxCapacity"]) == (2, {"Ref": "MaxTasksPerService"})
+        assert (p["MinCapacity"], p["MaxCapacity"]) == ({"Ref": "MinTasksPerService"}, {"Ref": "MaxTasksPerService"})
     policies = of_type(resources, "AWS::ApplicationAutoScaling::ScalingPolicy")
     assert {ref(p["Properties"]["ScalingTargetId"]) for p in policies.values()} == set(targets)
     for p in policies.values():
@@ -524,19 +536,19 @@ def test_autoscaling(resources):
 
 
 def test_alarms_and_dashboard(resources):
-    alarms = {a["Properties"]["MetricName"] + ":" + a["Properties"]["AlarmName"]
+    alarms = {a["Properties"]["MetricName"] + ":" + physical(a["Properties"]["AlarmName"], {"NamePrefix": "task-mgmt"})
               for a in of_type(resources, "AWS::CloudWatch::Alarm").values()}
     assert alarms == {
         "HTTPCode_Target_5XX_Count:task-mgmt-high-error-rate",
-        "CPUUtilization:auth-service-high-cpu",
-        "CPUUtilization:task-service-high-cpu",
-        "UnHealthyHostCount:auth-service-unhealthy-hosts",
-        "UnHealthyHostCount:task-service-unhealthy-hosts",
+        "CPUUtilization:task-mgmt-auth-service-high-cpu",
+        "CPUUtilization:task-mgmt-task-service-high-cpu",
+        "UnHealthyHostCount:task-mgmt-auth-service-unhealthy-hosts",
+        "UnHealthyHostCount:task-mgmt-task-service-unhealthy-hosts",
         # Beyond the guide's set (test_monitoring.py checks their dimensions).
         "HTTPCode_ELB_5XX_Count:task-mgmt-alb-5xx",
         "TargetResponseTime:task-mgmt-target-p99",
-        "HTTPCode_Target_5XX_Count:auth-service-target-5xx",
-        "HTTPCode_Target_5XX_Count:task-service-target-5xx",
+        "HTTPCode_Target_5XX_Count:task-mgmt-auth-service-target-5xx",
+        "HTTPCode_Target_5XX_Count:task-mgmt-task-service-target-5xx",
         "CPUUtilization:task-mgmt-db-high-cpu",
         "DatabaseConnections:task-mgmt-db-connections",
         "FreeStorageSpace:task-mgmt-db-free-storage",
@@ -553,12 +565,10 @@ def test_platform_resources(resources):
     assert {"Name": "containerInsights", "Value": "enabled"} in cluster["ClusterSettings"]
     for lg in of_type(resources, "AWS::Logs::LogGroup").values():
         assert lg["Properties"]["RetentionInDays"] == 30
-    for repo in of_type(resources, "AWS::ECR::Repository").values():
-        p = repo["Properties"]
-        assert p["ImageTagMutability"] == "IMMUTABLE" and p["ImageScanningConfiguration"]["ScanOnPush"] is True
+    assert not of_type(resources, "AWS::ECR::Repository"), "the repositories are bootstrap.yaml's (pushed to before this stack)"
     db = resources["Database"]["Properties"]
     assert db["Engine"] == "postgres" and db["EngineVersion"].split(".")[0] == "15"
     assert db["StorageEncrypted"] is True and db["PubliclyAccessible"] is False
     assert db["BackupRetentionPeriod"] == 7
     assert resources["DbSubnetGroup"]["Properties"]["SubnetIds"] == {"Ref": "PrivateSubnetIds"}
-    assert resources["Namespace"]["Properties"]["Name"] == "task-management.local"
+    assert physical(resources["Namespace"]["Properties"]["Name"]) == "${NamePrefix}.local"

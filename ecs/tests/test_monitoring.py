@@ -1,6 +1,8 @@
 """CloudWatch alarms beyond the guide's set, and ECS deployment alarms that roll back a release
 answering 5xx while its health checks pass."""
 
+import json
+
 import pytest
 
 from test_invariants import of_type, ref
@@ -64,5 +66,5 @@ def test_deployments_roll_back_on_their_own_5xx(resources, service, target_group
 
 
 def test_every_alarm_has_a_unique_name(resources):
-    names = [a["Properties"]["AlarmName"] for a in of_type(resources, "AWS::CloudWatch::Alarm").values()]
+    names = [json.dumps(a["Properties"]["AlarmName"], sort_keys=True) for a in of_type(resources, "AWS::CloudWatch::Alarm").values()]
     assert len(names) == len(set(names))

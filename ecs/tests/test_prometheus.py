@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ECS_DIR, REPO
+from conftest import ECS_DIR, REPO, physical
 
 PROM = ECS_DIR / "prometheus"
 RULE_FILES = sorted((PROM / "rules").glob("*.yml"))
@@ -178,7 +178,8 @@ def test_dashboard_covers_the_issue_signals():
 def test_scrape_jobs_follow_the_template(resources):
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
-    namespace = resources["Namespace"]["Properties"]["Name"]
+    # The names of a stack deployed with the default name (ecs/deploy.sh --stack task-mgmt).
+    namespace = physical(resources["Namespace"]["Properties"]["Name"], {"NamePrefix": "task-mgmt"})
     name = {k: resources[k]["Properties"]["Name"] for k in ("AuthDiscoveryService", "TaskDiscoveryService")}
     expected = {
         "gateway": (f"{name['TaskDiscoveryService']}.{namespace}", "/metrics"),

@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, physical
 from test_invariants import ref, of_type
 
 # The gateway's defaults for keys sidecar.toml does not set (gateway/src/config/file.rs).
@@ -99,7 +99,8 @@ def evaluate(expr, params):
 
 
 def accepted(template, params):
-    """Whether the template's Rules accept these parameter values."""
+    """Whether the template's Rules accept these parameter values (defaults for the others)."""
+    params = {**{k: str(v["Default"]) for k, v in template["Parameters"].items() if "Default" in v}, **params}
     for rule in template.get("Rules", {}).values():
         if evaluate(rule.get("RuleCondition", True), params):
             if not all(evaluate(a["Assert"], params) for a in rule["Assertions"]):
@@ -207,7 +208,7 @@ def test_gateway_re_resolves_auth_svc_within_its_ttl(resources, containers):
     assert 1 <= interval <= a_record["TTL"], f"resolve_interval_secs {interval} > A record TTL {a_record['TTL']}"
     _, gateway = containers["gateway"]
     url = {e["name"]: e["value"] for e in gateway["environment"]}["AUTH_SERVICE_URL"]
-    assert url.startswith(f"http://{auth['Name']}.{resources['Namespace']['Properties']['Name']}:")
+    assert url.startswith(f"http://{auth['Name']}.{physical(resources['Namespace']['Properties']['Name'])}:")
 
 
 @pytest.mark.parametrize("service,discovery", [("AuthService", "AuthDiscoveryService"), ("TaskService", "TaskDiscoveryService")])

@@ -13,10 +13,13 @@
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
+use platform::config::ConfigError;
 use platform::keyring::store::{Freshness, KeyringStore};
 use platform::keyring::{Keyring, Rejection, TokenRules, UnverifiedToken};
 use std::sync::Arc;
 
+use crate::config::file::JwtSection;
+use crate::config::values::{in_range, millis, secs};
 use crate::decision::{Decision, Unavailable};
 use crate::fallback::Fallback;
 use crate::metrics::{Metrics, RequestMetrics};
@@ -62,7 +65,37 @@ pub fn credential<'a>(values: &[&'a [u8]]) -> Result<&'a str, Rejection> {
     }
 }
 
-/// What [`Authenticator::new`] needs besides its parts.
+/// `[jwt]`, validated: the token rules, and how the keyring is refreshed and waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwtSettings {
+    /// Clock leeway and longest lifetime accepted.
+    pub rules: TokenRules,
+    /// Time between two Secrets Manager reads of the keyring (ignored for `JWT_SECRET`).
+    pub refresh_interval: Duration,
+    /// Smallest gap between two reads (early re-reads for unknown key ids coalesce).
+    pub min_refresh_gap: Duration,
+    /// How long a request with an unknown key id waits for the re-read it triggered.
+    pub unknown_kid_wait: Duration,
+}
+
+impl TryFrom<&JwtSection> for JwtSettings {
+    type Error = ConfigError;
+
+    fn try_from(s: &JwtSection) -> Result<Self, ConfigError> {
+        Ok(Self {
+            rules: TokenRules {
+                leeway_secs: in_range("[jwt] leeway_secs", s.leeway_secs, 0..=60)?,
+                max_lifetime_secs: in_range("[jwt] max_lifetime_secs", s.max_lifetime_secs, 60..=31_536_000)?,
+            },
+            refresh_interval: secs("[jwt] refresh_interval_secs", s.refresh_interval_secs, 1..=86_400)?,
+            min_refresh_gap: millis("[jwt] min_refresh_gap_ms", s.min_refresh_gap_ms, 100..=600_000)?,
+            unknown_kid_wait: millis("[jwt] unknown_kid_wait_ms", s.unknown_kid_wait_ms, 0..=30_000)?,
+        })
+    }
+}
+
+/// What [`Authenticator::new`] needs besides its parts, from `[jwt]`, `[revocation]` and
+/// `[cache]`.
 pub struct AuthenticatorSettings {
     pub rules: TokenRules,
     pub unknown_kid_wait: Duration,

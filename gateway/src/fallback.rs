@@ -8,7 +8,6 @@
 //!
 //! auth-svc's 401 body names the cause in its machine-readable `reason` field.
 
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -16,7 +15,7 @@ use moka::future::Cache;
 use platform::keyring::{Claims, Rejection};
 use serde::Deserialize;
 
-use crate::auth_client::{AuthClient, MAX_VALIDATE_REPLY_BYTES, describe};
+use crate::auth_client::{AuthClient, AuthSettings, MAX_VALIDATE_REPLY_BYTES, describe};
 use crate::decision::{Decision, Unavailable};
 use crate::metrics::Metrics;
 use crate::token_cache::{self, DecisionExpiry, TokenKey};
@@ -33,14 +32,9 @@ struct ErrorReply {
     reason: Option<String>,
 }
 
-pub struct FallbackConfig {
-    pub deadline: Duration,
-    pub rate_limit_per_sec: u32,
-    pub rate_limit_burst: u32,
-    /// How long an answer is reused for identical tokens (independent of the main token cache,
-    /// so coalescing also works with that cache disabled).
-    pub answer_ttl: Duration,
-}
+/// How long an answer is reused for identical tokens, independent of the main token cache, so
+/// concurrent requests with one token share one call even with that cache disabled.
+const ANSWER_TTL: Duration = Duration::from_secs(1);
 
 pub struct Fallback {
     client: AuthClient,
@@ -51,14 +45,14 @@ pub struct Fallback {
 }
 
 impl Fallback {
-    pub fn new(cfg: FallbackConfig, client: AuthClient, metrics: Metrics) -> Self {
-        let expiry = DecisionExpiry { max_ttl: cfg.answer_ttl, negative_ttl: cfg.answer_ttl };
-        let per_sec = NonZeroU32::new(cfg.rate_limit_per_sec).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
+    /// The fallback through `client`, with `[auth]`'s deadline and rate limit.
+    pub fn new(settings: &AuthSettings, client: AuthClient, metrics: Metrics) -> Self {
+        let expiry = DecisionExpiry { max_ttl: ANSWER_TTL, negative_ttl: ANSWER_TTL };
+        let quota = Quota::per_second(settings.rate_limit_per_sec).allow_burst(settings.rate_limit_burst);
         Self {
             client,
-            deadline: cfg.deadline,
-            limiter: RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst)),
+            deadline: settings.deadline,
+            limiter: RateLimiter::direct(quota),
             answers: token_cache::build(10_000, expiry),
             metrics,
         }

@@ -4,6 +4,7 @@
 //! The process metrics and `taskmgmt_build_info{service="gateway"}` come from
 //! [`platform::process_metrics`].
 
+use prometheus::core::Collector;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// The series every allowed request touches, resolved once. `with_label_values` hashes the
@@ -95,122 +96,138 @@ pub struct Metrics {
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Registers `metric`. The definitions are static, so the `expect`s can only fire on a
+/// programming error, which the unit tests below catch.
+fn register<M: Collector + Clone + 'static>(r: &Registry, metric: prometheus::Result<M>) -> M {
+    let metric = metric.expect("static metric definition is valid");
+    r.register(Box::new(metric.clone())).expect("metric names are unique");
+    metric
+}
+
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
-    r.register(Box::new(c.clone())).expect("metric names are unique");
-    c
+    register(r, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    register(r, IntGauge::new(name, help))
+}
+
+fn latency(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
+}
+
+/// `gateway_auth_decisions_total`, with every decision's series at 0 from the start: a series
+/// born at 1 has no earlier sample, so rate() and increase() would never see the first forged
+/// or expired token.
+fn decisions(r: &Registry) -> IntCounterVec {
+    let decisions = counter_vec(
+        r,
+        "gateway_auth_decisions_total",
+        "Authentication decisions by result and reason",
+        &["result", "reason"],
+    );
+    decisions.with_label_values(&["allow", "ok"]);
+    decisions.with_label_values(&["public", "public"]);
+    for r in platform::keyring::Rejection::ALL {
+        decisions.with_label_values(&["deny", r.reason()]);
+    }
+    for u in crate::decision::Unavailable::ALL {
+        decisions.with_label_values(&["unavailable", u.reason()]);
+    }
+    decisions
 }
 
 impl Metrics {
-    /// Builds the registry. The definitions are static, so the `expect`s can only fire on a
-    /// programming error caught by the unit test below.
+    /// Builds the registry: the gateway's families, then the process metrics and
+    /// `taskmgmt_build_info`. (Long only because it lists one definition per family.)
     pub fn new() -> Self {
         let r = Registry::new();
-        let decisions = counter_vec(
-            &r,
-            "gateway_auth_decisions_total",
-            "Authentication decisions by result and reason",
-            &["result", "reason"],
-        );
-        // Every decision's series exists from the start at 0: a series born at 1 has no earlier
-        // sample, so rate() and increase() would never see the first forged or expired token.
-        decisions.with_label_values(&["allow", "ok"]);
-        decisions.with_label_values(&["public", "public"]);
-        for r in platform::keyring::Rejection::ALL {
-            decisions.with_label_values(&["deny", r.reason()]);
-        }
-        for u in crate::decision::Unavailable::ALL {
-            decisions.with_label_values(&["unavailable", u.reason()]);
-        }
-        let cache_lookups =
-            counter_vec(&r, "gateway_token_cache_lookups_total", "Verified-token cache lookups by result", &["result"]);
-        let fallback_calls = counter_vec(
-            &r,
-            "gateway_fallback_calls_total",
-            "Calls to auth-svc /auth/validate by outcome",
-            &["outcome"],
-        );
-        let fallback_duration = Histogram::with_opts(
-            HistogramOpts::new("gateway_fallback_duration_seconds", "Latency of calls to auth-svc /auth/validate")
-                .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(fallback_duration.clone())).expect("metric names are unique");
-        let coalesced_waiters = IntCounter::new(
-            "gateway_fallback_coalesced_waiters_total",
-            "Requests that waited for another request's identical auth-svc call instead of making their own",
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(coalesced_waiters.clone())).expect("metric names are unique");
-        let keyring_refreshes =
-            counter_vec(&r, "gateway_keyring_refreshes_total", "Keyring loads and refreshes by outcome", &["outcome"]);
-        let keyring_loaded =
-            IntGauge::new("gateway_keyring_loaded", "1 when a keyring is loaded (the gateway is ready)")
-                .expect("static metric definition is valid");
-        r.register(Box::new(keyring_loaded.clone())).expect("metric names are unique");
-        let keyring_refresh_interval = IntGauge::new(
-            "gateway_keyring_refresh_interval_seconds",
-            "Seconds between keyring refreshes from Secrets Manager; 0 when the keyring is fixed (JWT_SECRET)",
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(keyring_refresh_interval.clone())).expect("metric names are unique");
-        let dns_resolutions = counter_vec(
-            &r,
-            "gateway_dns_resolutions_total",
-            "Re-resolutions of the auth-svc name by outcome",
-            &["outcome"],
-        );
-        let revocation_pulls = counter_vec(
-            &r,
-            "gateway_revocation_pulls_total",
-            "Pulls of the revocation list from auth-svc by outcome",
-            &["outcome"],
-        );
-        let revocations_live =
-            IntGauge::new("gateway_revocations_live", "Revocations in force (revoked tokens and per-user cut-offs)")
-                .expect("static metric definition is valid");
-        r.register(Box::new(revocations_live.clone())).expect("metric names are unique");
-        let revocation_list_age = IntGauge::new(
-            "gateway_revocation_list_age_seconds",
-            "Seconds since the revocation list was last pulled successfully (-1: never)",
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(revocation_list_age.clone())).expect("metric names are unique");
-        let upstream_responses =
-            counter_vec(&r, "gateway_upstream_responses_total", "Responses from task-svc by status class", &["class"]);
-        let requests = counter_vec(
-            &r,
-            "gateway_requests_total",
-            "Requests answered by the gateway by route kind and status class",
-            &["route", "status"],
-        );
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new("gateway_request_duration_seconds", "Request latency through the gateway by route kind")
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(request_duration.clone())).expect("metric names are unique");
-        platform::process_metrics::register(&r, "gateway", env!("CARGO_PKG_VERSION"))
-            .expect("a fresh registry has no process metrics yet");
-        Self {
+        let metrics = Self {
+            decisions: decisions(&r),
+            cache_lookups: counter_vec(
+                &r,
+                "gateway_token_cache_lookups_total",
+                "Verified-token cache lookups by result",
+                &["result"],
+            ),
+            fallback_calls: counter_vec(
+                &r,
+                "gateway_fallback_calls_total",
+                "Calls to auth-svc /auth/validate by outcome",
+                &["outcome"],
+            ),
+            fallback_duration: register(
+                &r,
+                Histogram::with_opts(latency(
+                    "gateway_fallback_duration_seconds",
+                    "Latency of calls to auth-svc /auth/validate",
+                )),
+            ),
+            coalesced_waiters: register(
+                &r,
+                IntCounter::new(
+                    "gateway_fallback_coalesced_waiters_total",
+                    "Requests that waited for another request's identical auth-svc call instead of making their own",
+                ),
+            ),
+            keyring_refreshes: counter_vec(
+                &r,
+                "gateway_keyring_refreshes_total",
+                "Keyring loads and refreshes by outcome",
+                &["outcome"],
+            ),
+            keyring_loaded: gauge(&r, "gateway_keyring_loaded", "1 when a keyring is loaded (the gateway is ready)"),
+            keyring_refresh_interval: gauge(
+                &r,
+                "gateway_keyring_refresh_interval_seconds",
+                "Seconds between keyring refreshes from Secrets Manager; 0 when the keyring is fixed (JWT_SECRET)",
+            ),
+            dns_resolutions: counter_vec(
+                &r,
+                "gateway_dns_resolutions_total",
+                "Re-resolutions of the auth-svc name by outcome",
+                &["outcome"],
+            ),
+            revocation_pulls: counter_vec(
+                &r,
+                "gateway_revocation_pulls_total",
+                "Pulls of the revocation list from auth-svc by outcome",
+                &["outcome"],
+            ),
+            revocations_live: gauge(
+                &r,
+                "gateway_revocations_live",
+                "Revocations in force (revoked tokens and per-user cut-offs)",
+            ),
+            revocation_list_age: gauge(
+                &r,
+                "gateway_revocation_list_age_seconds",
+                "Seconds since the revocation list was last pulled successfully (-1: never)",
+            ),
+            upstream_responses: counter_vec(
+                &r,
+                "gateway_upstream_responses_total",
+                "Responses from task-svc by status class",
+                &["class"],
+            ),
+            requests: counter_vec(
+                &r,
+                "gateway_requests_total",
+                "Requests answered by the gateway by route kind and status class",
+                &["route", "status"],
+            ),
+            request_duration: register(
+                &r,
+                HistogramVec::new(
+                    latency("gateway_request_duration_seconds", "Request latency through the gateway by route kind"),
+                    &["route"],
+                ),
+            ),
             registry: r,
-            decisions,
-            cache_lookups,
-            fallback_calls,
-            fallback_duration,
-            coalesced_waiters,
-            keyring_refreshes,
-            keyring_loaded,
-            revocation_pulls,
-            revocations_live,
-            revocation_list_age,
-            keyring_refresh_interval,
-            dns_resolutions,
-            upstream_responses,
-            requests,
-            request_duration,
-        }
+        };
+        platform::process_metrics::register(&metrics.registry, "gateway", env!("CARGO_PKG_VERSION"))
+            .expect("a fresh registry has no process metrics yet");
+        metrics
     }
 
     pub fn registry(&self) -> &Registry {

@@ -3,7 +3,6 @@
 //! responses in `fail_to_proxy` (pingora's default ones are empty-bodied).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -21,8 +20,7 @@ use crate::authenticator::{Authenticator, credential};
 use crate::config::Config;
 use crate::decision::{Decision, Identity};
 use crate::metrics::{Metrics, RequestMetrics, status_class};
-
-pub const REQUEST_ID: &str = "x-request-id";
+use crate::request_id::{REQUEST_ID, RequestIds, request_id};
 
 /// Headers pingora needs for framing or routing; never removed even if `Connection` names them.
 const KEEP: &[&str] = &["host", "content-length", "transfer-encoding"];
@@ -42,59 +40,9 @@ impl Gateway {
     /// The proxy for `config`. Fails when the upstream socket path is not a valid Unix socket
     /// address.
     pub fn new(config: Arc<Config>, auth: Arc<Authenticator>, metrics: Metrics) -> Result<Self> {
-        let mut peer = match &config.upstream_socket {
-            Some(path) => {
-                let path =
-                    path.to_str().ok_or_else(|| Error::explain(ErrorType::SocketError, "socket path is not UTF-8"))?;
-                HttpPeer::new_uds(path, false, String::new())?
-            }
-            None => HttpPeer::new(config.upstream, false, String::new()),
-        };
-        // pingora sets no upstream timeouts by default; a hung task-svc would hold requests forever.
-        peer.options.connection_timeout = Some(config.connect_timeout);
-        peer.options.total_connection_timeout = Some(config.total_connect_timeout);
-        peer.options.read_timeout = Some(config.read_timeout);
-        peer.options.write_timeout = Some(config.write_timeout);
-        peer.options.idle_timeout = Some(config.idle_timeout);
+        let peer = config.upstream.peer()?;
         let hot = RequestMetrics::new(&metrics);
         Ok(Self { config, auth, metrics, hot, peer, request_ids: RequestIds::new() })
-    }
-}
-
-/// Request ids for requests that come without a usable one: UUID-shaped (8-4-4-4-12 hex), the
-/// first four groups random once per process (a version 4 UUID's), the last a counter. Unique
-/// per process by the counter (2^48 ids) and across processes by the 74 random bits, without a
-/// random-number system call per request.
-pub struct RequestIds {
-    prefix: [u8; 24],
-    next: AtomicU64,
-}
-
-impl RequestIds {
-    pub fn new() -> Self {
-        let mut prefix = [0u8; 24];
-        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
-        prefix.copy_from_slice(&uuid.as_bytes()[..24]);
-        Self { prefix, next: AtomicU64::new(0) }
-    }
-
-    /// The next id, e.g. `3f2a9c1e-7b4d-4e2f-9a1c-00000000002a`.
-    pub fn next(&self) -> HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0u8; 36];
-        id[..24].copy_from_slice(&self.prefix);
-        for (i, slot) in id[24..].iter_mut().enumerate() {
-            *slot = HEX[((n >> (4 * (11 - i))) & 0xf) as usize];
-        }
-        // Hex digits and hyphens are always a valid header value.
-        HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
-    }
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -108,11 +56,6 @@ pub struct RequestCtx {
     /// Status of a response the gateway wrote itself (401, 503, 502, ...).
     responded: Option<u16>,
     upstream_status: Option<u16>,
-}
-
-/// The client's `X-Request-Id` when it is a sane token, else a fresh one from `ids`.
-pub fn request_id(existing: Option<&HeaderValue>, ids: &RequestIds) -> HeaderValue {
-    existing.filter(|v| platform::http::is_usable_request_id(v.as_bytes())).cloned().unwrap_or_else(|| ids.next())
 }
 
 /// Removes every client-sent identity header (any spelling, see
@@ -213,7 +156,7 @@ impl ProxyHttp for Gateway {
     /// turn keep-alive off) are left alone.
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
         if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(self.config.keepalive_timeout_secs));
+            session.set_keepalive(Some(self.config.server.keepalive_timeout_secs));
         }
         Ok(())
     }
@@ -221,7 +164,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id = request_id(req.headers.get(REQUEST_ID), &self.request_ids);
-        ctx.public = self.config.is_public(req.uri.path());
+        ctx.public = self.config.routes.is_public(req.uri.path());
         if ctx.public {
             ctx.decision = ("public", "public");
             self.hot.decision_public.inc();
@@ -254,7 +197,7 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Decision::Unavailable(_) => {
-                let retry = self.config.retry_after_secs.to_string();
+                let retry = self.config.auth.retry_after_secs.to_string();
                 let body = ErrorBody::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Authentication is temporarily unavailable, retry later",
@@ -334,7 +277,7 @@ impl ProxyHttp for Gateway {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let message = message.unwrap_or_else(|| ErrorBody::default_message(status));
             let extra: Vec<(&'static str, String)> =
-                if code == 503 { vec![("retry-after", self.config.retry_after_secs.to_string())] } else { vec![] };
+                if code == 503 { vec![("retry-after", self.config.auth.retry_after_secs.to_string())] } else { vec![] };
             match Self::json_response(code, ErrorBody::new(status, message), ctx, &extra) {
                 Ok((resp, body)) => {
                     ctx.responded = Some(code);
@@ -424,31 +367,5 @@ mod tests {
         strip_untrusted(&mut req);
         let left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["x-kept"]);
-    }
-
-    #[test]
-    fn request_ids_are_kept_when_sane_and_created_otherwise() {
-        let good = HeaderValue::from_static("abc-123");
-        let ids = RequestIds::new();
-        assert_eq!(request_id(Some(&good), &ids), good);
-        let bad = HeaderValue::from_static("has space");
-        assert_ne!(request_id(Some(&bad), &ids), bad);
-        assert_eq!(request_id(None, &ids).len(), 36);
-    }
-
-    #[test]
-    fn generated_request_ids_are_uuid_shaped_and_unique_within_and_across_processes() {
-        let ids = RequestIds::new();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..10_000 {
-            let id = ids.next();
-            let text = id.to_str().unwrap().to_owned();
-            assert!(uuid::Uuid::parse_str(&text).is_ok(), "{text}");
-            assert!(seen.insert(text));
-        }
-        assert!(ids.next().to_str().unwrap().ends_with("000000002710"), "the counter is the last group");
-        // Another process (here: another generator) draws another random prefix.
-        let other = RequestIds::new().next();
-        assert_ne!(&other.as_bytes()[..24], &ids.next().as_bytes()[..24]);
     }
 }

@@ -16,12 +16,40 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use platform::config::ConfigError;
 use platform::revocation::{DEFAULT_PAGE, FEED_PATH, Revocation, RevocationPage};
 
 use crate::auth_client::{AuthClient, describe};
+use crate::config::file::RevocationSection;
+use crate::config::values::secs;
 use crate::decision::{Identity, JtiKey, jti_key};
 use crate::metrics::Metrics;
 use crate::token_cache::now_unix_millis;
+
+/// `[revocation]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocationSettings {
+    /// Time between two pulls.
+    pub poll_interval: Duration,
+    /// A list older than this makes requests with a token fail closed (503); `None`: never.
+    pub max_age: Option<Duration>,
+}
+
+impl TryFrom<&RevocationSection> for RevocationSettings {
+    type Error = ConfigError;
+
+    fn try_from(s: &RevocationSection) -> Result<Self, ConfigError> {
+        let poll_interval = secs("[revocation] poll_interval_secs", s.poll_interval_secs, 1..=3600)?;
+        let max_age = secs("[revocation] max_age_secs", s.max_age_secs, 0..=86_400)?;
+        if !max_age.is_zero() && max_age <= poll_interval {
+            return Err(ConfigError::new(
+                "[revocation] max_age_secs",
+                "must be 0 (off) or longer than poll_interval_secs, or every request fails closed",
+            ));
+        }
+        Ok(Self { poll_interval, max_age: (!max_age.is_zero()).then_some(max_age) })
+    }
+}
 
 /// One snapshot of the list. About 26 bytes per revoked token (key, `exp`, table overhead):
 /// 100,000 live revocations take under 4 MiB.
@@ -210,6 +238,16 @@ mod tests {
     fn identity(user_id: i64, iat: i64) -> (Identity, String) {
         let claims = Claims::new(user_id, "u", "u@example.com", iat, 600);
         (Identity::from_claims(&claims, None).unwrap(), claims.jti)
+    }
+
+    #[test]
+    fn the_maximum_age_is_off_or_longer_than_the_poll_interval() {
+        let s = RevocationSettings::try_from(&RevocationSection::default()).unwrap();
+        assert_eq!(s, RevocationSettings { poll_interval: Duration::from_secs(2), max_age: None });
+        let strict = RevocationSection { max_age_secs: 30, ..RevocationSection::default() };
+        assert_eq!(RevocationSettings::try_from(&strict).unwrap().max_age, Some(Duration::from_secs(30)));
+        let too_short = RevocationSection { max_age_secs: 2, ..RevocationSection::default() };
+        assert_eq!(RevocationSettings::try_from(&too_short).unwrap_err().key, "[revocation] max_age_secs");
     }
 
     #[test]

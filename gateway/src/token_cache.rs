@@ -6,9 +6,37 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::Expiry;
 use moka::future::Cache;
+use platform::config::ConfigError;
 use sha2::{Digest, Sha256};
 
+use crate::config::file::CacheSection;
+use crate::config::values::secs;
 use crate::decision::Decision;
+
+/// `[cache]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCacheSettings {
+    /// Most entries; `None` disables the cache (`enabled = false` or `capacity = 0`).
+    pub capacity: Option<u64>,
+    pub expiry: DecisionExpiry,
+    /// How long a key id proven unknown is refused without asking again (the authenticator's).
+    pub unknown_kid_ttl: Duration,
+}
+
+impl TryFrom<&CacheSection> for TokenCacheSettings {
+    type Error = ConfigError;
+
+    fn try_from(s: &CacheSection) -> Result<Self, ConfigError> {
+        Ok(Self {
+            capacity: (s.enabled && s.capacity > 0).then_some(s.capacity),
+            expiry: DecisionExpiry {
+                max_ttl: secs("[cache] max_ttl_secs", s.max_ttl_secs, 1..=86_400)?,
+                negative_ttl: secs("[cache] negative_ttl_secs", s.negative_ttl_secs, 0..=300)?,
+            },
+            unknown_kid_ttl: secs("[cache] unknown_kid_ttl_secs", s.unknown_kid_ttl_secs, 0..=3600)?,
+        })
+    }
+}
 
 pub type TokenKey = [u8; 32];
 
@@ -23,7 +51,7 @@ pub fn now_unix_millis() -> i64 {
 
 /// Per-entry lifetime: until `exp` (capped at `max_ttl`) for identities, `negative_ttl` for
 /// rejections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecisionExpiry {
     pub max_ttl: Duration,
     pub negative_ttl: Duration,
@@ -161,6 +189,22 @@ mod tests {
         let key = token_key("t");
         cache.insert(key, Decision::Unavailable(Unavailable::AuthUnavailable)).await;
         assert!(cache.get(&key).await.is_none());
+    }
+
+    #[test]
+    fn the_section_sets_capacity_and_lifetimes() {
+        let s = TokenCacheSettings::try_from(&CacheSection::default()).unwrap();
+        assert_eq!(s.capacity, Some(100_000));
+        assert_eq!(s.expiry, EXPIRY);
+        assert_eq!(s.unknown_kid_ttl, Duration::from_secs(30));
+        for off in [
+            CacheSection { enabled: false, ..CacheSection::default() },
+            CacheSection { capacity: 0, ..CacheSection::default() },
+        ] {
+            assert_eq!(TokenCacheSettings::try_from(&off).unwrap().capacity, None);
+        }
+        let long = CacheSection { negative_ttl_secs: 301, ..CacheSection::default() };
+        assert_eq!(TokenCacheSettings::try_from(&long).unwrap_err().key, "[cache] negative_ttl_secs");
     }
 
     #[tokio::test]

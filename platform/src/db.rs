@@ -1,5 +1,10 @@
 //! PostgreSQL connection settings shared by both services: the guide's `DB_*` variables or
-//! `DATABASE_URL`, a short pool acquire timeout, a statement timeout, and the migrator.
+//! `DATABASE_URL`, a short pool acquire timeout, a statement timeout, and the migrator; and how
+//! a failed query becomes a response ([`query`]).
+
+pub mod query;
+
+pub use query::{ConstraintExt, QueryError, QueryResultExt, is_unavailable};
 
 use std::fmt;
 use std::time::Duration;
@@ -95,21 +100,6 @@ pub async fn migrate_when_ready(pool: &PgPool, deadline: Duration) -> Result<(),
         }
     }
     MIGRATOR.run(pool).await
-}
-
-/// True when the error means "the database is unavailable right now" (503), as opposed to a
-/// bug or a constraint violation.
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 57P01..03: shutdown / cannot connect now;
-            // 57014: statement timeout; 53300: too many connections.
-            code.starts_with("08") || code.starts_with("57P") || code == "57014" || code == "53300"
-        }),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -138,6 +138,16 @@ pub fn service_unavailable(cause: Unavailable, message: &str) -> Response {
     response
 }
 
+/// 500 with the contract's default message. `error`'s whole cause chain goes to the log as one
+/// `error` field (`outer: cause: root cause`) under `message`; none of it goes to the response.
+pub fn internal_error(message: &'static str, error: anyhow::Error) -> Response {
+    tracing::error!(error = %format!("{error:#}"), "{message}");
+    ErrorBody::response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorBody::default_message(StatusCode::INTERNAL_SERVER_ERROR),
+    )
+}
+
 /// Answers 503 with `Retry-After` when a handler takes longer than `timeout`.
 async fn request_timeout(timeout: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(req)).await {

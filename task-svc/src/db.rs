@@ -1,11 +1,14 @@
 //! task-svc's queries. Ownership is decided inside each statement (never read-then-write in
-//! Rust), constraint violations are mapped to client errors by name right here, and each
-//! function takes an executor so it works on the pool or in a transaction.
+//! Rust), constraint violations are mapped to client errors by name right here (the shared
+//! [`ConstraintExt::on_constraint`]), and each function takes an executor so it works on the
+//! pool or in a transaction.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
-use crate::error::{ApiError, ConstraintExt, QueryResultExt};
+use platform::db::{ConstraintExt, QueryResultExt};
+
+use crate::error::ApiError;
 use crate::task::{NewTask, Priority, Status, Task, TaskChanges};
 
 /// The columns of [`Task`], in the order the struct declares them.
@@ -46,20 +49,22 @@ impl From<Option<OwnedTask>> for Access<Task> {
 
 /// The CHECK constraints on task fields (migrations/), and the 400 each one means. task.rs
 /// validates the same rules first, so these fire only for a writer that skipped it.
-fn field_checks<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
-    let bad = |m: &'static str| move || ApiError::BadRequest(m.to_owned());
-    result
-        .on_constraint("tasks_title_length", bad("title must be 1 to 200 characters"))
-        .on_constraint("tasks_description_length", bad("description must be at most 10000 characters"))
-        .on_constraint("tasks_status_values", bad("status must be one of pending, in_progress, completed"))
-        .on_constraint("tasks_priority_values", bad("priority must be one of low, medium, high"))
-        .on_constraint("tasks_due_date_range", bad("due_date must lie within the years 0000 to 9999 in UTC"))
+fn field_check(constraint: &str) -> Option<ApiError> {
+    let message = match constraint {
+        "tasks_title_length" => "title must be 1 to 200 characters",
+        "tasks_description_length" => "description must be at most 10000 characters",
+        "tasks_status_values" => "status must be one of pending, in_progress, completed",
+        "tasks_priority_values" => "priority must be one of low, medium, high",
+        "tasks_due_date_range" => "due_date must lie within the years 0000 to 9999 in UTC",
+        _ => return None,
+    };
+    Some(ApiError::BadRequest(message.to_owned()))
 }
 
 /// Creates a task for `user_id`. A user id with no user row is [`ApiError::Unauthenticated`]
 /// (the identity outlived its user).
 pub async fn insert(db: impl PgExecutor<'_>, user_id: i64, t: &NewTask) -> Result<Task, ApiError> {
-    let inserted = sqlx::query_as::<_, Task>(concat!(
+    sqlx::query_as::<_, Task>(concat!(
         "INSERT INTO tasks (user_id, title, description, status, priority, due_date)
          VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING ",
@@ -74,8 +79,10 @@ pub async fn insert(db: impl PgExecutor<'_>, user_id: i64, t: &NewTask) -> Resul
     .fetch_one(db)
     .await
     .query("tasks: insert")
-    .on_constraint("tasks_user_id_fkey", || ApiError::Unauthenticated);
-    field_checks(inserted)
+    .on_constraint(|constraint| match constraint {
+        "tasks_user_id_fkey" => Some(ApiError::Unauthenticated),
+        other => field_check(other),
+    })
 }
 
 /// Task `id` if `user_id` owns it.
@@ -139,8 +146,9 @@ pub async fn update(
     .bind(changes.due_date.flatten())
     .fetch_optional(db)
     .await
-    .query("tasks: update");
-    Ok(field_checks(row)?.into())
+    .query("tasks: update")
+    .on_constraint(field_check)?;
+    Ok(row.into())
 }
 
 /// Deletes task `id` if `user_id` owns it. Locks the row first, like [`update`].
@@ -182,7 +190,7 @@ pub struct ListQuery {
 
 /// One page of a user's tasks, newest first, using the (user_id, created_at, id) index.
 pub async fn list(db: impl PgExecutor<'_>, q: &ListQuery) -> Result<Vec<Task>, ApiError> {
-    sqlx::query_as::<_, Task>(concat!(
+    let tasks = sqlx::query_as::<_, Task>(concat!(
         "SELECT ",
         task_columns!(),
         " FROM tasks
@@ -201,5 +209,6 @@ pub async fn list(db: impl PgExecutor<'_>, q: &ListQuery) -> Result<Vec<Task>, A
     .bind(q.limit)
     .fetch_all(db)
     .await
-    .query("tasks: list")
+    .query("tasks: list")?;
+    Ok(tasks)
 }

@@ -10,22 +10,10 @@
 
 use std::time::Duration;
 
+use platform::db::{QueryError, QueryResultExt};
 use sqlx::PgExecutor;
 
-/// The key of the limit: the username as typed, lower-cased, whether or not an account has it.
-/// Usernames are unique regardless of case, so this is the account's own key too.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountKey(String);
-
-impl AccountKey {
-    pub fn new(username: &str) -> Self {
-        Self(username.to_lowercase())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+use crate::user::UsernameKey;
 
 /// Whether a counted attempt may go on to check the password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +45,10 @@ impl AccountLimiter {
         self.window
     }
 
-    /// Counts one attempt for `key` and says whether it may go on.
-    pub async fn begin(&self, db: impl PgExecutor<'_>, key: &AccountKey) -> Result<Admission, sqlx::Error> {
+    /// Counts one attempt for `key` (the username as typed, compared as usernames are: the
+    /// account's own key when it exists, and the same key whether or not it does) and says
+    /// whether it may go on.
+    pub async fn begin(&self, db: impl PgExecutor<'_>, key: &UsernameKey) -> Result<Admission, QueryError> {
         // `f.*` in SET is the stored row; RETURNING sees the new one. The count stops at limit+1
         // so refused attempts do not grow it further.
         let (failures, remaining_secs): (i32, f64) = sqlx::query_as(
@@ -75,7 +65,8 @@ impl AccountLimiter {
         .bind(self.window.as_secs_f64())
         .bind(i32::try_from(self.limit).unwrap_or(i32::MAX - 1))
         .fetch_one(db)
-        .await?;
+        .await
+        .query("login_failures: count attempt")?;
         if u32::try_from(failures).unwrap_or(0) > self.limit {
             let retry_after = Duration::try_from_secs_f64(remaining_secs.max(0.0)).unwrap_or(self.window);
             return Ok(Admission::Refused { retry_after });
@@ -84,24 +75,29 @@ impl AccountLimiter {
     }
 
     /// A successful login: the account's count starts from zero.
-    pub async fn reset(&self, db: impl PgExecutor<'_>, key: &AccountKey) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM login_failures WHERE username = $1").bind(key.as_str()).execute(db).await?;
+    pub async fn reset(&self, db: impl PgExecutor<'_>, key: &UsernameKey) -> Result<(), QueryError> {
+        sqlx::query("DELETE FROM login_failures WHERE username = $1")
+            .bind(key.as_str())
+            .execute(db)
+            .await
+            .query("login_failures: reset")?;
         Ok(())
     }
 
     /// An admitted attempt that never checked a password: its count is given back.
-    pub async fn refund(&self, db: impl PgExecutor<'_>, key: &AccountKey) -> Result<(), sqlx::Error> {
+    pub async fn refund(&self, db: impl PgExecutor<'_>, key: &UsernameKey) -> Result<(), QueryError> {
         sqlx::query("UPDATE login_failures SET failures = failures - 1 WHERE username = $1 AND failures > 0")
             .bind(key.as_str())
             .execute(db)
-            .await?;
+            .await
+            .query("login_failures: refund")?;
         Ok(())
     }
 
     /// Deletes the rows of windows that are over (they would be reset by the next attempt
     /// anyway), in batches; returns how many. Bounds the table to the names tried within one
     /// window.
-    pub async fn delete_expired(&self, db: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+    pub async fn delete_expired(&self, db: &sqlx::PgPool) -> Result<u64, QueryError> {
         let mut deleted = 0;
         loop {
             let n = sqlx::query(
@@ -113,24 +109,13 @@ impl AccountLimiter {
             .bind(self.window.as_secs_f64())
             .bind(DELETE_BATCH)
             .execute(db)
-            .await?
+            .await
+            .query("login_failures: delete expired")?
             .rows_affected();
             deleted += n;
             if n < DELETE_BATCH as u64 {
                 return Ok(deleted);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_ignore_case() {
-        assert_eq!(AccountKey::new("Alice"), AccountKey::new("aLICE"));
-        assert_eq!(AccountKey::new("Alice").as_str(), "alice");
-        assert_ne!(AccountKey::new("alice"), AccountKey::new("alice2"));
     }
 }

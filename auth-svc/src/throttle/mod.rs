@@ -9,6 +9,9 @@
 //!
 //! Both refusals count in `auth_login_throttled_total{scope="account"|"client"}` (the client
 //! scope covers register as well: both endpoints hash).
+//!
+//! The throttle answers in its own terms ([`Throttled`], [`ThrottleError`], [`LoginOutcome`]);
+//! the route layer turns them into responses and tells it how a login ended.
 
 pub mod account;
 pub mod client;
@@ -17,12 +20,13 @@ pub mod config;
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::db::QueryError;
 use prometheus::{IntCounterVec, Opts, Registry};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
-use crate::error::ApiError;
-use account::{AccountKey, AccountLimiter, Admission};
+use crate::user::{LoginName, UsernameKey};
+use account::{AccountLimiter, Admission};
 use client::{ClientAddress, ClientLimiter};
 use config::ThrottleConfig;
 
@@ -47,16 +51,17 @@ impl Scope {
 }
 
 /// A 429: which limit, and the whole seconds until it allows again (`Retry-After`, at least 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `Display` is the error body's message; the account message is the same for every username,
+/// existing or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.message())]
 pub struct Throttled {
     pub scope: Scope,
     pub retry_after_secs: u64,
 }
 
 impl Throttled {
-    /// The error body's message. The account message is the same for every username, existing
-    /// or not.
-    pub fn message(&self) -> String {
+    fn message(&self) -> String {
         let secs = self.retry_after_secs;
         match self.scope {
             Scope::Account => format!("Too many failed logins for this username, retry in {secs} seconds"),
@@ -65,6 +70,26 @@ impl Throttled {
             }
         }
     }
+}
+
+/// Why a login may not go on: a limit is used up, or the account's count could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ThrottleError {
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    #[error(transparent)]
+    Database(#[from] QueryError),
+}
+
+/// How a counted login attempt ended, for [`LoginAttempt::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// The password was right: the account's count starts from zero.
+    Succeeded,
+    /// A password was checked and did not match (or there is no such account): it stays counted.
+    Failed,
+    /// No password was checked (no hashing slot, database trouble): the count is given back.
+    Unchecked,
 }
 
 /// Seconds for `Retry-After` (RFC 9110 10.2.3): `wait` rounded up, at least 1.
@@ -105,27 +130,27 @@ impl Throttle {
         }
     }
 
-    fn refuse(&self, scope: Scope, wait: Duration) -> ApiError {
+    fn refuse(&self, scope: Scope, wait: Duration) -> Throttled {
         self.throttled.with_label_values(&[scope.as_str()]).inc();
-        ApiError::Throttled(Throttled { scope, retry_after_secs: retry_after_secs(wait) })
+        Throttled { scope, retry_after_secs: retry_after_secs(wait) }
     }
 
-    /// Takes one request from the source's budget for the hashing endpoints; 429 when it is
+    /// Takes one request from the source's budget for the hashing endpoints; refused when it is
     /// used up. Requests without a source (in-process callers, never a socket) are not limited.
-    pub fn check_client(&self, source: ClientAddress) -> Result<(), ApiError> {
+    pub fn check_client(&self, source: ClientAddress) -> Result<(), Throttled> {
         match (&self.client, source.0) {
             (Some(limiter), Some(ip)) => limiter.check(ip).map_err(|wait| self.refuse(Scope::Client, wait)),
             _ => Ok(()),
         }
     }
 
-    /// Counts a login attempt for `username` before its password is checked; 429 when the
-    /// account's limit for the current window is used up.
-    pub async fn begin_login(&self, db: &PgPool, username: &str) -> Result<LoginAttempt<'_>, ApiError> {
-        let key = AccountKey::new(username);
+    /// Counts a login attempt for `username` (by its [`UsernameKey`]) before its password is
+    /// checked; refused when the account's limit for the current window is used up.
+    pub async fn begin_login(&self, db: &PgPool, username: &LoginName) -> Result<LoginAttempt<'_>, ThrottleError> {
+        let key = username.key();
         match self.account.begin(db, &key).await? {
             Admission::Admitted => Ok(LoginAttempt { throttle: self, key }),
-            Admission::Refused { retry_after } => Err(self.refuse(Scope::Account, retry_after)),
+            Admission::Refused { retry_after } => Err(self.refuse(Scope::Account, retry_after).into()),
         }
     }
 
@@ -149,7 +174,9 @@ impl Throttle {
         }
         match self.account.delete_expired(db).await {
             Ok(n) => tracing::debug!(deleted = n, "expired login failure counts deleted"),
-            Err(e) => tracing::warn!(error = %e, "could not delete expired login failure counts"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "could not delete expired login failure counts");
+            }
         }
     }
 }
@@ -158,22 +185,42 @@ impl Throttle {
 /// cancelled), it stays counted as a failure.
 pub struct LoginAttempt<'a> {
     throttle: &'a Throttle,
-    key: AccountKey,
+    key: UsernameKey,
 }
 
 impl LoginAttempt<'_> {
-    /// Settles the count by the login's outcome: a success resets the account's count, wrong
-    /// credentials keep it, anything else (no hashing slot, database trouble: no password was
-    /// checked) gives it back. Failing to settle is logged, never the request's failure.
-    pub async fn finish<T>(self, db: &PgPool, outcome: &Result<T, ApiError>) {
+    /// Settles the count by the login's outcome (see [`LoginOutcome`]). Failing to settle is
+    /// logged, never the request's failure.
+    pub async fn finish(self, db: &PgPool, outcome: LoginOutcome) {
         let account = &self.throttle.account;
         let settled = match outcome {
-            Ok(_) => account.reset(db, &self.key).await,
-            Err(ApiError::InvalidCredentials) => Ok(()),
-            Err(_) => account.refund(db, &self.key).await,
+            LoginOutcome::Succeeded => account.reset(db, &self.key).await,
+            LoginOutcome::Failed => Ok(()),
+            LoginOutcome::Unchecked => account.refund(db, &self.key).await,
         };
         if let Err(e) = settled {
-            tracing::warn!(error = %e, "could not update the login failure count");
+            tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "could not update the login failure count");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_at_least_one() {
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2, "30 a minute: one every 2 s");
+        assert_eq!(retry_after_secs(Duration::from_millis(1_001)), 2);
+        assert_eq!(retry_after_secs(Duration::from_millis(999)), 1);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn the_messages_name_the_limit_and_the_wait() {
+        let account = Throttled { scope: Scope::Account, retry_after_secs: 60 };
+        assert_eq!(account.to_string(), "Too many failed logins for this username, retry in 60 seconds");
+        let client = Throttled { scope: Scope::Client, retry_after_secs: 2 };
+        assert_eq!(client.to_string(), "Too many login or registration requests from this address, retry in 2 seconds");
     }
 }

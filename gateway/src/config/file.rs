@@ -1,6 +1,7 @@
 //! `sidecar.toml` as written: every table `deny_unknown_fields`, every key optional with a
 //! default. [`SidecarFile`] is also how the launcher, the bench and the tests write a sidecar
-//! file (`set`, `to_toml`), so a file they write is one the gateway reads.
+//! file (`set`, `to_toml`), so a file they write is one the gateway reads. Only types and
+//! defaults here: each section is validated by its component (see [`super`]).
 
 use std::path::Path;
 
@@ -110,8 +111,20 @@ pub struct UpstreamSection {
     pub total_connect_timeout_ms: u64,
     pub read_timeout_ms: u64,
     pub write_timeout_ms: u64,
+    /// How long a pooled connection to task-svc may sit idle before the gateway closes it.
+    /// task-svc never closes an idle connection itself (axum's server sets no idle or
+    /// header-read timeout), so this bounds how many idle connections outlive a burst. If
+    /// task-svc ever gets one, this must stay below it: the client side of a keep-alive
+    /// connection has to close first, or it may send a request on a connection being closed.
     pub idle_timeout_secs: u64,
+    /// Idle connections to task-svc kept for reuse, per proxy thread (pingora's
+    /// `upstream_keepalive_pool_size`). A connection released into a full pool closes the
+    /// least recently used one.
+    pub keepalive_pool_size: u64,
 }
+
+/// Default pool of idle connections to task-svc per proxy thread: pingora's own default.
+pub const DEFAULT_KEEPALIVE_POOL_SIZE: u64 = 128;
 
 impl Default for UpstreamSection {
     fn default() -> Self {
@@ -124,6 +137,7 @@ impl Default for UpstreamSection {
             read_timeout_ms: 30_000,
             write_timeout_ms: 30_000,
             idle_timeout_secs: 60,
+            keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
         }
     }
 }
@@ -239,7 +253,7 @@ impl Default for RoutesSection {
     }
 }
 
-pub(super) fn parse_file(text: &str) -> Result<SidecarFile, String> {
+fn parse_file(text: &str) -> Result<SidecarFile, String> {
     // toml's message names the unknown or mistyped key and its line.
     toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
 }

@@ -1,212 +1,153 @@
-//! The gateway's configuration: `sidecar.toml` ([`file`]) plus the environment overrides ECS and
-//! local runs set per task, validated into one [`Config`]. Errors name the offending key and
-//! never echo a secret.
+//! The gateway's configuration: `sidecar.toml` as written ([`SidecarFile`], one struct per
+//! table) with the per-task environment overrides applied ([`environment`]), then each section
+//! validated into the settings of the component that uses it. Each conversion lives beside its
+//! component:
+//!
+//! | section | settings | file |
+//! |---|---|---|
+//! | `[server]`, `[shutdown]` | [`ServerSettings`], [`ShutdownSettings`] | `server.rs` |
+//! | `[upstream]` | [`UpstreamSettings`] | `upstream.rs` |
+//! | `[auth]` | [`AuthSettings`] | `auth_client.rs` |
+//! | `[jwt]` | [`JwtSettings`] | `authenticator.rs` |
+//! | `[revocation]` | [`RevocationSettings`] | `revocation_list.rs` |
+//! | `[cache]` | [`TokenCacheSettings`] | `token_cache.rs` |
+//! | `[routes]` | [`PublicRoutes`] | `routes.rs` |
+//!
+//! [`Config`] is those settings plus the checks that relate keys of different sections. Errors
+//! name the key as `[section] key` (or the environment variable it came from) and never echo a
+//! secret. Adding a key: its field in the section ([`file`]), its check in the section's
+//! conversion, `sidecar.toml` and `docs/gateway.md`.
 
-mod file;
+pub(crate) mod environment;
+pub mod file;
 #[cfg(test)]
 mod tests;
-mod values;
+pub(crate) mod values;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use platform::config::{ConfigError, Source, raw};
-use platform::keyring::{KeyringConfig, TokenRules};
+use platform::keyring::KeyringConfig;
 
-use file::parse_file;
 pub use file::*;
-use values::{addr, addr_or_off, in_range, parse_http_url, unix_socket};
 
-/// Validated configuration.
+use crate::auth_client::AuthSettings;
+use crate::authenticator::JwtSettings;
+use crate::revocation_list::RevocationSettings;
+use crate::routes::PublicRoutes;
+use crate::server::{ServerSettings, ShutdownSettings};
+use crate::token_cache::TokenCacheSettings;
+use crate::upstream::UpstreamSettings;
+
+/// The validated configuration: one field per section of `sidecar.toml`, plus the keyring
+/// source, which only the environment names (secrets never go in the file).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
-    pub metrics: SocketAddr,
-    pub threads: usize,
-    /// Idle downstream keep-alive timeout in whole seconds (pingora's unit).
-    pub keepalive_timeout_secs: u64,
-    pub upstream: SocketAddr,
-    /// task-svc's Unix domain socket; when set it is used instead of `upstream` for requests.
-    pub upstream_socket: Option<std::path::PathBuf>,
-    /// task-svc's metrics listener; `None` when the pass-through is off.
-    pub upstream_metrics: Option<SocketAddr>,
-    pub connect_timeout: Duration,
-    pub total_connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub auth_url: String,
-    pub auth_host: String,
-    pub auth_port: u16,
-    pub resolve_interval: Duration,
-    pub fallback_deadline: Duration,
-    pub rate_limit_per_sec: u32,
-    pub rate_limit_burst: u32,
-    pub retry_after_secs: u64,
-    /// Leeway and maximum lifetime (`[jwt] leeway_secs`, `max_lifetime_secs`).
-    pub rules: TokenRules,
-    pub keyring_refresh_interval: Duration,
-    pub keyring_min_refresh_gap: Duration,
-    pub unknown_kid_wait: Duration,
+    pub server: ServerSettings,
+    pub upstream: UpstreamSettings,
+    pub auth: AuthSettings,
+    pub jwt: JwtSettings,
+    pub revocation: RevocationSettings,
+    pub cache: TokenCacheSettings,
+    pub shutdown: ShutdownSettings,
+    pub routes: PublicRoutes,
+    /// `JWT_SECRET` (+ `JWT_SECRET_PREVIOUS`) or `JWT_SECRET_ARN`.
     pub keyring: KeyringConfig,
-    pub revocation_poll_interval: Duration,
-    /// `None`: never fail closed on an old revocation list.
-    pub revocation_max_age: Option<Duration>,
-    /// `None` disables the verified-token cache (benchmarks).
-    pub cache_capacity: Option<u64>,
-    pub cache_max_ttl: Duration,
-    pub negative_ttl: Duration,
-    pub unknown_kid_ttl: Duration,
-    pub grace_period_secs: u64,
-    pub graceful_shutdown_timeout_secs: u64,
-    pub public_routes: Vec<String>,
 }
 
-/// The config path: `--config PATH` / `--config=PATH`, else `SIDECAR_CONFIG`, else `sidecar.toml`;
-/// and whether it was named explicitly (then a missing file is an error).
-pub fn config_path(args: &[String], env: &dyn Source) -> (String, bool) {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--config" {
-            if let Some(p) = it.next() {
-                return (p.clone(), true);
-            }
-        } else if let Some(p) = a.strip_prefix("--config=") {
-            return (p.to_owned(), true);
+/// Where the config file is: `--config PATH`, else `SIDECAR_CONFIG` (empty is unset), else
+/// `./sidecar.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigPath {
+    pub path: PathBuf,
+    /// Named by the flag or the variable: then a missing file is an error. A missing
+    /// `./sidecar.toml` means "all defaults".
+    pub named: bool,
+}
+
+impl ConfigPath {
+    /// The path from the `--config` flag (`None` when absent) and the environment.
+    pub fn locate(flag: Option<&Path>, env: &dyn Source) -> Self {
+        match (flag, raw(env, "SIDECAR_CONFIG")) {
+            (Some(p), _) => Self { path: p.to_owned(), named: true },
+            (None, Some(p)) => Self { path: PathBuf::from(p), named: true },
+            (None, None) => Self { path: PathBuf::from("sidecar.toml"), named: false },
         }
-    }
-    match raw(env, "SIDECAR_CONFIG") {
-        Some(p) => (p, true),
-        None => ("sidecar.toml".to_owned(), false),
     }
 }
 
 impl Config {
-    /// Reads `path` (a missing file at the default path means "all defaults"; a missing file
-    /// that was named explicitly is an error) and applies the environment.
-    pub fn load(path: &str, explicit: bool, env: &dyn Source) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(Path::new(path)) {
+    /// Reads the file at `at` and applies the environment.
+    pub fn load(at: &ConfigPath, env: &dyn Source) -> Result<Self, ConfigError> {
+        let key = at.path.display().to_string();
+        let text = match std::fs::read_to_string(&at.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
-            Err(e) => return Err(ConfigError::new(path, format!("cannot read config file: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !at.named => String::new(),
+            Err(e) => return Err(ConfigError::new(&key, format!("cannot read config file: {e}"))),
         };
-        let file = parse_file(&text).map_err(|e| ConfigError::new(path, e))?;
+        let file = SidecarFile::from_toml(&text).map_err(|e| ConfigError::new(&key, e))?;
         Self::from_file(file, env)
     }
 
-    pub fn from_file(f: SidecarFile, env: &dyn Source) -> Result<Self, ConfigError> {
-        let listen = addr(env, "GATEWAY_LISTEN", "server.listen", &f.server.listen)?;
-        let metrics = addr(env, "METRICS_ADDR", "server.metrics", &f.server.metrics)?;
-        let upstream = addr(env, "UPSTREAM_ADDR", "upstream.addr", &f.upstream.addr)?;
-        let upstream_socket = unix_socket(env, "UPSTREAM_SOCKET", "upstream.socket", &f.upstream.socket)?;
-        let upstream_metrics = addr_or_off(env, "UPSTREAM_METRICS_ADDR", "upstream.metrics", &f.upstream.metrics)?;
-        let (auth_url, auth_key) = match raw(env, "AUTH_SERVICE_URL") {
-            Some(v) => (v.trim().trim_end_matches('/').to_owned(), "AUTH_SERVICE_URL"),
-            None => (f.auth.url.trim_end_matches('/').to_owned(), "auth.url"),
-        };
-        let (auth_host, auth_port) = parse_http_url(&auth_url).map_err(|e| ConfigError::new(auth_key, e))?;
-
-        let keyring = KeyringConfig::from_source(env)?;
-
-        let ms = |key: &str, v: u64, range: std::ops::RangeInclusive<u64>| -> Result<Duration, ConfigError> {
-            in_range(key, v, range).map(Duration::from_millis)
-        };
-        let secs = |key: &str, v: u64, range: std::ops::RangeInclusive<u64>| -> Result<Duration, ConfigError> {
-            in_range(key, v, range).map(Duration::from_secs)
-        };
-        let c = &f.cache;
-        let cache_capacity = (c.enabled && c.capacity > 0).then_some(c.capacity);
-        let grace = in_range("shutdown.grace_period_secs", f.shutdown.grace_period_secs, 0..=100)?;
-        let final_timeout =
-            in_range("shutdown.graceful_shutdown_timeout_secs", f.shutdown.graceful_shutdown_timeout_secs, 1..=100)?;
-        if grace + final_timeout > 110 {
-            return Err(ConfigError::new(
-                "shutdown.grace_period_secs",
-                "grace_period_secs + graceful_shutdown_timeout_secs must stay below ECS stopTimeout (at most 110 s)",
-            ));
-        }
-        let public_routes = f.routes.public.clone();
-        if let Some(bad) = public_routes.iter().find(|r| !r.starts_with('/')) {
-            return Err(ConfigError::new("routes.public", format!("route {bad:?} must start with '/'")));
-        }
-        if f.revocation.max_age_secs != 0 && f.revocation.max_age_secs <= f.revocation.poll_interval_secs {
-            return Err(ConfigError::new(
-                "revocation.max_age_secs",
-                "must be 0 (off) or longer than revocation.poll_interval_secs, or every request fails closed",
-            ));
-        }
-        if f.auth.rate_limit_per_sec == 0 || f.auth.rate_limit_burst == 0 {
-            return Err(ConfigError::new("auth.rate_limit_per_sec", "rate limit and burst must be at least 1"));
-        }
-        Ok(Self {
-            listen,
-            metrics,
-            threads: if f.server.threads == 0 {
-                std::thread::available_parallelism().map_or(1, usize::from)
-            } else {
-                f.server.threads
-            },
-            // ALB idle timeouts range 1..=4000 s; the gateway's must be able to exceed any of them.
-            keepalive_timeout_secs: in_range(
-                "server.keepalive_timeout_secs",
-                f.server.keepalive_timeout_secs,
-                1..=4001,
-            )?,
-            upstream,
-            upstream_socket,
-            upstream_metrics,
-            connect_timeout: ms("upstream.connect_timeout_ms", f.upstream.connect_timeout_ms, 1..=60_000)?,
-            total_connect_timeout: ms(
-                "upstream.total_connect_timeout_ms",
-                f.upstream.total_connect_timeout_ms,
-                1..=60_000,
-            )?,
-            read_timeout: ms("upstream.read_timeout_ms", f.upstream.read_timeout_ms, 1..=600_000)?,
-            write_timeout: ms("upstream.write_timeout_ms", f.upstream.write_timeout_ms, 1..=600_000)?,
-            idle_timeout: secs("upstream.idle_timeout_secs", f.upstream.idle_timeout_secs, 1..=3600)?,
-            auth_url,
-            auth_host,
-            auth_port,
-            resolve_interval: secs("auth.resolve_interval_secs", f.auth.resolve_interval_secs, 1..=3600)?,
-            fallback_deadline: ms("auth.deadline_ms", f.auth.deadline_ms, 10..=30_000)?,
-            rate_limit_per_sec: f.auth.rate_limit_per_sec,
-            rate_limit_burst: f.auth.rate_limit_burst,
-            retry_after_secs: in_range("auth.retry_after_secs", f.auth.retry_after_secs, 1..=300)?,
-            rules: TokenRules {
-                leeway_secs: in_range("jwt.leeway_secs", f.jwt.leeway_secs, 0..=60)?,
-                max_lifetime_secs: in_range("jwt.max_lifetime_secs", f.jwt.max_lifetime_secs, 60..=31_536_000)?,
-            },
-            keyring_refresh_interval: secs("jwt.refresh_interval_secs", f.jwt.refresh_interval_secs, 1..=86_400)?,
-            keyring_min_refresh_gap: ms("jwt.min_refresh_gap_ms", f.jwt.min_refresh_gap_ms, 100..=600_000)?,
-            unknown_kid_wait: ms("jwt.unknown_kid_wait_ms", f.jwt.unknown_kid_wait_ms, 0..=30_000)?,
-            keyring,
-            revocation_poll_interval: secs("revocation.poll_interval_secs", f.revocation.poll_interval_secs, 1..=3600)?,
-            revocation_max_age: match in_range("revocation.max_age_secs", f.revocation.max_age_secs, 0..=86_400)? {
-                0 => None,
-                n => Some(Duration::from_secs(n)),
-            },
-            cache_capacity,
-            cache_max_ttl: secs("cache.max_ttl_secs", c.max_ttl_secs, 1..=86_400)?,
-            negative_ttl: secs("cache.negative_ttl_secs", c.negative_ttl_secs, 0..=300)?,
-            unknown_kid_ttl: secs("cache.unknown_kid_ttl_secs", c.unknown_kid_ttl_secs, 0..=3600)?,
-            grace_period_secs: grace,
-            graceful_shutdown_timeout_secs: final_timeout,
-            public_routes,
-        })
+    /// Validates `file` with the environment's overrides applied; the keyring comes from the
+    /// environment alone.
+    pub fn from_file(mut file: SidecarFile, env: &dyn Source) -> Result<Self, ConfigError> {
+        let applied = environment::apply(&mut file, env);
+        Self::validate(&file, env).map_err(|e| applied.name_source(e))
     }
 
-    /// Only the admin address, for `gateway healthcheck`: it must work even where the rest of
-    /// the configuration (secrets) is not visible to the probe.
-    pub fn metrics_addr(path: &str, env: &dyn Source) -> SocketAddr {
-        let file = std::fs::read_to_string(path).ok().and_then(|t| parse_file(&t).ok()).unwrap_or_default();
-        addr(env, "METRICS_ADDR", "server.metrics", &file.server.metrics)
+    fn validate(f: &SidecarFile, env: &dyn Source) -> Result<Self, ConfigError> {
+        let config = Self {
+            server: ServerSettings::try_from(&f.server)?,
+            upstream: UpstreamSettings::try_from(&f.upstream)?,
+            auth: AuthSettings::try_from(&f.auth)?,
+            jwt: JwtSettings::try_from(&f.jwt)?,
+            revocation: RevocationSettings::try_from(&f.revocation)?,
+            cache: TokenCacheSettings::try_from(&f.cache)?,
+            shutdown: ShutdownSettings::try_from(&f.shutdown)?,
+            routes: PublicRoutes::try_from(&f.routes)?,
+            keyring: KeyringConfig::from_source(env)?,
+        };
+        config.check_across_sections()?;
+        Ok(config)
+    }
+
+    /// The checks that relate keys of different sections (each section's own rules are in its
+    /// conversion).
+    fn check_across_sections(&self) -> Result<(), ConfigError> {
+        // A TCP upstream that is the gateway's own listener: every request would be forwarded
+        // to the gateway again, without end.
+        if self.upstream.socket.is_none() && values::same_local_socket(self.server.listen, self.upstream.addr) {
+            return Err(ConfigError::new(
+                "[upstream] addr",
+                format!(
+                    "{} is the gateway's own listener ([server] listen {})",
+                    self.upstream.addr, self.server.listen
+                ),
+            ));
+        }
+        if let Some(task_metrics) = self.upstream.metrics
+            && values::same_local_socket(self.server.metrics, task_metrics)
+        {
+            return Err(ConfigError::new(
+                "[upstream] metrics",
+                format!(
+                    "{task_metrics} is the gateway's own metrics listener ([server] metrics {}), not task-svc's",
+                    self.server.metrics
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Only the admin address, for `gateway healthcheck`: from the file and `METRICS_ADDR`, so
+    /// the probe works where the rest of the configuration (secrets) is not visible to it. A
+    /// file or value it cannot read gives the default port on loopback.
+    pub fn metrics_addr(at: &ConfigPath, env: &dyn Source) -> SocketAddr {
+        let mut file = SidecarFile::read(&at.path).unwrap_or_default();
+        environment::apply(&mut file, env);
+        values::socket_addr("[server] metrics", &file.server.metrics)
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9100)))
-    }
-
-    /// True when `path` (without query) is one of the public routes: exact match only, so
-    /// `/tasks/health/../x` or an encoded variant still requires a token.
-    pub fn is_public(&self, path: &str) -> bool {
-        self.public_routes.iter().any(|r| r == path)
     }
 }

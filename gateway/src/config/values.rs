@@ -1,11 +1,17 @@
-//! Reading one value: the environment variable when set (an empty value is unset), else the
-//! file's key; errors name whichever of the two the value came from.
+//! Checks of one value of `sidecar.toml`, used by each section's conversion into its component's
+//! settings. `key` is the key as errors name it, `[section] key` (the environment variable instead
+//! when the value came from one, see [`super::environment`]).
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use platform::config::{ConfigError, Source, raw};
+use platform::config::ConfigError;
 
-pub(super) fn in_range(key: &str, v: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+/// `v` when it lies in `range`.
+pub fn in_range(key: &str, v: u64, range: RangeInclusive<u64>) -> Result<u64, ConfigError> {
     if range.contains(&v) {
         Ok(v)
     } else {
@@ -13,33 +19,37 @@ pub(super) fn in_range(key: &str, v: u64, range: std::ops::RangeInclusive<u64>) 
     }
 }
 
-/// The value to use and the key it came from: `env_key` when set (non-empty), else the file's.
-fn env_or_file<'k>(env: &dyn Source, env_key: &'k str, file_key: &'k str, file_value: &str) -> (&'k str, String) {
-    match raw(env, env_key) {
-        Some(v) => (env_key, v),
-        None => (file_key, file_value.to_owned()),
-    }
+/// Whole seconds within `range`.
+pub fn secs(key: &str, v: u64, range: RangeInclusive<u64>) -> Result<Duration, ConfigError> {
+    in_range(key, v, range).map(Duration::from_secs)
 }
 
-pub(super) fn addr(
-    env: &dyn Source,
-    env_key: &str,
-    file_key: &str,
-    file_value: &str,
-) -> Result<SocketAddr, ConfigError> {
-    let (key, value) = env_or_file(env, env_key, file_key, file_value);
+/// Milliseconds within `range`.
+pub fn millis(key: &str, v: u64, range: RangeInclusive<u64>) -> Result<Duration, ConfigError> {
+    in_range(key, v, range).map(Duration::from_millis)
+}
+
+/// At least 1.
+pub fn at_least_one(key: &str, v: u32) -> Result<NonZeroU32, ConfigError> {
+    NonZeroU32::new(v).ok_or_else(|| ConfigError::new(key, "must be at least 1"))
+}
+
+/// An `ip:port` socket address.
+pub fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.trim().parse().map_err(|e| ConfigError::new(key, format!("invalid socket address {value:?}: {e}")))
 }
 
-/// A Unix socket path from `env_key` or the file; empty means none. Absolute, and short enough
-/// for `sockaddr_un` (108 bytes with the terminating NUL).
-pub(super) fn unix_socket(
-    env: &dyn Source,
-    env_key: &str,
-    file_key: &str,
-    file_value: &str,
-) -> Result<Option<std::path::PathBuf>, ConfigError> {
-    let (key, value) = env_or_file(env, env_key, file_key, file_value);
+/// Like [`socket_addr`], but `off` (any case) means "disabled".
+pub fn socket_addr_or_off(key: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    socket_addr(key, value).map(Some)
+}
+
+/// A Unix socket path; empty means none. Absolute, and short enough for `sockaddr_un`
+/// (108 bytes with the terminating NUL).
+pub fn unix_socket(key: &str, value: &str) -> Result<Option<PathBuf>, ConfigError> {
     let value = value.trim();
     if value.is_empty() {
         return Ok(None);
@@ -47,38 +57,17 @@ pub(super) fn unix_socket(
     if !value.starts_with('/') || value.len() >= 108 {
         return Err(ConfigError::new(key, format!("{value:?} must be an absolute path shorter than 108 bytes")));
     }
-    Ok(Some(std::path::PathBuf::from(value)))
+    Ok(Some(PathBuf::from(value)))
 }
 
-/// Like [`addr`], but `off` (any case) means "disabled".
-pub(super) fn addr_or_off(
-    env: &dyn Source,
-    env_key: &str,
-    file_key: &str,
-    file_value: &str,
-) -> Result<Option<SocketAddr>, ConfigError> {
-    let (_, value) = env_or_file(env, env_key, file_key, file_value);
-    if value.trim().eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    addr(env, env_key, file_key, file_value).map(Some)
-}
-
-/// `http://host[:port][/]` → (host, port). Only plain HTTP: auth-svc is reached inside the VPC.
-pub(super) fn parse_http_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url:?} must start with http://"))?;
-    if rest.contains('/') || rest.contains('?') || rest.contains('@') {
-        return Err(format!("{url:?} must be a bare origin, e.g. http://host:3000"));
-    }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h.to_owned(), p.parse::<u16>().map_err(|e| format!("invalid port in {url:?}: {e}"))?)
-        }
-        _ => (rest.to_owned(), 80),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
-    }
-    Ok((host, port))
+/// Whether two addresses certainly name the same socket on this host: the same port, and the
+/// same IP, or one of them the wildcard address (`0.0.0.0`/`::`, every local IP) and the other a
+/// loopback or wildcard address. Another local IP (an ENI's) is not detected: the gateway cannot
+/// tell it from a remote host's without asking the kernel.
+pub fn same_local_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    let local = |ip: std::net::IpAddr| ip.is_loopback() || ip.is_unspecified();
+    a.port() == b.port()
+        && (a.ip() == b.ip()
+            || (a.ip().is_unspecified() && local(b.ip()))
+            || (b.ip().is_unspecified() && local(a.ip())))
 }

@@ -1,4 +1,4 @@
-//! Saturation of the password-hashing pool ([`crate::password::Hasher`]) as Prometheus metrics:
+//! Saturation of the password-hashing pool ([`super::pool::HashPool`]) as Prometheus metrics:
 //!
 //! - `auth_hash_slots`: hashing slots (`HASH_CONCURRENCY`), each ~19 MiB of argon2 memory;
 //! - `auth_hash_slots_in_use`: slots running a hash right now;

@@ -1,0 +1,93 @@
+//! One benchmark run: build, start, seed, measure every cell, report. Each step is a module;
+//! [`run`] calls them in order.
+
+mod cell;
+mod finish;
+mod login;
+mod revocation_cost;
+mod routes;
+mod sample;
+mod setup;
+mod tasks;
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use crate::options::Options;
+use crate::procstat;
+use crate::relay;
+use crate::report;
+use crate::results::Results;
+
+use cell::Meter;
+use sample::Watched;
+
+/// Runs the whole benchmark `o` describes, prints the markdown and writes the results. Errors:
+/// a step failed, or the run is not valid (answers a cell should not get; the logs are kept).
+pub async fn run(o: Options) -> Result<()> {
+    let started = Instant::now();
+    let dirs = setup::prepare(&o)?;
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let (stack, ready_ms) = setup::start(&o, &dirs).await?;
+    setup::seed(&o, &stack, &dirs.run_dir).await?;
+
+    let postgres = stack.postgres_pid(&dirs.run_dir);
+    let watched = stack.services().iter().map(|s| Watched { name: s.name, pid: s.pid() }).collect();
+    let pulled = revocation_cost::pulled(&stack.revoked).await?;
+    eprintln!(
+        "    gateway-revoked holds {} revocations ({} bytes pulled in {} pulls)",
+        pulled.live, pulled.bytes, pulled.pulls
+    );
+    let tokio_sleep_ms = relay::tokio_sleep_overshoot(o.vpc_delay, if o.quick { 50 } else { 400 }).await;
+    let meter = Meter {
+        o: &o,
+        lua_dir: dirs.lua_dir.clone(),
+        data_dir: dirs.run_dir.clone(),
+        stack: &stack,
+        watched,
+        postgres,
+        ticks: procstat::clock_ticks(),
+    };
+
+    let routes = routes::routes(&o, &stack);
+    let (mut cells, network) = tasks::run(&meter, &routes, tokio_sleep_ms).await?;
+    let mut login = None;
+    if o.wants_workload("login") {
+        let (figures, login_cells) = login::run(&meter).await?;
+        login = Some(figures);
+        cells.extend(login_cells);
+    }
+    // Steady-state pulls of the revoked gateway: bytes per pull while nothing changed.
+    let revocation_cost = revocation_cost::cost(&stack.revoked, &pulled).await;
+    stack.stop();
+
+    let problems = finish::problems(&cells);
+    let targets = report::targets(&cells, &ready_ms, login.as_ref(), network.as_ref(), Some(&revocation_cost));
+    let results = Results {
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        mode: if o.quick { "quick" } else { "full" },
+        bin_dir: dirs.bin_dir.display().to_string(),
+        commit: finish::commit(),
+        machine: finish::machine(),
+        settings: finish::settings(&o, &load_before),
+        ready_ms,
+        cells,
+        login,
+        network,
+        revocations: Some(revocation_cost),
+        targets,
+        problems,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    finish::write(&o, &results)?;
+
+    if !results.problems.is_empty() {
+        bail!("the run is not valid (logs kept in {}):\n  {}", dirs.run_dir.display(), results.problems.join("\n  "));
+    }
+    if !o.keep {
+        let _ = std::fs::remove_dir_all(&dirs.run_dir);
+    }
+    Ok(())
+}
