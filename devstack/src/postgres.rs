@@ -104,8 +104,34 @@ fn run(mut cmd: Command, what: &str, log: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, for a process about to listen on it.
+///
+/// Picked at random below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), never
+/// twice by this process: a port from the ephemeral range (what binding port 0 returns) can be
+/// taken by any outgoing connection of the machine before the process that was handed it
+/// binds it, which made tests fail with "Address already in use" under load.
 pub fn free_port() -> Result<u16> {
+    use rand::Rng as _;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let ephemeral_start = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Well above the registered services most machines run (PostgreSQL 5432, Prometheus 9090).
+    let low = 20_000.min(ephemeral_start.saturating_sub(2_000));
+    let mut rng = rand::thread_rng();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let port = rng.gen_range(low..ephemeral_start);
+        if !handed_out.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    // A machine with that range full: fall back to what the kernel hands out.
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
