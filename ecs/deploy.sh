@@ -204,6 +204,7 @@ resolve_modes() {
     fi
     TRACING_PARAM=$([ "$TRACING" = on ] && echo true || echo false)
     if [ "$JWT_ALG" != HS256 ]; then
+        signing_key_check "$JWT_ALG"
         command -v openssl >/dev/null || [ "$(signing_key_state)" != absent ] \
             || die "--jwt-alg $JWT_ALG: openssl is needed once, to generate the signing key (Debian: apt-get install openssl)"
     fi

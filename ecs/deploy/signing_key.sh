@@ -1,6 +1,8 @@
 # The RS256/EdDSA signing key of auth-svc, for ecs/deploy.sh (sourced; uses its say/die/aws_cli
 # and NAME_PREFIX).
 #
+#   signing_key_check ALG    dies unless the secret is absent or holds an ALG key (before `up`
+#                            changes anything)
 #   signing_key_ensure ALG   sets SIGNING_KEY_ARN to the secret <stack>-jwt-signing-key, creating
 #                            it first when it does not exist: a key generated here with openssl
 #                            (Secrets Manager cannot generate RSA or Ed25519 keys), piped from
@@ -53,6 +55,14 @@ signing_key_generate() {
     printf '%s\n' "$pem" | python3 -c 'import json, sys; print(json.dumps({"alg": sys.argv[1], "private_key": sys.stdin.read()}))' "$1"
 }
 
+signing_key_check() {
+    local alg=$1 state existing
+    state=$(signing_key_state)
+    [ "$state" != absent ] || return 0
+    read -r _ _ existing _ <<<"$state"
+    [ "$existing" = "$alg" ] || die "signing key $(signing_key_name) is tagged jwt-alg=$existing, not $alg. The algorithm is chosen once per stack: deploy with --jwt-alg $existing, or see ecs/README.md \"Signing modes\" to change it"
+}
+
 signing_key_ensure() {
     local alg=$1 name state arn existing secret
     name=$(signing_key_name)
@@ -76,7 +86,7 @@ signing_key_ensure() {
             [ -n "$SIGNING_KEY_ARN" ] || die "create-secret $name returned no ARN" ;;
         active\ *)
             read -r _ arn existing <<<"$state"
-            [ "$existing" = "$alg" ] || die "signing key $name is tagged jwt-alg=$existing, not $alg. The algorithm is chosen once per stack: deploy with --jwt-alg $existing, or see ecs/README.md \"Signing modes\" to change it"
+            signing_key_check "$alg"
             say "signing key $name ($alg) exists: kept"
             SIGNING_KEY_ARN=$arn ;;
     esac
@@ -90,5 +100,13 @@ signing_key_schedule_deletion() {
     local when
     when=$(aws_cli secretsmanager delete-secret --secret-id "$name" --recovery-window-in-days "$SIGNING_KEY_RECOVERY_DAYS" \
         --query DeletionDate --output text)
+    # AWS CLI v1 prints the timestamp as epoch seconds, v2 as ISO 8601: print UTC ISO 8601.
+    when=$(python3 -c 'import datetime, sys
+v = sys.argv[1]
+try:
+    v = datetime.datetime.fromtimestamp(float(v), datetime.timezone.utc).isoformat(timespec="seconds")
+except ValueError:
+    pass
+print(v)' "$when")
     echo "$name: the RS256/EdDSA signing key, SCHEDULED for deletion on $when (a $SIGNING_KEY_RECOVERY_DAYS-day recovery window: aws secretsmanager restore-secret --secret-id $name, and the next up restores it; to delete it now: aws secretsmanager delete-secret --secret-id $name --force-delete-without-recovery)"
 }
