@@ -13,8 +13,10 @@
 #   3. images tagged with the git commit: built and pushed unless the registry has the tag;
 #   4. stack <stack>-network (network.yaml): VPC, subnets, routes, endpoints or NAT
 #      (not with --vpc-id);
-#   5. stack <stack> (task-management.yaml, uploaded to S3: no 51,200-byte limit); after its
-#      first create, RDS deletion protection is turned on (off while a failed create must roll back);
+#   5. with --jwt-alg RS256|EdDSA, the secret <stack>-jwt-signing-key when it does not exist yet
+#      (a key generated here with openssl, never printed: ecs/deploy/signing_key.sh), then stack
+#      <stack> (task-management.yaml, uploaded to S3: no 51,200-byte limit); after its first
+#      create, RDS deletion protection is turned on (off while a failed create must roll back);
 #   6. prints the URL and whether it is HTTPS, then the smoke flow with PASS/FAIL per step.
 # Every stack changes through a change set: the changes are printed, then the events as they happen.
 #
@@ -38,6 +40,13 @@
 #                         release build + FROM scratch images (Linux, host arch; needs buildah
 #                         and skopeo). Default: docker if its daemon answers, else podman, else scratch
 #   --tag TAG             image tag (default: the git commit, see image_tag in ecs/deploy/images.sh)
+#   --jwt-alg HS256|RS256|EdDSA
+#                         token signing (ecs/README.md "Signing modes"): HS256 a shared secret
+#                         that auth-svc and the gateways hold; RS256/EdDSA a private key only
+#                         auth-svc holds (created on the first up), gateways verify its public
+#                         JWKS. Default: the stack's current choice, HS256 for a new stack
+#   --tracing on|off      the ADOT collector sidecars and X-Ray export (and the xray VPC endpoint).
+#                         Default: the stack's current choice, on for a new stack
 #   --param KEY=VALUE     another main-stack parameter, repeatable (DbInstanceClass=db.t4g.micro,
 #                         MinTasksPerService=1, DbMultiAz=true, AlarmTopicArn=..., ...)
 #   --cfn-role-arn ARN    CloudFormation service role for the stacks (the deploy role template's
@@ -74,6 +83,8 @@ aws_cli() { "$AWS_BIN" --region "$REGION" ${AWS_ENDPOINT_URL:+--endpoint-url "$A
 . "$ROOT/ecs/deploy/images.sh"
 # shellcheck source=ecs/deploy/smoke.sh
 . "$ROOT/ecs/deploy/smoke.sh"
+# shellcheck source=ecs/deploy/signing_key.sh
+. "$ROOT/ecs/deploy/signing_key.sh"
 
 COMMAND=${1:-}
 case "$COMMAND" in
@@ -90,6 +101,7 @@ VPC_ID="" PUBLIC_SUBNETS="" PRIVATE_SUBNETS="" ENDPOINT_SG=""
 DOMAIN="" HOSTED_ZONE=""
 BUILDER=""
 TAG=""
+JWT_ALG="" TRACING=""
 EXTRA_PARAMS=()
 CFN_ROLE_ARN=${CFN_ROLE_ARN:-}
 SMOKE=1 SMOKE_URL=""
@@ -108,6 +120,8 @@ while [ $# -gt 0 ]; do
         --hosted-zone-id) HOSTED_ZONE=$2; shift ;;
         --builder) BUILDER=$2; shift ;;
         --tag) TAG=$2; shift ;;
+        --jwt-alg) JWT_ALG=$2; shift ;;
+        --tracing) TRACING=$2; shift ;;
         --param) EXTRA_PARAMS+=("$2"); shift ;;
         --cfn-role-arn) CFN_ROLE_ARN=$2; shift ;;
         --no-smoke) SMOKE=0 ;;
@@ -128,6 +142,8 @@ case "$EGRESS" in endpoints | nat | single-nat) ;; *) die "--egress $EGRESS: end
 [ -z "$VPC_ID" ] || { [ -n "$PUBLIC_SUBNETS" ] && [ -n "$PRIVATE_SUBNETS" ]; } \
     || die "--vpc-id needs --public-subnets A,B and --private-subnets C,D (two each, in two AZs)"
 [ -z "$DOMAIN" ] || [ -n "$HOSTED_ZONE" ] || die "--domain needs --hosted-zone-id (the Route 53 zone the name is in)"
+case "$JWT_ALG" in "" | HS256 | RS256 | EdDSA) ;; *) die "--jwt-alg $JWT_ALG: HS256, RS256 or EdDSA" ;; esac
+case "$TRACING" in "" | on | off) ;; *) die "--tracing $TRACING: on or off" ;; esac
 
 # ----------------------------------------------------------------------------- pre-flight
 
@@ -178,8 +194,26 @@ preflight() {
 
 # ----------------------------------------------------------------------------- up
 
+# --jwt-alg and --tracing not given: what the stack has now (a later up must not switch a
+# stack's signing or tracing back to the defaults), else the defaults.
+resolve_modes() {
+    [ -n "$JWT_ALG" ] || JWT_ALG=$(stack_parameter "$STACK" JwtAlgorithm)
+    [ -n "$JWT_ALG" ] || JWT_ALG=HS256
+    if [ -z "$TRACING" ]; then
+        case "$(stack_parameter "$STACK" Tracing)" in false) TRACING=off ;; *) TRACING=on ;; esac
+    fi
+    TRACING_PARAM=$([ "$TRACING" = on ] && echo true || echo false)
+    if [ "$JWT_ALG" != HS256 ]; then
+        signing_key_check "$JWT_ALG"
+        command -v openssl >/dev/null || [ "$(signing_key_state)" != absent ] \
+            || die "--jwt-alg $JWT_ALG: openssl is needed once, to generate the signing key (Debian: apt-get install openssl)"
+    fi
+    say "token signing $JWT_ALG, tracing $TRACING"
+}
+
 cmd_up() {
     preflight
+    resolve_modes
     say "1/5 bootstrap: ECR repositories and the template bucket ($BOOTSTRAP_STACK)"
     deploy_stack "$BOOTSTRAP_STACK" --template-body "file://$TEMPLATE_DIR/bootstrap.yaml" "NamePrefix=$NAME_PREFIX"
     local bucket repo_uri
@@ -208,7 +242,7 @@ cmd_up() {
     if [ -z "$VPC_ID" ]; then
         say "3/5 network: VPC over two AZs, egress $EGRESS ($NETWORK_STACK)"
         deploy_stack "$NETWORK_STACK" --template-body "file://$TEMPLATE_DIR/network.yaml" \
-            "NamePrefix=$NAME_PREFIX" "Egress=$EGRESS"
+            "NamePrefix=$NAME_PREFIX" "Egress=$EGRESS" "XRayEndpoint=$TRACING_PARAM"
         vpc=$(stack_output "$NETWORK_STACK" VpcId)
         public=$(stack_output "$NETWORK_STACK" PublicSubnetIds)
         private=$(stack_output "$NETWORK_STACK" PrivateSubnetIds)
@@ -217,7 +251,14 @@ cmd_up() {
         say "3/5 network: the existing VPC $VPC_ID"
     fi
 
-    say "4/5 main stack $STACK (template through s3://$bucket)"
+    SIGNING_KEY_ARN=""
+    if [ "$JWT_ALG" != HS256 ]; then
+        say "4/5 the $JWT_ALG signing key, then the main stack $STACK (template through s3://$bucket)"
+        signing_key_ensure "$JWT_ALG"
+    else
+        say "4/5 main stack $STACK (template through s3://$bucket)"
+        [[ "$(signing_key_state)" != active\ * ]] || say "note: $(signing_key_name) exists but HS256 does not use it (nothing reads it; down schedules its deletion)"
+    fi
     local template=$TEMPLATE_DIR/task-management.yaml key url existed protection
     key=templates/$(sha256sum "$template" | cut -c1-64).yaml
     aws_cli s3 cp --only-show-errors "$template" "s3://$bucket/$key"
@@ -230,7 +271,8 @@ cmd_up() {
     local params=("NamePrefix=$NAME_PREFIX" "VpcId=$vpc" "PublicSubnetIds=$public" "PrivateSubnetIds=$private"
         "EndpointSecurityGroupId=$endpoint_sg" "CpuArchitecture=$([ "$ARCH" = arm64 ] && echo ARM64 || echo X86_64)"
         "AuthImageTag=$TAG" "TaskImageTag=$TAG" "GatewayImageTag=$TAG" "DeployServices=true"
-        "DomainName=$DOMAIN" "HostedZoneId=$HOSTED_ZONE" ${EXTRA_PARAMS[@]+"${EXTRA_PARAMS[@]}"})
+        "DomainName=$DOMAIN" "HostedZoneId=$HOSTED_ZONE" "JwtAlgorithm=$JWT_ALG"
+        "JwtSigningKeySecretArn=$SIGNING_KEY_ARN" "Tracing=$TRACING_PARAM" ${EXTRA_PARAMS[@]+"${EXTRA_PARAMS[@]}"})
     deploy_stack "$STACK" --template-url "$url" "${params[@]}" "DbDeletionProtection=$protection"
     if [ "$protection" = false ]; then
         say "first create succeeded: turning on RDS deletion protection (a failed create could not have rolled back with it)"
@@ -241,8 +283,10 @@ cmd_up() {
     alb=$(stack_output "$STACK" AlbUrl)
     https=$(stack_output "$STACK" Https)
     echo
-    echo "URL:   $alb"
-    echo "HTTPS: $https"
+    echo "URL:     $alb"
+    echo "HTTPS:   $https"
+    echo "Signing: $JWT_ALG$([ "$JWT_ALG" = HS256 ] || echo " (public keys: $(stack_output "$STACK" JwksUrl))")"
+    echo "Tracing: $(stack_output "$STACK" Tracing)"
     echo
     if [ "$SMOKE" = 1 ]; then
         say "5/5 smoke flow"
@@ -267,6 +311,8 @@ cmd_status() {
     printf '%-28s %s\n' "images" "auth $(stack_parameter "$STACK" AuthImageTag), task $(stack_parameter "$STACK" TaskImageTag), gateway $(stack_parameter "$STACK" GatewayImageTag)"
     printf '%-28s %s\n' "this checkout" "$(image_tag 2>/dev/null || echo '?')"
     printf '%-28s %s\n' "RDS deletion protection" "$(stack_parameter "$STACK" DbDeletionProtection)"
+    printf '%-28s %s\n' "token signing" "$(stack_parameter "$STACK" JwtAlgorithm)" "signing key secret" "$(signing_key_state)"
+    printf '%-28s %s\n' "tracing" "$(stack_output "$STACK" Tracing)"
     echo
     aws_cli ecs describe-services --cluster "$NAME_PREFIX-cluster" --services auth-service task-service --output text \
         --query 'services[].[serviceName,status,runningCount,desiredCount,deployments[0].rolloutState]' 2>/dev/null \
@@ -311,6 +357,12 @@ cmd_down() {
             kept+=("no RDS snapshot of $db was found: CloudFormation takes one when it deletes the instance (DeletionPolicy: Snapshot); check aws rds describe-db-snapshots if you expected data")
         fi
     fi
+    # The signing key outlives the stack only while a task could still read it.
+    if [ "$(stack_status "$STACK")" = NONE ]; then
+        local scheduled
+        scheduled=$(signing_key_schedule_deletion)
+        [ -z "$scheduled" ] || deleted+=("$scheduled")
+    fi
     if [ "$(stack_status "$BOOTSTRAP_STACK")" != NONE ]; then
         if [ "$KEEP_IMAGES" = 1 ]; then
             kept+=("$BOOTSTRAP_STACK (--keep-images): the ECR repositories with their images and the template bucket; ecs/deploy.sh down without --keep-images removes them")
@@ -320,7 +372,7 @@ cmd_down() {
             # CloudFormation deletes only an empty bucket; its objects are uploaded templates.
             [ -z "$bucket" ] || aws_cli s3 rm --only-show-errors --recursive "s3://$bucket" || true
             if delete_stack "$BOOTSTRAP_STACK"; then
-                deleted+=("$BOOTSTRAP_STACK: ECR repositories with their images (EmptyOnDelete; rebuilt from git by the next up), the template bucket")
+                deleted+=("$BOOTSTRAP_STACK: ECR repositories with their images (EmptyOnDelete; rebuilt from git by the next up), the ECR Public pull-through cache rule and its collector repository, the template bucket")
             else
                 failed+=("$BOOTSTRAP_STACK")
             fi

@@ -11,7 +11,12 @@ values:
   ${ExecutionRoleArn} ${DbSecretArn}  stack outputs, by output name (every placeholder that is
   ...                                 not a parameter or pseudo parameter is one)
   ${AuthDbMaxConnections}             a Fn::FindInMap: the stack output whose Value is the same
-                                      Fn::FindInMap (the mapped value depends on parameters)
+                                      Fn::FindInMap (the mapped value depends on parameters); a
+                                      Fn::FindInMap of literal keys is the mapped value itself
+
+The committed JSON is the stack the parameter defaults deploy (JwtAlgorithm=HS256, Tracing=true):
+Conditions, Fn::If and AWS::NoValue are evaluated for them (template_conditions.py), and
+`render(params={...})` renders another choice.
 
 Commands:
   render               write ecs/taskdefs/*.json from the template
@@ -64,6 +69,9 @@ VERBATIM_KEYS = {"Options", "DockerLabels"}
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
+sys.path.insert(0, str(ECS_DIR))
+import template_conditions  # noqa: E402  (Conditions, Fn::If and AWS::NoValue for given parameters)
+
 
 def load_template(path: Path = TEMPLATE) -> dict:
     """The template as plain dicts/lists/strs; intrinsics as {"Ref": ...}, {"Fn::Sub": ...}."""
@@ -95,6 +103,7 @@ class Resolver:
         self.resources = template.get("Resources", {})
         self.parameters = template.get("Parameters", {})
         self.outputs = template.get("Outputs", {})
+        self.mappings = template.get("Mappings", {})
 
     def ref(self, name: str) -> str:
         if name in PSEUDO:
@@ -122,6 +131,9 @@ class Resolver:
         return "${%s}" % output
 
     def find_in_map(self, arg: Any) -> str:
+        if all(isinstance(key, str) for key in arg):
+            mapping, top, second = arg
+            return self.mappings[mapping][top][second]
         for name, output in self.outputs.items():
             if output.get("Value") == {"Fn::FindInMap": arg}:
                 return "${%s}" % name
@@ -179,9 +191,10 @@ def api_keys(value: Any) -> Any:
     return value
 
 
-def render(template: dict | None = None) -> dict[str, str]:
-    """File name -> JSON text, for every task definition in the template."""
-    template = template or load_template()
+def render(template: dict | None = None, params: dict | None = None) -> dict[str, str]:
+    """File name -> JSON text, for every task definition in the template, as the stack with
+    these parameter values (defaults for the others) registers them."""
+    template = template_conditions.for_parameters(template or load_template(), params)
     resolver = Resolver(template)
     rendered = {}
     for logical_id, filename in TASK_DEFINITIONS.items():

@@ -1,8 +1,8 @@
 # CloudFormation through change sets, for ecs/deploy.sh (sourced; uses its say/die/aws_cli).
 #
 #   stack_status NAME                     CREATE_COMPLETE, ..., or NONE
-#   stack_output NAME KEY                 one output's value ("" when absent)
-#   stack_parameter NAME KEY              one parameter's current value ("" when absent)
+#   stack_output NAME KEY                 one output's value ("" when absent, or no such stack)
+#   stack_parameter NAME KEY              one parameter's current value ("" when absent, or no such stack)
 #   deploy_stack NAME TEMPLATE_ARG K=V... create or update NAME through a change set, print the
 #                                         changes, execute, print events until it settles.
 #                                         TEMPLATE_ARG: --template-body file://... or
@@ -20,14 +20,15 @@ stack_status() {
     aws_cli cloudformation describe-stacks --stack-name "$1" --query 'Stacks[0].StackStatus' --output text 2>/dev/null || echo NONE
 }
 
+# Both print "" for a stack that does not exist (describe-stacks fails then).
 stack_output() {
-    aws_cli cloudformation describe-stacks --stack-name "$1" \
-        --query "Stacks[0].Outputs[?OutputKey=='$2'].OutputValue | [0]" --output text 2>/dev/null | sed 's/^None$//'
+    { aws_cli cloudformation describe-stacks --stack-name "$1" \
+        --query "Stacks[0].Outputs[?OutputKey=='$2'].OutputValue | [0]" --output text 2>/dev/null || true; } | sed 's/^None$//'
 }
 
 stack_parameter() {
-    aws_cli cloudformation describe-stacks --stack-name "$1" \
-        --query "Stacks[0].Parameters[?ParameterKey=='$2'].ParameterValue | [0]" --output text 2>/dev/null | sed 's/^None$//'
+    { aws_cli cloudformation describe-stacks --stack-name "$1" \
+        --query "Stacks[0].Parameters[?ParameterKey=='$2'].ParameterValue | [0]" --output text 2>/dev/null || true; } | sed 's/^None$//'
 }
 
 # Prints stack events newer than those already printed (ids kept in $EVENTS_SEEN), oldest first.

@@ -12,6 +12,7 @@ resources it cannot delete are named when `down` cannot delete the network stack
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -60,6 +61,73 @@ def smoke_results(output: str) -> tuple[list[str], list[str]]:
     passed = re.findall(r"^  PASS  (.+?)\s{2,}", output, re.M)
     failed = re.findall(r"^  FAIL  (.+)$", output, re.M)
     return passed, failed
+
+
+def role_policies(env, logical_id: str) -> dict:
+    """Policy name -> document of a role the main stack created."""
+    # list-stack-resources: moto's describe-stack-resource misses resources it has not updated.
+    (name,) = [r["PhysicalResourceId"] for r in aws(env, "cloudformation", "list-stack-resources", "--stack-name", STACK)["StackResourceSummaries"]
+               if r["LogicalResourceId"] == logical_id]
+    out = {}
+    for policy in aws(env, "iam", "list-role-policies", "--role-name", name)["PolicyNames"]:
+        doc = aws(env, "iam", "get-role-policy", "--role-name", name, "--policy-name", policy)["PolicyDocument"]
+        if isinstance(doc, str):
+            # moto keeps a policy document CloudFormation gave it as a dict in Python's repr.
+            doc = json.loads(doc) if doc.lstrip().startswith('{"') else ast.literal_eval(doc)
+        out[policy] = doc
+    return out
+
+
+def secret_readers(policies: dict) -> set[str]:
+    """The secret ARNs a role's inline policies let it GetSecretValue."""
+    arns = set()
+    for doc in policies.values():
+        for st in doc["Statement"]:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            if "secretsmanager:GetSecretValue" in actions:
+                arns |= set(st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])
+    return arns
+
+
+def check_asymmetric_signing(env: dict, args: list[str]) -> None:
+    """`up --jwt-alg EdDSA` on the HS256 stack: the key is generated and stored before the stack
+    update, never printed, and only auth-svc's task role may read it; a later `up` keeps the mode
+    and the key; another algorithm for the same key is refused."""
+    name = f"{STACK}-jwt-signing-key"
+    third = run_deploy(["up", *args, "--jwt-alg", "EdDSA", "--no-smoke"], env)
+    assert third.returncode == 0, "up --jwt-alg EdDSA failed"
+    out = third.stdout
+    assert f"signing key {name}: generating a new EdDSA key with openssl" in out
+    assert out.index("generating a new EdDSA key") < out.index(f"{STACK}: UPDATE change set")
+    secret = aws(env, "secretsmanager", "get-secret-value", "--secret-id", name)
+    value = json.loads(secret["SecretString"])
+    assert set(value) == {"alg", "private_key"} and value["alg"] == "EdDSA"
+    pem = value["private_key"]
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM"
+    text = subprocess.run(["openssl", "pkey", "-noout", "-text"], input=pem, text=True, capture_output=True, check=True).stdout
+    assert text.startswith("ED25519 Private-Key"), text.splitlines()[0]
+    body = "".join(pem.strip().splitlines()[1:-1])
+    assert "PRIVATE KEY" not in out and body not in out.replace("\n", ""), "the key must never be printed"
+    tags = {t["Key"]: t["Value"] for t in aws(env, "secretsmanager", "describe-secret", "--secret-id", name)["Tags"]}
+    assert tags == {"jwt-alg": "EdDSA"}
+    (main,) = aws(env, "cloudformation", "describe-stacks", "--stack-name", STACK)["Stacks"]
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in main["Parameters"]}
+    assert params["JwtAlgorithm"] == "EdDSA" and params["JwtSigningKeySecretArn"] == secret["ARN"]
+    assert params["Tracing"] == "true"
+    # The roles moto created from the updated stack: the key's ARN in auth-svc's task role only.
+    readers = {role: secret_readers(role_policies(env, role)) for role in ("AuthServiceTaskRole", "TaskServiceTaskRole", "ExecutionRole")}
+    print(f"GetSecretValue grants after the EdDSA update: {readers}")
+    assert secret["ARN"] in readers["AuthServiceTaskRole"]
+    assert secret["ARN"] not in readers["TaskServiceTaskRole"] | readers["ExecutionRole"]
+    assert not readers["TaskServiceTaskRole"], "the gateway's task role reads no secret in EdDSA mode"
+
+    again = run_deploy(["up", *args, "--no-smoke"], env)
+    assert again.returncode == 0 and "token signing EdDSA" in again.stdout
+    assert f"signing key {name} (EdDSA) exists: kept" in again.stdout and f"{STACK}: no changes" in again.stdout
+
+    refused = run_deploy(["up", *args, "--jwt-alg", "RS256", "--no-smoke"], env)
+    assert refused.returncode == 1 and f"signing key {name} is tagged jwt-alg=EdDSA, not RS256" in refused.stdout
+    assert json.loads(aws(env, "secretsmanager", "get-secret-value", "--secret-id", name)["SecretString"]) == value
 
 
 def test_preflight_says_what_is_missing(env, tmp_path):
@@ -125,11 +193,16 @@ def test_up_up_status_down(env, registry, front_door):
     assert out.count("is in the registry: not rebuilt") == 3
     assert not smoke_results(out)[1]
 
+    # ------------------------------------------------------------------ EdDSA: auth-svc's own key
+    check_asymmetric_signing(env, args)
+
     # ------------------------------------------------------------------ status
     status = run_deploy(["status", "--stack", STACK], env)
     assert status.returncode == 0
     assert re.search(rf"^{STACK} +UPDATE_COMPLETE", status.stdout, re.M)
     assert f"auth {tag}, task {tag}, gateway {tag}" in status.stdout
+    assert re.search(r"^token signing +EdDSA", status.stdout, re.M)
+    assert re.search(r"^signing key secret +active arn:\S+ EdDSA", status.stdout, re.M)
 
     # ------------------------------------------------------------------ down
     down = run_deploy(["down", "--stack", STACK, "--yes"], env)
@@ -139,6 +212,9 @@ def test_up_up_status_down(env, registry, front_door):
     repos = {r["repositoryName"] for r in aws(env, "ecr", "describe-repositories")["repositories"]}
     assert not {r for r in repos if r.startswith(f"{STACK}-")}, "repositories left behind"
     assert "kept:" in out and "RDS snapshot" in out
+    # The signing key goes after the stack, with a recovery window, and down says so.
+    assert f"{STACK}-jwt-signing-key: the RS256/EdDSA signing key, SCHEDULED for deletion on" in out
+    assert aws(env, "secretsmanager", "describe-secret", "--secret-id", f"{STACK}-jwt-signing-key").get("DeletedDate")
     if "no RDS snapshot" in out:
         print("moto does not implement DeletionPolicy: Snapshot for AWS::RDS::DBInstance: no final snapshot "
               "was taken, and down said so (on AWS it lists the snapshot it keeps)")

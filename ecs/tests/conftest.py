@@ -1,6 +1,8 @@
 """Shared fixtures: the CloudFormation template (parsed with cfn-lint's decoder, intrinsics kept
-as {"Ref": ...} / {"Fn::Sub": ...} dicts) and the task definitions rendered from it."""
+as {"Ref": ...} / {"Fn::Sub": ...} dicts), the template as deployed for given parameters
+(conditions evaluated), and the task definitions rendered from it."""
 
+import functools
 import json
 import re
 import sys
@@ -13,9 +15,54 @@ REPO = ECS_DIR.parent
 sys.path.insert(0, str(ECS_DIR))
 
 import taskdefs  # noqa: E402
+import template_conditions  # noqa: E402
 
 
 CFN_DIR = ECS_DIR / "cloudformation"
+
+# The ADOT collector sidecar's container name, one in each task definition (Tracing=true).
+COLLECTOR = "otel-collector"
+
+# A signing key ARN as ecs/deploy.sh passes it (RS256/EdDSA), and the parameter choices of each
+# signing mode.
+KEY_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:task-mgmt-jwt-signing-key-AbCdEf"
+SIGNING_MODES = {
+    "HS256": {"JwtAlgorithm": "HS256"},
+    "RS256": {"JwtAlgorithm": "RS256", "JwtSigningKeySecretArn": KEY_ARN},
+    "EdDSA": {"JwtAlgorithm": "EdDSA", "JwtSigningKeySecretArn": KEY_ARN},
+}
+# The parameters an HTTPS stack with the ALB's jwt-validation gets (RS256 only).
+ALB_VALIDATION = {**SIGNING_MODES["RS256"], "DomainName": "api.example.com", "HostedZoneId": "Z0123456789ABC",
+                  "AlbJwtValidation": "true"}
+
+
+@functools.cache
+def main_template():
+    """The main template, parsed once (nothing here mutates it)."""
+    return taskdefs.load_template()
+
+
+def deployed_template(params=None):
+    """The main template as CloudFormation deploys it for these parameters (defaults for the
+    others): conditions evaluated, Fn::If resolved, AWS::NoValue removed."""
+    return template_conditions.for_parameters(main_template(), params)
+
+
+def rendered_for(params=None):
+    """File name -> task definition (API shape) for these parameters."""
+    return {name: json.loads(text) for name, text in taskdefs.render(main_template(), params=params).items()}
+
+
+def service_containers(rendered):
+    """Container name -> (task definition, container definition), the collector sidecars left out."""
+    out = {}
+    for td in rendered.values():
+        for c in td["containerDefinitions"]:
+            if c["name"] == COLLECTOR:
+                continue
+            assert c["name"] not in out, f"container name {c['name']} used twice"
+            out[c["name"]] = (td, c)
+    return out
 
 
 def physical(value, defaults=None):
@@ -65,11 +112,23 @@ def rendered():
 
 
 @pytest.fixture(scope="session")
+def deployed():
+    """The main template for its parameter defaults (HS256, Tracing on, no domain)."""
+    return deployed_template()
+
+
+@pytest.fixture(scope="session")
 def containers(rendered):
-    """Container name -> (task definition, container definition)."""
+    """Container name -> (task definition, container definition) of the services' containers
+    (auth-service, task-service, gateway); the collector sidecars are in `collectors`."""
+    return service_containers(rendered)
+
+
+@pytest.fixture(scope="session")
+def collectors(rendered):
+    """Task definition file -> (task definition, its collector container)."""
     out = {}
-    for td in rendered.values():
-        for c in td["containerDefinitions"]:
-            assert c["name"] not in out, f"container name {c['name']} used twice"
-            out[c["name"]] = (td, c)
+    for name, td in rendered.items():
+        (c,) = [c for c in td["containerDefinitions"] if c["name"] == COLLECTOR]
+        out[name] = (td, c)
     return out

@@ -12,8 +12,9 @@ import taskdefs
 
 ALL_TEMPLATES = sorted(p.name for p in CFN_DIR.glob("*.yaml"))
 # The interface endpoints the tasks need without NAT: image pulls (API and registry), awslogs,
-# the injected and re-read secrets. ECR's layers come from S3 (gateway endpoint).
-INTERFACE_SERVICES = {"ecr.api", "ecr.dkr", "logs", "secretsmanager"}
+# the injected and re-read secrets, and (Tracing) the collectors' X-Ray writes. ECR's layers
+# come from S3 (gateway endpoint).
+INTERFACE_SERVICES = {"ecr.api", "ecr.dkr", "logs", "secretsmanager", "xray"}
 
 
 # ----------------------------------------------------------------------------- every template
@@ -112,7 +113,8 @@ def test_egress_is_one_parameter(network):
     assert {e["Properties"]["ServiceName"]["Fn::Sub"].split("${AWS::Region}.")[1] for e in interface.values()} == INTERFACE_SERVICES
     for name, e in interface.items():
         p = e["Properties"]
-        assert e["Condition"] == "UseEndpoints" and p["PrivateDnsEnabled"] is True, name
+        xray = p["ServiceName"]["Fn::Sub"].endswith(".xray")
+        assert e["Condition"] == ("UseXRayEndpoint" if xray else "UseEndpoints") and p["PrivateDnsEnabled"] is True, name
         assert [ref(s) for s in p["SubnetIds"]] == ["PrivateSubnetA", "PrivateSubnetB"], f"{name}: both AZs"
         assert [ref(g) for g in p["SecurityGroupIds"]] == ["EndpointSecurityGroup"], name
     s3 = res["S3GatewayEndpoint"]["Properties"]
@@ -123,6 +125,9 @@ def test_egress_is_one_parameter(network):
     assert res["NatGatewayB"]["Condition"] == "NatPerAz" and res["NatGatewayA"]["Condition"] == "UseNat"
     route_b = res["PrivateDefaultRouteB"]["Properties"]["NatGatewayId"]["Fn::If"]
     assert route_b == ["NatPerAz", {"Ref": "NatGatewayB"}, {"Ref": "NatGatewayA"}]
+    # The xray endpoint only with endpoints egress and tracing on (deploy.sh passes --tracing).
+    assert conditions["UseXRayEndpoint"] == {"Fn::And": [{"Condition": "UseEndpoints"}, {"Fn::Equals": [{"Ref": "XRayEndpoint"}, "true"]}]}
+    assert '"XRayEndpoint=$TRACING_PARAM"' in (ECS_DIR / "deploy.sh").read_text()
 
 
 def test_endpoint_security_group_admits_only_the_task_groups(network, resources, template):
@@ -151,16 +156,19 @@ def test_network_outputs_feed_the_main_stack(network, template):
 
 # ----------------------------------------------------------------------------- bootstrap
 
-def test_bootstrap_repositories_and_bucket(bootstrap, resources):
+def test_bootstrap_repositories_and_bucket(bootstrap, deployed):
     res = bootstrap["Resources"]
     repos = of_type(res, "AWS::ECR::Repository")
     for name, repo in repos.items():
         p = repo["Properties"]
-        assert p["ImageTagMutability"] == "IMMUTABLE" and p["ImageScanningConfiguration"]["ScanOnPush"] is True
+        # The pushed images' tags never move; the pull-through cache's repository follows the
+        # upstream's tags (test_tracing.py).
+        assert p["ImageTagMutability"] == ("MUTABLE" if name == "CollectorRepository" else "IMMUTABLE"), name
+        assert p["ImageScanningConfiguration"]["ScanOnPush"] is True
         assert p["EmptyOnDelete"] is True and repo["DeletionPolicy"] == "Delete", f"{name}: down and a rollback remove it"
-    # The execution role pulls from exactly these repositories.
-    pull = [s for s in resources["ExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"] if s.get("Sid") == "EcrPull"][0]
-    arns = {r["Fn::Sub"].rsplit("/", 1)[1] for r in pull["Resource"]}
+    # The execution role pulls from exactly these repositories (Tracing on: the collector's too).
+    pull = [s for s in deployed["Resources"]["ExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"] if s.get("Sid") == "EcrPull"][0]
+    arns = {r["Fn::Sub"].split(":repository/", 1)[1] for r in pull["Resource"]}
     assert arns == {r["Properties"]["RepositoryName"]["Fn::Sub"] for r in repos.values()}
     bucket = res["ArtifactsBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
@@ -176,10 +184,11 @@ CLI_ACTIONS = {("ecr", "get-login-password"): "ecr:GetAuthorizationToken", ("s3"
 REGISTRY_ACTIONS = {"ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload",
                     "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart"}
 # CloudFormation fetches --template-url with the caller's rights; the deploy role passes the
-# CloudFormation service role.
-IMPLICIT_ACTIONS = {"s3:GetObject", "iam:PassRole"}
+# CloudFormation service role; create-secret --tags (the signing key) needs TagResource.
+IMPLICIT_ACTIONS = {"s3:GetObject", "iam:PassRole", "secretsmanager:TagResource"}
 # Only `down` makes these (an administrator's command, not the pipeline's).
-DOWN_ONLY = {("rds", "describe-db-instances"), ("rds", "modify-db-instance"), ("rds", "describe-db-snapshots"), ("s3", "rm")}
+DOWN_ONLY = {("rds", "describe-db-instances"), ("rds", "modify-db-instance"), ("rds", "describe-db-snapshots"), ("s3", "rm"),
+             ("secretsmanager", "delete-secret")}
 
 
 def cli_calls():

@@ -11,7 +11,7 @@ import tomllib
 
 import pytest
 
-from conftest import ECS_DIR, REPO, physical
+from conftest import ECS_DIR, REPO, deployed_template, physical
 import taskdefs
 
 # The services' ports, as the binaries use them (see ecs/README.md).
@@ -25,9 +25,14 @@ TASK_SVC_METRICS_PORT = 9102
 # Binaries and the containers that run them.
 BINARIES = {"auth-service": "auth-svc", "task-service": "task-svc", "gateway": "gateway"}
 
-# The one intended exception to "only the execution role reads secrets": the gateway re-reads
-# the JWT secret itself (AWSCURRENT + AWSPREVIOUS) so a rotation reaches running tasks.
+# The one intended exception to "only the execution role reads secrets" (HS256, the default):
+# auth-svc and the gateway re-read the JWT secret themselves (AWSCURRENT + AWSPREVIOUS) so a
+# rotation reaches running tasks. RS256/EdDSA: test_signing_modes.py.
 RUNTIME_SECRET_READERS = {("TaskServiceTaskRole", "JwtSecret"), ("AuthServiceTaskRole", "JwtSecret")}
+
+# Actions that take no resource but "*" (the Service Authorization Reference lists no resource
+# types for them): the registry login, and the collector sidecars' X-Ray writes.
+STAR_RESOURCE_ACTIONS = [["ecr:GetAuthorizationToken"], ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]]
 
 # Gateway shutdown grace when sidecar.toml does not say: the gateway's own defaults (15 + 5).
 DEFAULT_GATEWAY_GRACE = {"grace_period_secs": 15, "graceful_shutdown_timeout_secs": 5}
@@ -300,8 +305,10 @@ def listify(v):
     return v if isinstance(v, list) else [v]
 
 
-def secret_grants(resources):
-    """(role, secret logical id) for every secretsmanager permission in the template."""
+def secret_grants(resources, parameters=()):
+    """(role, secret) for every secretsmanager permission of a deployed template (conditions
+    evaluated): the secret is a resource's logical id, or the name of a parameter holding an ARN
+    (JwtSigningKeySecretArn)."""
     grants = set()
     for name, res in resources.items():
         if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
@@ -317,16 +324,16 @@ def secret_grants(resources):
             assert actions == ["secretsmanager:GetSecretValue"], f"{name}: {actions}"
             for r in listify(st["Resource"]):
                 target = ref(r)
-                assert target in resources, f"{name}: secret permission on {r!r}, not an exact secret ARN"
+                assert target in resources or target in parameters, f"{name}: secret permission on {r!r}, not an exact secret ARN"
                 grants.add((name, target))
     return grants
 
 
-def test_secrets_are_readable_by_the_execution_role_only(rendered, template, resources):
+def test_secrets_are_readable_by_the_execution_role_only(rendered, template, deployed):
     injected = {secret for _, _, secret, _ in secret_refs(rendered, template)}
     exec_roles = {ref({"Fn::GetAtt": td["executionRoleArn"].strip("${}").removesuffix("Arn")}) for td in rendered.values()}
     assert exec_roles == {"ExecutionRole"}
-    grants = secret_grants(resources)
+    grants = secret_grants(deployed["Resources"], deployed["Parameters"])
     assert {s for r, s in grants if r == "ExecutionRole"} == injected, "execution role must read exactly the injected secrets"
     others = {g for g in grants if g[0] != "ExecutionRole"}
     assert others == RUNTIME_SECRET_READERS, f"unexpected secret readers: {others - RUNTIME_SECRET_READERS}"
@@ -336,13 +343,15 @@ def test_secrets_are_readable_by_the_execution_role_only(rendered, template, res
     assert rendered["auth-service.json"]["taskRoleArn"] == "${AuthServiceTaskRoleArn}"
 
 
-def test_iam_has_no_wildcards_beyond_ecr_token(resources):
-    for name, res in of_type(resources, "AWS::IAM::Role").items():
-        for st in policy_statements(res):
-            actions = listify(st["Action"])
-            assert not any("*" in a for a in actions), f"{name}: wildcard action {actions}"
-            if "*" in listify(st["Resource"]):
-                assert actions == ["ecr:GetAuthorizationToken"], f"{name}: {actions} on Resource *"
+def test_iam_has_no_wildcards_beyond_ecr_token_and_xray_writes():
+    for params in ({"Tracing": "true"}, {"Tracing": "false", "JwtAlgorithm": "RS256", "JwtSigningKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf"}):
+        resources = deployed_template(params)["Resources"]
+        for name, res in of_type(resources, "AWS::IAM::Role").items():
+            for st in policy_statements(res):
+                actions = listify(st["Action"])
+                assert not any("*" in a for a in actions), f"{name}: wildcard action {actions}"
+                if "*" in listify(st["Resource"]):
+                    assert actions in STAR_RESOURCE_ACTIONS, f"{name}: {actions} on Resource *"
         principal = res["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
         assert principal == {"Service": "ecs-tasks.amazonaws.com"}, name
 
@@ -404,8 +413,9 @@ def test_every_security_group_limits_egress(resources):
 
 
 def alb_route(resources, path):
-    """What the ALB does with `path`: the target group's logical id, "fixed <status>" for a rule's
-    fixed response, or "default" (the listener's default action)."""
+    """What the ALB does with `path` in a deployed template (conditions evaluated): the target
+    group's logical id, "jwt <target group>" when a jwt-validation action comes first, "fixed
+    <status>" for a rule's fixed response, or "default" (the listener's default action)."""
     rules = sorted(of_type(resources, "AWS::ElasticLoadBalancingV2::ListenerRule").values(), key=lambda r: r["Properties"]["Priority"])
     for rule in rules:
         for cond in rule["Properties"]["Conditions"]:
@@ -413,11 +423,15 @@ def alb_route(resources, path):
                 patterns = cond.get("PathPatternConfig", {}).get("Values") or cond.get("Values", [])
                 # ALB path patterns: case-sensitive, * any characters, ? one character.
                 if any(fnmatch.fnmatchcase(path, p) for p in patterns):
-                    (action,) = rule["Properties"]["Actions"]
+                    actions = sorted(rule["Properties"]["Actions"], key=lambda a: a.get("Order", 1))
+                    prefix = ""
+                    if actions[0]["Type"] == "jwt-validation":
+                        prefix, actions = "jwt ", actions[1:]
+                    (action,) = actions
                     if action["Type"] == "fixed-response":
-                        return "fixed " + action["FixedResponseConfig"]["StatusCode"]
+                        return prefix + "fixed " + action["FixedResponseConfig"]["StatusCode"]
                     assert action["Type"] == "forward", action
-                    return ref(action["TargetGroupArn"])
+                    return prefix + ref(action["TargetGroupArn"])
     return "default"
 
 
@@ -437,13 +451,13 @@ def alb_route(resources, path):
     ("/authx", "default"),
     ("/metrics", "default"),
 ])
-def test_routing(resources, path, target):
-    assert alb_route(resources, path) == target
+def test_routing(deployed, path, target):
+    assert alb_route(deployed["Resources"], path) == target
 
 
-def test_routing_rules_name_both_forms(resources):
+def test_routing_rules_name_both_forms(deployed):
     patterns = set()
-    for rule in of_type(resources, "AWS::ElasticLoadBalancingV2::ListenerRule").values():
+    for rule in of_type(deployed["Resources"], "AWS::ElasticLoadBalancingV2::ListenerRule").values():
         if rule["Properties"]["Actions"][0]["Type"] != "forward":
             continue
         for cond in rule["Properties"]["Conditions"]:

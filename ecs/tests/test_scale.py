@@ -9,7 +9,9 @@ import tomllib
 import pytest
 
 from conftest import REPO, physical
+from template_conditions import evaluate  # CloudFormation's condition and rule functions
 from test_invariants import ref, of_type
+import template_conditions
 
 # The gateway's defaults for keys sidecar.toml does not set (gateway/src/config/file.rs).
 GATEWAY_DEFAULTS = {("server", "keepalive_timeout_secs"): 75, ("auth", "resolve_interval_secs"): 5}
@@ -74,30 +76,6 @@ def test_keepalive_default_matches_the_gateway():
 
 # ----------------------------------------------------------------------------- connection budget
 
-def evaluate(expr, params):
-    """A CloudFormation rule expression over parameter values (the functions Rules allow that
-    this template uses)."""
-    if isinstance(expr, dict):
-        (fn, arg), = expr.items()
-        if fn == "Ref":
-            return params[arg]
-        args = [evaluate(a, params) for a in arg] if isinstance(arg, list) else arg
-        if fn == "Fn::Contains":
-            return str(args[1]) in [str(v) for v in args[0]]
-        if fn == "Fn::Equals":
-            return str(args[0]) == str(args[1])
-        if fn == "Fn::And":
-            return all(args)
-        if fn == "Fn::Or":
-            return any(args)
-        if fn == "Fn::Not":
-            return not args[0]
-        raise ValueError(f"{fn} not supported")
-    if isinstance(expr, list):
-        return [evaluate(v, params) for v in expr]
-    return expr
-
-
 def accepted(template, params):
     """Whether the template's Rules accept these parameter values (defaults for the others)."""
     params = {**{k: str(v["Default"]) for k, v in template["Parameters"].items() if "Default" in v}, **params}
@@ -110,7 +88,8 @@ def accepted(template, params):
 
 def pool_key(template, task_definition, container):
     """The DbBudget key a container's DB_MAX_CONNECTIONS comes from."""
-    for c in template["Resources"][task_definition]["Properties"]["ContainerDefinitions"]:
+    deployed = template_conditions.for_parameters(template)
+    for c in deployed["Resources"][task_definition]["Properties"]["ContainerDefinitions"]:
         if c["Name"] == container:
             (value,) = [e["Value"] for e in c["Environment"] if e["Name"] == "DB_MAX_CONNECTIONS"]
             mapping, by, key = value["Fn::FindInMap"]
