@@ -273,6 +273,8 @@ pub struct AuthSvcSettings {
     pub throttles: Throttles,
     /// `HASH_CONCURRENCY` (argon2 threads); `None` keeps the default (the CPU count).
     pub hash_concurrency: Option<usize>,
+    /// `HASH_QUEUE_TIMEOUT_MS` (wait for a hashing slot before 503); `None` keeps the default (2 s).
+    pub hash_queue_timeout_ms: Option<u64>,
     pub logging: Logging,
 }
 
@@ -284,6 +286,7 @@ impl AuthSvcSettings {
             keyring_refresh_secs: None,
             throttles: Throttles::default(),
             hash_concurrency: None,
+            hash_queue_timeout_ms: None,
             logging: Logging::default(),
         }
     }
@@ -295,6 +298,7 @@ impl AuthSvcSettings {
         self.keyring.env(&mut env);
         env.set_or_unset("JWT_KEYRING_REFRESH_SECS", self.keyring_refresh_secs);
         env.set_or_unset("HASH_CONCURRENCY", self.hash_concurrency);
+        env.set_or_unset("HASH_QUEUE_TIMEOUT_MS", self.hash_queue_timeout_ms);
         self.throttles.env(&mut env);
         Launch::new(name, program)
             .with_env(env)
