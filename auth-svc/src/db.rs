@@ -87,7 +87,7 @@ pub async fn username_or_email_taken(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use devstack::postgres::testing::TestDatabase;
+    use testkit::TestDatabase;
 
     fn account(username: &str, email: &str) -> (Username, Email) {
         (Username::parse(username.into()).unwrap(), Email::parse(email.into()).unwrap())

@@ -21,8 +21,12 @@ use serde::Deserialize;
 const BODY_LIMIT: usize = 256 * 1024;
 /// Paths forwarded without a token, as the gateway's `[routes] public`.
 const PUBLIC: &[&str] = &["/tasks/health"];
-const HOP_BY_HOP: &[&str] =
-    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host"];
+/// Headers not copied in either direction besides the hop-by-hop ones
+/// ([`platform::http::HOP_BY_HOP`]): reqwest and axum frame the bodies themselves and reqwest
+/// sets `Host` from the URL.
+fn is_framing_or_host(name: &str) -> bool {
+    name == "transfer-encoding" || name == "host"
+}
 
 #[derive(Clone)]
 struct Proxy {
@@ -50,7 +54,10 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 fn skip_request_header(name: &HeaderName) -> bool {
     let n = name.as_str();
-    HOP_BY_HOP.contains(&n) || n == "authorization" || platform::identity::is_identity_header(n)
+    platform::http::is_hop_by_hop(n)
+        || is_framing_or_host(n)
+        || n == "authorization"
+        || platform::identity::is_identity_header(n)
 }
 
 async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
@@ -119,7 +126,8 @@ async fn forward(
     let status = upstream.status();
     let mut response_headers = HeaderMap::with_capacity(upstream.headers().len());
     for (name, value) in upstream.headers() {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::CONTENT_LENGTH {
+        let n = name.as_str();
+        if !platform::http::is_hop_by_hop(n) && !is_framing_or_host(n) && name != header::CONTENT_LENGTH {
             response_headers.append(name.clone(), value.clone());
         }
     }

@@ -7,10 +7,11 @@
 //! Settings map to the variables in the README's "Configuration" table and to the gateway's
 //! `sidecar.toml` (written from [`gateway::config::SidecarFile`], the schema the gateway reads).
 //! A process that is not one of the three is a plain [`Launch::new`] (moto, the bench's
-//! helpers) or a settings struct of its own with a `launch` method ([`Prometheus`]).
+//! helpers) or a settings struct of its own with a `launch` method ([`PrometheusSettings`]).
 
 mod command;
 pub mod prometheus;
+mod running;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,7 +22,8 @@ use anyhow::{Context, Result, bail};
 pub use command::{Env, Launch, Probe};
 use gateway::config::SidecarFile;
 use platform::Secret;
-pub use prometheus::{Job, Prometheus, Target};
+pub use prometheus::{Job, PrometheusSettings, ScrapeTarget};
+pub use running::RunningService;
 
 /// The command that builds every binary the launcher starts, with the workspace's single
 /// feature resolution (see docs/local-run.md, "One build").
@@ -263,7 +265,7 @@ impl Throttles {
 
 /// auth-svc: users, passwords and token issuing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthSvc {
+pub struct AuthSvcSettings {
     pub service: ServiceSettings,
     pub keyring: KeyringSource,
     /// `JWT_KEYRING_REFRESH_SECS` (Secrets Manager keyring); `None` keeps the default (60 s).
@@ -271,10 +273,12 @@ pub struct AuthSvc {
     pub throttles: Throttles,
     /// `HASH_CONCURRENCY` (argon2 threads); `None` keeps the default (the CPU count).
     pub hash_concurrency: Option<usize>,
+    /// `HASH_QUEUE_TIMEOUT_MS` (wait for a hashing slot before 503); `None` keeps the default (2 s).
+    pub hash_queue_timeout_ms: Option<u64>,
     pub logging: Logging,
 }
 
-impl AuthSvc {
+impl AuthSvcSettings {
     pub fn new(service: ServiceSettings, keyring: KeyringSource) -> Self {
         Self {
             service,
@@ -282,6 +286,7 @@ impl AuthSvc {
             keyring_refresh_secs: None,
             throttles: Throttles::default(),
             hash_concurrency: None,
+            hash_queue_timeout_ms: None,
             logging: Logging::default(),
         }
     }
@@ -293,6 +298,7 @@ impl AuthSvc {
         self.keyring.env(&mut env);
         env.set_or_unset("JWT_KEYRING_REFRESH_SECS", self.keyring_refresh_secs);
         env.set_or_unset("HASH_CONCURRENCY", self.hash_concurrency);
+        env.set_or_unset("HASH_QUEUE_TIMEOUT_MS", self.hash_queue_timeout_ms);
         self.throttles.env(&mut env);
         Launch::new(name, program)
             .with_env(env)
@@ -303,7 +309,7 @@ impl AuthSvc {
 
 /// task-svc: the task CRUD behind its gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskSvc {
+pub struct TaskSvcSettings {
     pub service: ServiceSettings,
     /// `UNIX_SOCKET_PATH`: also serve on this Unix domain socket (for a gateway with
     /// `[upstream] socket`); `None` is TCP only.
@@ -311,7 +317,7 @@ pub struct TaskSvc {
     pub logging: Logging,
 }
 
-impl TaskSvc {
+impl TaskSvcSettings {
     pub fn new(service: ServiceSettings) -> Self {
         Self { service, unix_socket: None, logging: Logging::default() }
     }
@@ -332,7 +338,7 @@ impl TaskSvc {
 /// per-task environment overrides ECS sets (`GATEWAY_LISTEN`, `UPSTREAM_ADDR`, `METRICS_ADDR`,
 /// `AUTH_SERVICE_URL`, the keyring).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Gateway {
+pub struct GatewaySettings {
     pub sidecar: SidecarFile,
     /// Where the config file is written.
     pub config_path: PathBuf,
@@ -352,7 +358,7 @@ pub struct Gateway {
     pub ready: Vec<Probe>,
 }
 
-impl Gateway {
+impl GatewaySettings {
     pub fn new(
         sidecar: SidecarFile,
         config_path: PathBuf,
@@ -412,7 +418,7 @@ mod tests {
     fn settings_produce_the_documented_variables() {
         let mut service = ServiceSettings::new("postgres://u:pw@h/db", loopback(3000));
         service.shutdown_grace_secs = Some(2);
-        let launch = AuthSvc::new(service, KeyringSource::rotating("new-secret", Some("old-secret")))
+        let launch = AuthSvcSettings::new(service, KeyringSource::rotating("new-secret", Some("old-secret")))
             .launch("auth-1", Path::new("/bin/auth-svc"));
         let env = &launch.env;
         assert_eq!(env.get("DATABASE_URL"), Some("postgres://u:pw@h/db"));
@@ -423,7 +429,8 @@ mod tests {
         assert!(env.unset.contains(&"JWT_SECRET_ARN".to_owned()), "a stray parent value cannot leak in");
         assert!(env.unset.contains(&"DB_ACQUIRE_TIMEOUT_SECS".to_owned()));
         assert!(env.unset.contains(&"CLIENT_RATE_PER_MIN".to_owned()), "auth-svc's default throttles");
-        let mut quiet = AuthSvc::new(ServiceSettings::new("postgres://h/db", loopback(1)), KeyringSource::secret("k"));
+        let mut quiet =
+            AuthSvcSettings::new(ServiceSettings::new("postgres://h/db", loopback(1)), KeyringSource::secret("k"));
         quiet.throttles = Throttles::off();
         let quiet = quiet.launch("auth", Path::new("auth-svc"));
         assert_eq!(quiet.env.get("CLIENT_RATE_PER_MIN"), Some("off"));
@@ -433,7 +440,7 @@ mod tests {
 
     #[test]
     fn debug_output_holds_no_secret() {
-        let launch = AuthSvc::new(
+        let launch = AuthSvcSettings::new(
             ServiceSettings::new("postgres://u:hunter2@h/db", loopback(1)),
             KeyringSource::rotating("s3cr3t-current", Some("s3cr3t-previous")),
         )
@@ -453,7 +460,7 @@ mod tests {
         let mut sidecar = SidecarFile::default();
         sidecar.cache.enabled = false;
         sidecar.shutdown.grace_period_secs = 1;
-        let gw = Gateway::new(
+        let gw = GatewaySettings::new(
             sidecar.clone(),
             dir.join("sidecar.toml"),
             loopback(1),

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use devstack::build::Profile;
-use devstack::front_door::{FrontDoorConfig, HealthCheck};
+use devstack::logs::LogSink;
 use devstack::monitoring::{PrometheusOptions, PrometheusPort};
-use devstack::process::LogSink;
 use devstack::stack::{Options, Stack, repo_root};
+use front_door::{FrontDoorConfig, HealthCheck};
 
 /// Runs the Task Management API locally the way it runs on ECS: PostgreSQL, auth-svc
 /// instances, task-svc + gateway "tasks", and a front door standing in for the ALB.
@@ -98,6 +98,8 @@ See docs/local-run.md.";
 fn main() -> ExitCode {
     let args = Args::parse();
     let logs = LogSink::stdout().with_health_checks(args.show_health_checks);
+    // The front door runs in this process: its tracing events get a prefix like a child's lines.
+    logs.install_tracing(&[("front_door", "front-door")]);
     if let Err(e) = build_siblings(&args, &logs) {
         logs.line("devstack", &format!("error: {e:#}"));
         return ExitCode::FAILURE;

@@ -1,6 +1,6 @@
 //! The local stack's Prometheus: what the run command and the tests choose about it
 //! ([`PrometheusOptions`]), finding the binary, picking its port, and the settings
-//! ([`launch::Prometheus`]) for the stack's processes. See docs/local-run.md, "Prometheus", and
+//! ([`launch::PrometheusSettings`]) for the stack's processes. See docs/local-run.md, "Prometheus", and
 //! docs/observability.md.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use crate::launch::{self, Target, loopback};
+use crate::launch::{self, ScrapeTarget, loopback};
 use crate::postgres::free_port;
 
 /// The port Prometheus listens on by default (its registered default).
@@ -106,9 +106,9 @@ impl PrometheusOptions {
         program: PathBuf,
         listen: SocketAddr,
         run_dir: &Path,
-        targets: Vec<Target>,
-    ) -> Result<launch::Prometheus> {
-        Ok(launch::Prometheus {
+        targets: Vec<ScrapeTarget>,
+    ) -> Result<launch::PrometheusSettings> {
+        Ok(launch::PrometheusSettings {
             program,
             listen,
             config_path: run_dir.join("prometheus.yml"),

@@ -50,31 +50,46 @@ pub fn bin_dir() -> Result<PathBuf> {
     )
 }
 
-fn is_root() -> bool {
-    // `id -u` avoids unsafe libc calls.
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+/// The unprivileged account that runs PostgreSQL when we are root.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    name: &'static str,
+    uid: u32,
+    gid: u32,
 }
 
-/// The unprivileged user that runs PostgreSQL when we are root.
-fn run_as_user() -> Option<&'static str> {
-    if !is_root() {
+/// `postgres` (the Debian package's account), else `nobody`, when we are root; `None` otherwise.
+fn run_as_user() -> Option<RunAs> {
+    if !rustix::process::getuid().is_root() {
         return None;
     }
-    let exists = |u: &str| {
-        Command::new("id").arg(u).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-    };
-    Some(if exists("postgres") { "postgres" } else { "nobody" })
+    ["postgres", "nobody"]
+        .into_iter()
+        .find_map(|name| uzers::get_user_by_name(name).map(|u| RunAs { name, uid: u.uid(), gid: u.primary_group_id() }))
 }
 
-fn command(bin: &Path, user: Option<&str>) -> Command {
+/// `bin`, run as `user` when given (through `runuser`, which drops root's privileges for the
+/// whole command line, also when a detached watchdog runs it; see [`Cluster::stop_command`]).
+fn command(bin: &Path, user: Option<RunAs>) -> Command {
     match user {
         Some(user) => {
             let mut c = Command::new("runuser");
-            c.args(["-u", user, "--"]).arg(bin);
+            c.args(["-u", user.name, "--"]).arg(bin);
             c
         }
         None => Command::new(bin),
     }
+}
+
+/// `chown -R uid:gid dir` (symbolic links themselves, not their targets).
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if fs::symlink_metadata(dir)?.is_dir() {
+        for entry in fs::read_dir(dir)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 fn run(mut cmd: Command, what: &str, log: &Path) -> Result<()> {
@@ -89,8 +104,34 @@ fn run(mut cmd: Command, what: &str, log: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, for a process about to listen on it.
+///
+/// Picked at random below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), never
+/// twice by this process: a port from the ephemeral range (what binding port 0 returns) can be
+/// taken by any outgoing connection of the machine before the process that was handed it
+/// binds it, which made tests fail with "Address already in use" under load.
 pub fn free_port() -> Result<u16> {
+    use rand::Rng as _;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let ephemeral_start = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Well above the registered services most machines run (PostgreSQL 5432, Prometheus 9090).
+    let low = 20_000.min(ephemeral_start.saturating_sub(2_000));
+    let mut rng = rand::thread_rng();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let port = rng.gen_range(low..ephemeral_start);
+        if !handed_out.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    // A machine with that range full: fall back to what the kernel hands out.
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
@@ -107,7 +148,7 @@ pub struct Cluster {
     dir: PathBuf,
     port: u16,
     bin: PathBuf,
-    user: Option<&'static str>,
+    user: Option<RunAs>,
     durability: Durability,
     stop_on_drop: bool,
 }
@@ -134,15 +175,8 @@ impl Cluster {
         fs::create_dir_all(self.dir.join("socket"))?;
         if let Some(user) = self.user {
             // The cluster's user must own its directory.
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg("-R").arg(format!("{user}:")).arg(&self.dir);
-                    c
-                },
-                "chown",
-                &self.log_file(),
-            )?;
+            chown_tree(&self.dir, user.uid, user.gid)
+                .with_context(|| format!("could not give {} to {}", self.dir.display(), user.name))?;
         }
         if self.data().join("PG_VERSION").exists() {
             return Ok(());
@@ -229,9 +263,25 @@ impl Cluster {
 
     /// Stops the server (fast shutdown: clients are disconnected), keeping the data.
     pub fn stop(&self) -> Result<()> {
+        run(self.pg_ctl_stop(&["-w", "-t", "30"]), "pg_ctl stop", &self.log_file())
+    }
+
+    /// `pg_ctl stop -m fast` for this cluster, run as its user: for a watchdog that outlives
+    /// this process (the tests' shared cluster).
+    pub fn stop_command(&self) -> Command {
+        self.pg_ctl_stop(&[])
+    }
+
+    /// `pg_ctl -D <data> -m fast <extra> stop`, as the cluster's user.
+    fn pg_ctl_stop(&self, extra: &[&str]) -> Command {
         let mut cmd = command(&self.bin.join("pg_ctl"), self.user);
-        cmd.arg("-D").arg(self.data()).args(["-m", "fast", "-w", "-t", "30", "stop"]);
-        run(cmd, "pg_ctl stop", &self.log_file())
+        cmd.arg("-D").arg(self.data()).args(["-m", "fast"]).args(extra).arg("stop");
+        cmd
+    }
+
+    /// `postmaster.pid`: present while the server runs.
+    pub fn pid_file(&self) -> PathBuf {
+        self.data().join("postmaster.pid")
     }
 
     /// Starts a stopped server again on the same port.
@@ -247,7 +297,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if self.stop_on_drop && self.data().join("postmaster.pid").exists() {
+        if self.stop_on_drop && self.pid_file().exists() {
             let _ = self.stop();
         }
     }
@@ -273,148 +323,4 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}")
-}
-
-pub mod testing {
-    //! The cluster the tests share, and a fresh database per test.
-    //!
-    //! `DATABASE_URL`, when set, names the server to use. Otherwise the first test starts a
-    //! cluster in the temp directory (a file lock keeps concurrent test processes from racing),
-    //! later tests reuse it, and a watchdog stops it after 15 idle minutes.
-
-    use super::*;
-    use sqlx::{Connection, Executor, PgConnection, PgPool};
-
-    const IDLE_STOP_SECS: u64 = 900;
-
-    fn shared_dir() -> PathBuf {
-        std::env::temp_dir().join("taskmgmt-test-pg")
-    }
-
-    /// The admin URL (ending in `/postgres`) of the server the tests use.
-    pub fn server_url() -> Result<String> {
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            return Ok(url);
-        }
-        let dir = shared_dir();
-        fs::create_dir_all(&dir)?;
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.with_extension("lock"))?;
-        lock.lock()?;
-        let heartbeat = dir.with_extension("heartbeat");
-        fs::write(&heartbeat, b"")?;
-        let port_file = dir.with_extension("port");
-        if let Some(port) = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok())
-            && dir.join("data/postmaster.pid").exists()
-            && wait_for_port(port, Duration::from_millis(300)).is_ok()
-        {
-            return Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"));
-        }
-        let port = free_port()?;
-        let cluster = Cluster::start(&dir, port, Durability::Fast)?;
-        fs::write(&port_file, port.to_string())?;
-        spawn_idle_watchdog(&cluster, &heartbeat);
-        let url = cluster.url("postgres");
-        cluster.keep_running();
-        Ok(url)
-    }
-
-    fn spawn_idle_watchdog(cluster: &Cluster, heartbeat: &Path) {
-        let mut stop = command(&cluster.bin.join("pg_ctl"), cluster.user);
-        stop.arg("-D").arg(cluster.data()).args(["-m", "fast", "stop"]);
-        let stop_cmd = format!("{:?}", stop).replace('"', "");
-        let script = format!(
-            "while sleep 20; do [ -f '{pid}' ] || exit 0; age=$(( $(date +%s) - $(stat -c %Y '{hb}') )); \
-             if [ $age -gt {IDLE_STOP_SECS} ]; then {stop_cmd} >/dev/null 2>&1; exit 0; fi; done",
-            pid = cluster.data().join("postmaster.pid").display(),
-            hb = heartbeat.display(),
-        );
-        let _ = Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-    }
-
-    /// A new, migrated database for one test, dropped when this handle is dropped.
-    pub struct TestDatabase {
-        pub url: String,
-        pub pool: PgPool,
-        admin_url: String,
-        name: String,
-    }
-
-    impl TestDatabase {
-        pub async fn new() -> Self {
-            let db = Self::empty().await;
-            platform::db::MIGRATOR.run(&db.pool).await.expect("migrations apply");
-            db
-        }
-
-        /// A new database without the schema, for tests of start-up migration.
-        pub async fn empty() -> Self {
-            let admin_url = tokio::task::spawn_blocking(server_url)
-                .await
-                .expect("server_url task")
-                .expect("a PostgreSQL server for the tests");
-            let name = format!("t_{}", uuid_like());
-            let mut admin = PgConnection::connect(&admin_url).await.expect("connect to the test server");
-            admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
-            let url = replace_database(&admin_url, &name);
-            let pool = PgPool::connect(&url).await.expect("connect to the test database");
-            Self { url, pool, admin_url, name }
-        }
-    }
-
-    impl Drop for TestDatabase {
-        fn drop(&mut self) {
-            let admin_url = self.admin_url.clone();
-            let name = self.name.clone();
-            // Drop runs inside the test's runtime: do the async clean-up on a thread of its own.
-            let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-                rt.block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&admin_url).await {
-                        let _ = c.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-
-    fn uuid_like() -> String {
-        use rand::Rng;
-        let n: u64 = rand::thread_rng().r#gen();
-        format!("{n:016x}")
-    }
-
-    /// `url` with its database name replaced.
-    pub fn replace_database(url: &str, db: &str) -> String {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (url, None),
-        };
-        let after_scheme = base.find("://").map_or(0, |i| i + 3);
-        let base = match base[after_scheme..].find('/') {
-            Some(slash) => &base[..after_scheme + slash],
-            None => base,
-        };
-        match query {
-            Some(q) => format!("{base}/{db}?{q}"),
-            None => format!("{base}/{db}"),
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::replace_database;
-
-        #[test]
-        fn database_name_is_replaced() {
-            assert_eq!(replace_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
-            assert_eq!(replace_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-            assert_eq!(replace_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
-        }
-    }
 }

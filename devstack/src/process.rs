@@ -2,15 +2,18 @@
 //! stopping them the way ECS does (SIGTERM, then SIGKILL after a grace period).
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+/// The signals [`send_signal`] sends (rustix's).
+pub use rustix::process::Signal;
+use rustix::process::{Pid, kill_process};
+
+use crate::logs::LogSink;
 
 /// The directory holding the workspace's binaries: `$TASKMGMT_BIN_DIR`, else the directory of
 /// the running executable (for a test binary in `target/<profile>/deps`, its parent).
@@ -54,105 +57,6 @@ impl Output {
             Output::File(path) => format!("; see {}", path.display()),
             Output::Inherit | Output::Prefixed(_) => String::new(),
         }
-    }
-}
-
-/// A shared, line-oriented log destination: the run command's stdout, or a file.
-#[derive(Clone)]
-pub struct LogSink {
-    out: Arc<Mutex<Box<dyn Write + Send>>>,
-    width: usize,
-    terminal: bool,
-    show_health_checks: bool,
-}
-
-/// An access-log line of a health check that answered 200, in the text or JSON format.
-fn is_passing_health_check(line: &str) -> bool {
-    let plain = strip_ansi(line);
-    (plain.contains("/auth/health") || plain.contains("/tasks/health"))
-        && (plain.contains("status=200") || plain.contains("\"status\":200"))
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI sequences end with a letter: ESC [ ... m
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-impl std::fmt::Debug for LogSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogSink").field("width", &self.width).finish_non_exhaustive()
-    }
-}
-
-impl LogSink {
-    pub fn stdout() -> Self {
-        use std::io::IsTerminal;
-        let mut sink = Self::new(Box::new(std::io::stdout()));
-        sink.terminal = std::io::stdout().is_terminal();
-        sink
-    }
-
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self { out: Arc::new(Mutex::new(out)), width: 10, terminal: false, show_health_checks: false }
-    }
-
-    /// Whether the sink is a terminal: children get `NO_COLOR=1` otherwise, so a log file or
-    /// a test's captured output has no escape codes.
-    pub fn is_terminal(&self) -> bool {
-        self.terminal
-    }
-
-    /// Also print the children's access-log lines for successful health checks (hidden by
-    /// default: with a check every 2 s per target they would drown everything else).
-    pub fn with_health_checks(mut self, show: bool) -> Self {
-        self.show_health_checks = show;
-        self
-    }
-
-    /// Writes one line as `name | line`; names are padded so the columns line up.
-    pub fn line(&self, name: &str, line: &str) {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        // A closed stdout (e.g. piped into `head`) must not take the stack down.
-        let _ = writeln!(out, "{name:<width$} | {line}", width = self.width);
-        let _ = out.flush();
-    }
-
-    /// Writes a block of text as is (the run command's banner, meant to be copied).
-    pub fn block(&self, text: &str) {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
-    }
-
-    /// Copies `stream` to the sink line by line on a thread of its own until it closes.
-    fn copy_lines(&self, name: &str, stream: impl Read + Send + 'static) {
-        let sink = self.clone();
-        let name = name.to_owned();
-        let _ = std::thread::Builder::new().name(format!("log-{name}")).spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut buf = Vec::new();
-            // Lines are read as bytes: a child writing invalid UTF-8 still gets logged.
-            while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-                let text = String::from_utf8_lossy(&buf);
-                if sink.show_health_checks || !is_passing_health_check(&text) {
-                    sink.line(&name, text.trim_end_matches(['\n', '\r']));
-                }
-                buf.clear();
-            }
-        });
     }
 }
 
@@ -207,7 +111,12 @@ impl Process {
 
     /// Sends SIGTERM, as ECS does when it stops a task.
     pub fn terminate(&self) -> Result<()> {
-        signal(self.pid(), "TERM")
+        send_signal(self.pid(), Signal::Term)
+    }
+
+    /// Sends `signal` (e.g. `Signal::Stop` to freeze it, `Signal::Cont` to resume it).
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        send_signal(self.pid(), signal)
     }
 
     /// Waits up to `timeout` for the process to exit.
@@ -264,12 +173,11 @@ impl Drop for Process {
     }
 }
 
-fn signal(pid: u32, sig: &str) -> Result<()> {
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
-    if !status.success() {
-        bail!("kill -{sig} {pid} failed");
-    }
-    Ok(())
+/// Sends `signal` to process `pid` (kill(2)). Fails when there is no such process or it is
+/// not ours to signal.
+pub fn send_signal(pid: u32, signal: Signal) -> Result<()> {
+    let raw = i32::try_from(pid).ok().and_then(Pid::from_raw).with_context(|| format!("{pid} is not a process id"))?;
+    kill_process(raw, signal).with_context(|| format!("sending {signal:?} to pid {pid}"))
 }
 
 /// Polls `GET http://addr{path}` until it answers 200, the process exits, or `timeout` passes.
@@ -298,18 +206,4 @@ pub fn healthcheck_exit_code(program: &Path, port: u16) -> Result<Option<i32>> {
         .status()
         .with_context(|| format!("could not run {} healthcheck", program.display()))?;
     Ok(status.code())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_passing_health_check;
-
-    #[test]
-    fn passing_health_checks_are_recognised() {
-        let text = "\u{1b}[2m2026\u{1b}[0m INFO request: finished latency=0 ms status\u{1b}[2m=\u{1b}[0m200 method=GET path\u{1b}[2m=\u{1b}[0m/auth/health";
-        assert!(is_passing_health_check(text));
-        assert!(is_passing_health_check(r#"{"path":"/tasks/health","status":200}"#));
-        assert!(!is_passing_health_check("path=/tasks/health status=502 upstream_status=0"));
-        assert!(!is_passing_health_check("path=/tasks status=200"));
-    }
 }

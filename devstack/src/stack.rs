@@ -14,13 +14,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sqlx::{Connection, Executor, PgConnection};
 
+use front_door::{BackendStatus, FrontDoor, FrontDoorConfig, PoolKind};
 use gateway::config::SidecarFile;
 
-use crate::front_door::{self, BackendStatus, FrontDoor, FrontDoorConfig, PoolKind};
-use crate::launch::{self, AuthSvc, Binaries, Job, KeyringSource, Launch, ServiceSettings, Target, TaskSvc, loopback};
+use crate::launch::{
+    self, AuthSvcSettings, Binaries, Job, KeyringSource, Launch, ScrapeTarget, ServiceSettings, TaskSvcSettings,
+    loopback,
+};
+use crate::logs::LogSink;
 use crate::monitoring::PrometheusOptions;
 use crate::postgres::{Cluster, Durability, free_port};
-use crate::process::{LogSink, Output, Process};
+use crate::process::{Output, Process};
 
 /// The database the local run uses inside its own cluster.
 pub const DATABASE_NAME: &str = "taskmgmt";
@@ -375,9 +379,9 @@ impl Stack {
         for i in 1..=opts.auth_instances {
             let addr = loopback(ports.take(&format!("auth-{i}"))?);
             let metrics = loopback(ports.take(&format!("auth-{i} metrics"))?);
-            let settings = AuthSvc {
+            let settings = AuthSvcSettings {
                 keyring_refresh_secs: opts.auth_keyring_refresh_secs.get(i - 1).copied(),
-                ..AuthSvc::new(service(addr, metrics), keyring.clone())
+                ..AuthSvcSettings::new(service(addr, metrics), keyring.clone())
             };
             let launch = settings.launch(&format!("auth-{i}"), &auth_bin);
             auth.push(Child::new(launch, addr, metrics, &logs));
@@ -392,11 +396,12 @@ impl Stack {
             let svc_metrics = loopback(ports.take(&format!("task-svc-{i} metrics"))?);
             let gw_addr = loopback(ports.take(&format!("gateway-{i}"))?);
             let gw_metrics = loopback(ports.take(&format!("gateway-{i} metrics"))?);
-            let launch = TaskSvc::new(service(svc_addr, svc_metrics)).launch(&format!("task-svc-{i}"), &task_bin);
+            let launch =
+                TaskSvcSettings::new(service(svc_addr, svc_metrics)).launch(&format!("task-svc-{i}"), &task_bin);
             let svc = Child::new(launch, svc_addr, svc_metrics, &logs);
-            let gateway = launch::Gateway {
+            let gateway = launch::GatewaySettings {
                 upstream_metrics: Some(svc_metrics),
-                ..launch::Gateway::new(
+                ..launch::GatewaySettings::new(
                     sidecar.clone(),
                     run_dir.path.join("sidecar.toml"),
                     gw_addr,
@@ -434,7 +439,7 @@ impl Stack {
         for (i, t) in tasks.iter().enumerate() {
             targets.push((format!("task-{}", i + 1), t.gateway.addr, PoolKind::Tasks));
         }
-        let front_door = FrontDoor::start(public, internal, targets, opts.front_door.clone(), logs.clone())?;
+        let front_door = FrontDoor::start(public, internal, targets, opts.front_door.clone())?;
         let prometheus = match (&opts.prometheus, prometheus_at) {
             (Some(p), Some((program, listen))) => {
                 let launch =
@@ -674,16 +679,16 @@ impl Stack {
 /// One scrape target per process, with the jobs of `ecs/prometheus/prometheus.yml`: each
 /// auth-svc's metrics port; each gateway's, twice (its own `/metrics`, and task-svc's passed
 /// through at `/metrics/task-svc`, as on ECS). `task_id` is the task's name (`task-1`, `auth-2`).
-fn scrape_targets(auth: &[Child], tasks: &[TaskPair]) -> Vec<Target> {
+fn scrape_targets(auth: &[Child], tasks: &[TaskPair]) -> Vec<ScrapeTarget> {
     let mut targets = Vec::new();
     for (i, t) in tasks.iter().enumerate() {
         let task_id = format!("task-{}", i + 1);
         for job in [Job::Gateway, Job::TaskSvc] {
-            targets.push(Target { job, addr: t.gateway.metrics, task_id: task_id.clone() });
+            targets.push(ScrapeTarget { job, addr: t.gateway.metrics, task_id: task_id.clone() });
         }
     }
     for a in auth {
-        targets.push(Target { job: Job::AuthSvc, addr: a.metrics, task_id: a.name().to_owned() });
+        targets.push(ScrapeTarget { job: Job::AuthSvc, addr: a.metrics, task_id: a.name().to_owned() });
     }
     targets
 }

@@ -22,19 +22,6 @@ use crate::decision::{Decision, Identity};
 use crate::metrics::{Metrics, RequestMetrics, status_class};
 use crate::request_id::{REQUEST_ID, RequestIds, request_id};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that must not reach task-svc. `Transfer-Encoding` is
-/// left to pingora, which owns the body framing.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
-
 /// Headers pingora needs for framing or routing; never removed even if `Connection` names them.
 const KEEP: &[&str] = &["host", "content-length", "transfer-encoding"];
 
@@ -98,8 +85,10 @@ pub fn strip_untrusted(req: &mut RequestHeader) {
             }
         }
     }
-    for name in HOP_BY_HOP {
-        req.remove_header(*name);
+    // Hop-by-hop headers must not reach task-svc; `Transfer-Encoding` is left to pingora, which
+    // owns the body framing (see the list's docs).
+    for name in platform::http::HOP_BY_HOP {
+        req.remove_header(name);
     }
     req.remove_header(&header::AUTHORIZATION);
     loop {

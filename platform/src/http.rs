@@ -17,6 +17,31 @@ use tower_http::trace::TraceLayer;
 use crate::ErrorBody;
 use crate::metrics::{HttpMetrics, Unavailable};
 
+/// The hop-by-hop header fields a proxy removes before forwarding, in lower case (how `http`
+/// stores names): RFC 9110 §7.6.1's `Connection`, `Proxy-Connection`, `Keep-Alive`, `TE`,
+/// `Upgrade`; `Trailer` and the proxy authentication fields `Proxy-Authenticate` and
+/// `Proxy-Authorization` (RFC 9110 §11.7.1-2: meant for the next hop only). Add to them any field
+/// the `Connection` header names. `Transfer-Encoding` is hop-by-hop too (RFC 9112 §6.1) but is
+/// not listed: it belongs to whoever frames the body (pingora in the gateway; the front door and
+/// the bench's proxy remove it themselves because they re-frame).
+///
+/// One list for the gateway, the front door and the bench.
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Whether `name` is one of [`HOP_BY_HOP`], in any case. Allocates nothing.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// Request bodies larger than this get 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
@@ -247,6 +272,21 @@ mod body_error_tests {
             let out = body_error_detail(serde);
             assert_eq!(out, client);
             assert!(!out.contains("struct") && !out.contains("line 1"), "{out}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod hop_by_hop_tests {
+    use super::is_hop_by_hop;
+
+    #[test]
+    fn hop_by_hop_names_match_in_any_case_and_only_those() {
+        for name in ["connection", "Keep-Alive", "TE", "proxy-authorization", "Upgrade", "trailer"] {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in ["authorization", "content-length", "transfer-encoding", "host", "x-user-id", "tes"] {
+            assert!(!is_hop_by_hop(name), "{name}");
         }
     }
 }

@@ -4,9 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use devstack::postgres::testing::TestDatabase;
 use platform::db::{ConstraintExt, QueryError, QueryResultExt};
 use sqlx::PgPool;
+use testkit::TestDatabase;
 
 /// A service's error type, as far as the mapping cares.
 #[derive(Debug, thiserror::Error)]

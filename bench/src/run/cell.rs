@@ -14,7 +14,7 @@ use crate::procstat::{self, ProcessCounters};
 use crate::results::{Cell, PerRequest};
 use crate::scrape;
 use crate::seed;
-use crate::stack::Stack;
+use crate::stack::BenchStack;
 use crate::wrk::{self, Load};
 
 /// What measuring a cell needs: the run's options, the data the seed wrote and the processes
@@ -24,7 +24,7 @@ pub struct Meter<'a> {
     pub lua_dir: PathBuf,
     /// Where the seed wrote users.txt and tasks.txt.
     pub data_dir: PathBuf,
-    pub stack: &'a Stack,
+    pub stack: &'a BenchStack,
     pub watched: Vec<Watched>,
     /// The postmaster's pid.
     pub postgres: Option<u32>,

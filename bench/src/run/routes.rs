@@ -1,7 +1,7 @@
 //! The ways into the system a run measures, and which workloads visit each.
 
 use crate::options::Options;
-use crate::stack::Stack;
+use crate::stack::BenchStack;
 
 /// A way into the system.
 pub struct Route {
@@ -28,7 +28,7 @@ fn bearer(name: &'static str, url: String, edge: &'static [&'static str], worklo
 }
 
 /// The routes `o --paths` asks for, in visiting order.
-pub fn routes(o: &Options, stack: &Stack) -> Vec<Route> {
+pub fn routes(o: &Options, stack: &BenchStack) -> Vec<Route> {
     let mut routes = vec![
         Route { name: "direct", url: stack.task.url(), mode: "identity", edges: &[], workloads: ALL },
         bearer("gateway", stack.gateway.url(), &["gateway"], ALL),

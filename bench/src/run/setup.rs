@@ -9,7 +9,7 @@ use devstack::postgres::Durability;
 
 use crate::options::Options;
 use crate::seed;
-use crate::stack::{self, Stack};
+use crate::stack::{self, BenchStack};
 use crate::wrk;
 
 /// The bench crate's directory (lua/ and results/ are in it).
@@ -71,7 +71,7 @@ pub fn prepare(o: &Options) -> Result<Dirs> {
 
 /// Starts every process of the stack, prints their start-to-ready times and returns them
 /// (ms, by process name) with the stack.
-pub async fn start(o: &Options, dirs: &Dirs) -> Result<(Stack, BTreeMap<String, f64>)> {
+pub async fn start(o: &Options, dirs: &Dirs) -> Result<(BenchStack, BTreeMap<String, f64>)> {
     let self_exe = std::env::current_exe()?;
     let sidecar = workspace_root().join("sidecar.toml");
     let start = stack::StartOptions {
@@ -100,7 +100,7 @@ pub async fn start(o: &Options, dirs: &Dirs) -> Result<(Stack, BTreeMap<String, 
 }
 
 /// Seeds the users and their tasks, and writes them to the run directory for the Lua scripts.
-pub async fn seed(o: &Options, stack: &Stack, run_dir: &Path) -> Result<()> {
+pub async fn seed(o: &Options, stack: &BenchStack, run_dir: &Path) -> Result<()> {
     eprintln!("==> seeding {} users x {} tasks", o.users, o.tasks_per_user);
     let users =
         seed::seed(&stack.auth.url(), &stack.task.url(), &stack.database_url, o.users, o.tasks_per_user).await?;

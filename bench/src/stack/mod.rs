@@ -17,28 +17,29 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use crate::relay::{DelayLine, Relay};
 use crate::revocations;
+pub use devstack::launch::RunningService;
+pub use service::StartOptions;
 use service::Starter;
-pub use service::{Service, StartOptions};
 
 const DATABASE: &str = "taskmgmt";
 
 /// Every process of the system under test, and the cluster they share.
-pub struct Stack {
+pub struct BenchStack {
     pub cluster: Cluster,
     pub database_url: String,
-    pub auth: Service,
-    pub task: Service,
+    pub auth: RunningService,
+    pub task: RunningService,
     /// The gateway as configured by the repository's sidecar.toml (TCP unless `--upstream unix`).
-    pub gateway: Service,
+    pub gateway: RunningService,
     /// The same gateway forwarding over task-svc's Unix socket (the same-run comparison).
-    pub gateway_uds: Service,
-    pub gateway_nocache: Service,
+    pub gateway_uds: RunningService,
+    pub gateway_nocache: RunningService,
     /// The `--baseline-bin` gateway (another build), over TCP: before/after in one run.
-    pub gateway_before: Option<Service>,
-    pub haproxy: Service,
-    pub haproxy_jwt: Service,
-    pub validate_proxy: Service,
-    pub front_door: Service,
+    pub gateway_before: Option<RunningService>,
+    pub haproxy: RunningService,
+    pub haproxy_jwt: RunningService,
+    pub validate_proxy: RunningService,
+    pub front_door: RunningService,
     pub revoked: Revoked,
     pub vpc: Vpc,
 }
@@ -46,8 +47,8 @@ pub struct Stack {
 /// A gateway whose auth-svc holds many live revocations (its own database), reached through a
 /// relay that counts the bytes of every pull.
 pub struct Revoked {
-    pub auth: Service,
-    pub gateway: Service,
+    pub auth: RunningService,
+    pub gateway: RunningService,
     pub relay: Relay,
     /// Live revocations seeded.
     pub seeded: u64,
@@ -59,11 +60,11 @@ pub struct Vpc {
     pub delay: Duration,
     pub pg_relay: Relay,
     pub auth_relay: Relay,
-    pub auth: Service,
-    pub task: Service,
-    pub gateway: Service,
-    pub validate_proxy: Service,
-    pub haproxy_jwt: Service,
+    pub auth: RunningService,
+    pub task: RunningService,
+    pub gateway: RunningService,
+    pub validate_proxy: RunningService,
+    pub haproxy_jwt: RunningService,
 }
 
 /// A database of the cluster, created and migrated.
@@ -85,7 +86,7 @@ fn via(url: &str, from: u16, to: u16) -> String {
 
 /// Starts the whole stack: the cluster and its database, then every process in order.
 /// Errors: a process did not start or get ready within its deadline (its log says why).
-pub async fn start(o: &StartOptions<'_>) -> Result<Stack> {
+pub async fn start(o: &StartOptions<'_>) -> Result<BenchStack> {
     let st = Starter::new(o)?;
     let pg_port = free_port()?;
     let (pg_dir, durability) = (o.run_dir.join("pg"), o.durability);
@@ -117,7 +118,7 @@ pub async fn start(o: &StartOptions<'_>) -> Result<Stack> {
     let revoked = start_revoked(&st, &cluster, &task, sock).await?;
     let vpc = start_vpc(&st, &cluster, &database_url).await?;
 
-    Ok(Stack {
+    Ok(BenchStack {
         cluster,
         database_url,
         auth,
@@ -137,7 +138,12 @@ pub async fn start(o: &StartOptions<'_>) -> Result<Stack> {
 
 /// auth-svc on a database of its own holding `o.revocations` live revocations, and a gateway
 /// that pulls them through a counting relay (no delay).
-async fn start_revoked(st: &Starter<'_>, cluster: &Cluster, task: &Service, socket: Option<&Path>) -> Result<Revoked> {
+async fn start_revoked(
+    st: &Starter<'_>,
+    cluster: &Cluster,
+    task: &RunningService,
+    socket: Option<&Path>,
+) -> Result<Revoked> {
     let url = database(cluster, "revoked").await?;
     let pool = sqlx::PgPool::connect(&url).await?;
     let seeded = revocations::seed(&pool, st.o.revocations, 1000).await?;
@@ -167,9 +173,9 @@ async fn start_vpc(st: &Starter<'_>, cluster: &Cluster, database_url: &str) -> R
     Ok(Vpc { delay, pg_relay, auth_relay, auth, task, gateway, validate_proxy, haproxy_jwt })
 }
 
-impl Stack {
+impl BenchStack {
     /// Every process of the system and of the harness, in start order.
-    pub fn services(&self) -> Vec<&Service> {
+    pub fn services(&self) -> Vec<&RunningService> {
         let mut all = vec![&self.auth, &self.task, &self.gateway, &self.gateway_uds, &self.gateway_nocache];
         all.extend(self.gateway_before.as_ref());
         all.extend([&self.haproxy, &self.haproxy_jwt, &self.validate_proxy, &self.front_door]);
@@ -181,7 +187,7 @@ impl Stack {
 
     /// Stops every process (SIGTERM, short grace), latest started first, and the cluster.
     pub fn stop(self) {
-        let Stack {
+        let BenchStack {
             cluster,
             auth,
             task,

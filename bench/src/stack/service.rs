@@ -2,13 +2,13 @@
 //! the per-request validation proxy and the front door (the last two are this binary's
 //! internal subcommands).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use devstack::launch::{
-    self, AuthSvc, Binaries, KeyringSource, Launch, Logging, Probe, ServiceSettings, TaskSvc, Throttles, loopback,
+    AuthSvcSettings, Binaries, GatewaySettings, KeyringSource, Launch, Logging, Probe, RunningService, ServiceSettings,
+    TaskSvcSettings, Throttles, loopback,
 };
 use devstack::postgres::{Durability, free_port};
 use devstack::process::{Output, Process};
@@ -20,28 +20,6 @@ use crate::options::{EnvOverride, SidecarOverride};
 
 /// The HS256 secret every token of the run is signed with (gateways and HAProxy check it).
 const JWT_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
-
-/// One running process of the system.
-pub struct Service {
-    pub name: &'static str,
-    pub process: Process,
-    /// Where its traffic goes.
-    pub addr: SocketAddr,
-    /// Its Prometheus port, when it has one.
-    pub metrics: Option<SocketAddr>,
-    /// Spawn to first 200 from its health endpoint.
-    pub ready: Duration,
-}
-
-impl Service {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-}
 
 /// Starts `launch` with its output in `logs/<name>.log` and measures spawn to ready, polling
 /// every 2 ms.
@@ -119,29 +97,29 @@ impl<'a> Starter<'a> {
         Ok(Starter { o, logs, sidecar, keyring: KeyringSource::secret(JWT_SECRET), binaries: Binaries::new(o.bin_dir) })
     }
 
-    pub async fn auth(&self, name: &'static str, database_url: &str) -> Result<Service> {
+    pub async fn auth(&self, name: &'static str, database_url: &str) -> Result<RunningService> {
         // The login cells measure hashing capacity from one machine, which the per-client limit
         // would answer with 429s; the per-account count stays in the measured path (one upsert
         // per login) with a limit the seeded users never reach.
-        let settings = AuthSvc {
+        let settings = AuthSvcSettings {
             logging: Logging::json(),
             throttles: Throttles::off(),
-            ..AuthSvc::new(service(database_url)?, self.keyring.clone())
+            ..AuthSvcSettings::new(service(database_url)?, self.keyring.clone())
         };
         let launch = extra(self.o, name, settings.launch(name, &self.binaries.dir.join("auth-svc")));
         let (process, ready) = start_timed(launch, &self.logs).await?;
-        Ok(Service { name, process, addr: settings.service.listen, metrics: settings.service.metrics, ready })
+        Ok(RunningService { name, process, addr: settings.service.listen, metrics: settings.service.metrics, ready })
     }
 
-    pub async fn task(&self, name: &'static str, database_url: &str, socket: &Path) -> Result<Service> {
-        let settings = TaskSvc {
+    pub async fn task(&self, name: &'static str, database_url: &str, socket: &Path) -> Result<RunningService> {
+        let settings = TaskSvcSettings {
             logging: Logging::json(),
             unix_socket: Some(socket.to_path_buf()),
-            ..TaskSvc::new(service(database_url)?)
+            ..TaskSvcSettings::new(service(database_url)?)
         };
         let launch = extra(self.o, name, settings.launch(name, &self.binaries.dir.join("task-svc")));
         let (process, ready) = start_timed(launch, &self.logs).await?;
-        Ok(Service { name, process, addr: settings.service.listen, metrics: settings.service.metrics, ready })
+        Ok(RunningService { name, process, addr: settings.service.listen, metrics: settings.service.metrics, ready })
     }
 
     /// A gateway in front of `task`: over its Unix socket when `socket` is given, else TCP.
@@ -149,20 +127,20 @@ impl<'a> Starter<'a> {
         &self,
         name: &'static str,
         program: &Path,
-        task: &Service,
+        task: &RunningService,
         socket: Option<&Path>,
         auth_url: &str,
         edit: impl FnOnce(&mut SidecarFile),
-    ) -> Result<Service> {
+    ) -> Result<RunningService> {
         let mut sidecar = self.sidecar.clone();
         sidecar.upstream.socket = socket.map(|p| p.display().to_string()).unwrap_or_default();
         edit(&mut sidecar);
         let listen = loopback(free_port()?);
         let metrics = loopback(free_port()?);
-        let settings = launch::Gateway {
+        let settings = GatewaySettings {
             logging: Logging::json(),
             upstream_metrics: task.metrics,
-            ..launch::Gateway::new(
+            ..GatewaySettings::new(
                 sidecar,
                 self.o.run_dir.join(format!("{name}.toml")),
                 listen,
@@ -175,26 +153,31 @@ impl<'a> Starter<'a> {
         // Ready: the keyring is loaded (/ready) and a request goes through to task-svc.
         let launch = extra(self.o, name, settings.launch(name, program)?);
         let (process, ready) = start_timed(launch, &self.logs).await?;
-        Ok(Service { name, process, addr: listen, metrics: Some(metrics), ready })
+        Ok(RunningService { name, process, addr: listen, metrics: Some(metrics), ready })
     }
 
-    pub async fn validate_proxy(&self, name: &'static str, auth_url: &str, task: &Service) -> Result<Service> {
+    pub async fn validate_proxy(
+        &self,
+        name: &'static str,
+        auth_url: &str,
+        task: &RunningService,
+    ) -> Result<RunningService> {
         let proxy = loopback(free_port()?);
         let launch = Launch::new(name, self.o.self_exe)
             .args(["validate-proxy", "--listen", &proxy.to_string(), "--auth", auth_url, "--upstream", &task.url()])
             .ready(vec![Probe::http(proxy, "/tasks/health")]);
         let (process, ready) = start_timed(launch, &self.logs).await?;
-        Ok(Service { name, process, addr: proxy, metrics: None, ready })
+        Ok(RunningService { name, process, addr: proxy, metrics: None, ready })
     }
 
     /// HAProxy in front of `task`, over its Unix socket when `socket` is given, else TCP.
     pub async fn haproxy(
         &self,
         name: &'static str,
-        task: &Service,
+        task: &RunningService,
         socket: Option<&Path>,
         jwt: bool,
-    ) -> Result<Service> {
+    ) -> Result<RunningService> {
         let listen = loopback(free_port()?);
         let settings = Haproxy {
             listen,
@@ -209,19 +192,19 @@ impl<'a> Starter<'a> {
         };
         let launch = settings.launch(name, self.o.haproxy, &self.o.run_dir.join(format!("{name}.cfg")))?;
         let (process, ready) = start_timed(extra(self.o, name, launch), &self.logs).await?;
-        Ok(Service { name, process, addr: listen, metrics: None, ready })
+        Ok(RunningService { name, process, addr: listen, metrics: None, ready })
     }
 
     /// The ALB stand-in in front of `gateway` (`/tasks*`) and `auth` (`/auth*`). Its targets
     /// start unhealthy, as new ALB targets do, so its ready time includes two health-check
     /// intervals.
-    pub async fn front_door(&self, gateway: &Service, auth: &Service) -> Result<Service> {
+    pub async fn front_door(&self, gateway: &RunningService, auth: &RunningService) -> Result<RunningService> {
         let door = loopback(free_port()?);
         let launch = Launch::new("front-door", self.o.self_exe)
             .args(["front-door", "--listen", &door.to_string()])
             .args(["--gateway", &gateway.addr.to_string(), "--auth", &auth.addr.to_string()])
             .ready(vec![Probe::http(door, "/tasks/health"), Probe::http(door, "/auth/health")]);
         let (process, ready) = start_timed(launch, &self.logs).await?;
-        Ok(Service { name: "front-door", process, addr: door, metrics: None, ready })
+        Ok(RunningService { name: "front-door", process, addr: door, metrics: None, ready })
     }
 }

@@ -1,6 +1,8 @@
 //! Prometheus (the server of the Debian `prometheus` package) as a child of the launcher: its
-//! `prometheus.yml` is written from typed structs ([`Config`]) serialised to YAML, and the
-//! process is started with its own data directory and listen address.
+//! `prometheus.yml` is written from typed structs ([`Config`]) serialised with `serde_json`
+//! (JSON is YAML 1.2, and Prometheus reads it as such: `promtool check config` in the tests
+//! says so; no YAML serialiser to keep, `serde_yaml` being unmaintained), and the process is
+//! started with its own data directory and listen address.
 //!
 //! The scrape jobs carry the names of `ecs/prometheus/prometheus.yml` (`gateway`, `task-svc`,
 //! `auth-svc`), so the rule files of `ecs/prometheus/rules/` apply unchanged. Targets are
@@ -49,7 +51,7 @@ impl Job {
 
 /// One process to scrape.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct ScrapeTarget {
     pub job: Job,
     /// Its metrics listener (for [`Job::TaskSvc`], the gateway's, which passes task-svc's through).
     pub addr: SocketAddr,
@@ -59,7 +61,7 @@ pub struct Target {
 
 /// The local Prometheus server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prometheus {
+pub struct PrometheusSettings {
     /// The `prometheus` binary.
     pub program: PathBuf,
     /// `--web.listen-address` (UI and HTTP API).
@@ -76,12 +78,12 @@ pub struct Prometheus {
     pub evaluation_interval: Duration,
     /// `global.external_labels`.
     pub external_labels: BTreeMap<String, String>,
-    pub targets: Vec<Target>,
+    pub targets: Vec<ScrapeTarget>,
     /// `--log.level` (`debug`, `info`, `warn`, `error`).
     pub log_level: String,
 }
 
-impl Prometheus {
+impl PrometheusSettings {
     /// `prometheus.yml` for these settings: one scrape job per [`Job`] that has targets, in
     /// the order gateway, task-svc, auth-svc, each target a static config of its own with its
     /// `task_id` label.
@@ -115,10 +117,10 @@ impl Prometheus {
     /// Writes `prometheus.yml` and creates the data directory; returns the process, ready once
     /// `GET /-/ready` answers 200.
     pub fn launch(&self, name: &str) -> Result<Launch> {
-        let yaml = serde_yaml::to_string(&self.config()).context("serialising prometheus.yml")?;
-        let header =
-            "# Written by devstack::launch::Prometheus for the local stack (docs/local-run.md, \"Prometheus\").\n";
-        std::fs::write(&self.config_path, format!("{header}{yaml}"))
+        // JSON, which is valid YAML (see the module's docs); a YAML comment may precede it.
+        let yaml = serde_json::to_string_pretty(&self.config()).context("serialising prometheus.yml")?;
+        let header = "# Written by devstack::launch::PrometheusSettings for the local stack (docs/local-run.md, \"Prometheus\").\n";
+        std::fs::write(&self.config_path, format!("{header}{yaml}\n"))
             .with_context(|| format!("could not write {}", self.config_path.display()))?;
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("could not create {}", self.data_dir.display()))?;
@@ -203,9 +205,9 @@ mod tests {
     use super::*;
     use crate::launch::loopback;
 
-    fn settings(dir: &Path) -> Prometheus {
+    fn settings(dir: &Path) -> PrometheusSettings {
         let rules = crate::stack::repo_root().join("ecs/prometheus/rules");
-        Prometheus {
+        PrometheusSettings {
             program: PathBuf::from("prometheus"),
             listen: loopback(9090),
             config_path: dir.join("prometheus.yml"),
@@ -215,10 +217,10 @@ mod tests {
             evaluation_interval: Duration::from_millis(1500),
             external_labels: BTreeMap::from([("stack".to_owned(), "task-mgmt-local".to_owned())]),
             targets: vec![
-                Target { job: Job::AuthSvc, addr: loopback(9101), task_id: "auth-1".into() },
-                Target { job: Job::Gateway, addr: loopback(9100), task_id: "task-1".into() },
-                Target { job: Job::TaskSvc, addr: loopback(9100), task_id: "task-1".into() },
-                Target { job: Job::Gateway, addr: loopback(9200), task_id: "task-2".into() },
+                ScrapeTarget { job: Job::AuthSvc, addr: loopback(9101), task_id: "auth-1".into() },
+                ScrapeTarget { job: Job::Gateway, addr: loopback(9100), task_id: "task-1".into() },
+                ScrapeTarget { job: Job::TaskSvc, addr: loopback(9100), task_id: "task-1".into() },
+                ScrapeTarget { job: Job::Gateway, addr: loopback(9200), task_id: "task-2".into() },
             ],
             log_level: "warn".into(),
         }
@@ -239,8 +241,9 @@ mod tests {
         );
         assert_eq!(config.scrape_configs[0].static_configs[1].targets, ["127.0.0.1:9200"]);
         assert_eq!(config.scrape_configs[0].static_configs[1].labels["task_id"], "task-2");
-        let yaml = serde_yaml::to_string(&config).unwrap();
-        assert!(yaml.contains("scrape_interval: 2s") && yaml.contains("evaluation_interval: 1500ms"), "{yaml}");
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["global"]["scrape_interval"], "2s");
+        assert_eq!(json["global"]["evaluation_interval"], "1500ms");
         assert!(config.rule_files.iter().any(|f| f.ends_with("alerts.yml")), "{:?}", config.rule_files);
     }
 

@@ -1,0 +1,14 @@
+//! auth-svc's integration tests, one binary (one link) for all: the router in-process against
+//! a fresh PostgreSQL database (`api`, `revocation`, `throttle`), and the real binary as a
+//! process (`flood`, `metrics`, `migration`, `process`). `harness` is what they share.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod api;
+mod flood;
+mod harness;
+mod metrics;
+mod migration;
+mod process;
+mod revocation;
+mod throttle;

@@ -1,0 +1,172 @@
+//! The case-insensitive username migration on a database that already holds names differing
+//! only in case: the schema before it is applied, accounts inserted, then the migrator (and
+//! auth-svc itself) run as on a deployment.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::Path;
+use std::time::Duration;
+
+use auth_svc::password::Hasher;
+use platform::db::MIGRATOR;
+use serde_json::{Value, json};
+use sqlx::migrate::Migrate;
+use testkit::TestDatabase;
+use testkit::free_port;
+use testkit::launch::{AuthSvcSettings, KeyringSource, ServiceSettings, loopback};
+use testkit::process::Output;
+
+const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
+const CASE_INSENSITIVE: i64 = 20261129000001;
+
+/// A database with the schema as it was before the case-insensitive migration.
+async fn database_before_case_insensitive_names() -> TestDatabase {
+    let db = TestDatabase::empty().await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    conn.ensure_migrations_table().await.unwrap();
+    for migration in MIGRATOR.iter().filter(|m| m.version < CASE_INSENSITIVE) {
+        conn.apply(migration).await.unwrap();
+    }
+    db
+}
+
+/// (id, username, created_at, password)
+const ACCOUNTS: [(i64, &str, &str, &str); 8] = [
+    (1, "alice", "2026-01-02", "password-of-1"),
+    (2, "Alice", "2026-01-01", "password-of-2"), // the oldest 'alice': keeps its name
+    (3, "ALICE", "2026-01-03", "password-of-3"),
+    (4, "alice-1", "2026-01-04", "password-of-4"), // the first name id 1 would get
+    (5, "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", "2026-01-01", "password-of-5"),
+    (6, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "2026-01-05", "password-of-6"),
+    (7, "Carol", "2026-01-01", "password-of-7"), // same instant as 8: the lower id is older
+    (8, "carol", "2026-01-01", "password-of-8"),
+];
+
+async fn insert_accounts(db: &TestDatabase) {
+    let hasher = Hasher::new(2, Duration::from_secs(30));
+    for (id, username, created, password) in ACCOUNTS {
+        let hash = hasher.hash(password.to_owned()).await.unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, username, email, password_hash, created_at)
+             OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5::date)",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(format!("user{id}@example.com"))
+        .bind(hash)
+        .bind(created)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO tasks (user_id, title) VALUES (1, 'kept with its owner')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_duplicates_keep_the_oldest_name_and_the_others_are_renamed_and_reported() {
+    let db = database_before_case_insensitive_names().await;
+    insert_accounts(&db).await;
+    MIGRATOR.run(&db.pool).await.expect("the migration applies to case duplicates");
+
+    let names: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, username FROM users ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    let b48 = "b".repeat(48);
+    let expected = [
+        (1, "alice-1-1".to_owned()),
+        (2, "Alice".to_owned()),
+        (3, "ALICE-3".to_owned()),
+        (4, "alice-1".to_owned()),
+        (5, "B".repeat(50)),
+        (6, format!("{b48}-6")),
+        (7, "Carol".to_owned()),
+        (8, "carol-8".to_owned()),
+    ];
+    assert_eq!(names, expected);
+
+    let conflicts: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT user_id, old_username, new_username FROM username_conflicts ORDER BY user_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let reported: Vec<(i64, &str, &str)> = conflicts.iter().map(|(i, o, n)| (*i, o.as_str(), n.as_str())).collect();
+    assert_eq!(
+        reported,
+        [
+            (1, "alice", "alice-1-1"),
+            (3, "ALICE", "ALICE-3"),
+            (6, ACCOUNTS[5].1, expected[5].1.as_str()),
+            (8, "carol", "carol-8"),
+        ]
+    );
+    assert_eq!(auth_svc::username_conflicts::unresolved(&db.pool).await.unwrap(), [1, 3, 6, 8]);
+    let owner: i64 = sqlx::query_scalar("SELECT user_id FROM tasks").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(owner, 1, "a renamed account keeps its tasks");
+
+    // From now on the index refuses case duplicates.
+    let err = sqlx::query("INSERT INTO users (username, email, password_hash) VALUES ('CAROL', 'c@example.com', 'x')")
+        .execute(&db.pool)
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_database_error().and_then(|e| e.code()).as_deref(), Some("23505"));
+    // Running the migrator again changes nothing.
+    MIGRATOR.run(&db.pool).await.unwrap();
+    let again: i64 = sqlx::query_scalar("SELECT count(*) FROM username_conflicts").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(again, 4);
+
+    sqlx::query("UPDATE username_conflicts SET resolved_at = now() WHERE user_id IN (1, 3)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(auth_svc::username_conflicts::unresolved(&db.pool).await.unwrap(), [6, 8]);
+}
+
+async fn login(port: u16, username: &str, password: &str) -> (u16, Value) {
+    let r = testkit::client()
+        .post(format!("http://127.0.0.1:{port}/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_svc_starts_on_case_duplicates_warns_with_the_count_and_serves_the_renamed_accounts() {
+    let db = database_before_case_insensitive_names().await;
+    insert_accounts(&db).await;
+    let log = std::env::temp_dir().join(format!("auth-svc-migration-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let port = free_port().unwrap();
+    let settings = AuthSvcSettings::new(
+        ServiceSettings::new(db.url.clone(), loopback(port)),
+        KeyringSource::secret("migration-test-secret-0123456789-abcdef"),
+    );
+    let mut svc = settings
+        .launch("auth-svc", Path::new(BIN))
+        .output(Output::File(log.clone()))
+        .start(Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warning =
+        text.lines().find(|l| l.contains("username_conflicts")).unwrap_or_else(|| panic!("no warning in\n{text}"));
+    assert!(warning.contains("WARN") && warning.contains("renamed_accounts=4"), "{warning}");
+    assert!(warning.contains("[1, 3, 6, 8]"), "the ids are named: {warning}");
+    assert!(!warning.contains("example.com") && !warning.contains("alice"), "no names or emails: {warning}");
+
+    // The oldest account answers to every spelling of its name; a renamed one to its new name.
+    let (status, body) = login(port, "ALICE", "password-of-2").await;
+    assert_eq!((status, body["user"]["id"].as_i64()), (200, Some(2)), "{body}");
+    let (status, body) = login(port, "alice-1-1", "password-of-1").await;
+    assert_eq!((status, body["user"]["id"].as_i64()), (200, Some(1)), "{body}");
+    let (status, _) = login(port, "alice", "password-of-1").await;
+    assert_eq!(status, 401, "the old spelling is now the oldest account's name");
+
+    svc.stop(Duration::from_secs(10)).unwrap();
+    let _ = std::fs::remove_file(&log);
+}

@@ -1,0 +1,107 @@
+//! The ALB's own checks of a request, before anything reaches a target: the public listener of
+//! the front door reads every request head itself, as the ALB does in its "strictest" desync
+//! mitigation mode (our CloudFormation sets `routing.http.desync_mitigation_mode: strictest`),
+//! and rejects what the ALB rejects with our JSON error instead of passing it on.
+//!
+//! - A head that does not parse as HTTP/1.x, invalid header names, a request line or header
+//!   line over 16 KiB, a head over 64 KiB ("Troubleshoot your Application Load Balancers",
+//!   HTTP 400): 400.
+//! - Not exactly one `Host` in HTTP/1.1 (RFC 9112 3.2), more than one `Content-Length` or a
+//!   non-numeric one, `Content-Length` together with `Transfer-Encoding`, `Transfer-Encoding`
+//!   in HTTP/1.0 (RFC 9112 6.1-6.3; ambiguous framing that strictest mode blocks): 400.
+//! - A `Transfer-Encoding` other than `chunked`: 501, as the ALB answers.
+//!
+//! hyper (which serves the front door) would answer most of these itself with an empty 400, or
+//! pass them on. So [`Checked`] sits between the socket and hyper: it parses each head with
+//! `httparse`, follows the body framing to find the next head, and for a bad head hands hyper a
+//! stand-in request instead and closes; the handler answers that stand-in with the rejection
+//! ([`ConnState::take_rejection`]), after any earlier responses on the connection. Bodies are
+//! passed through as they arrive; broken chunked framing is left to hyper, whose body error the
+//! front door turns into a 400 JSON (see [`crate::proxy`]).
+
+mod checked;
+mod head;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::connect_info::Connected;
+use axum::http::StatusCode;
+use axum::serve::{IncomingStream, Listener};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use checked::Checked;
+pub use head::{MAX_HEAD, MAX_HEADERS, MAX_LINE};
+
+/// Why a request was refused before reaching a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Rejection {
+    /// A 400 with `message`.
+    pub(super) fn bad(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+}
+
+/// Per connection: which request (by position) was replaced by the stand-in, and how many
+/// requests the handler has seen.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    /// Heads read so far (the stand-in included).
+    pub(super) heads: AtomicU64,
+    handled: AtomicU64,
+    /// The position of the request replaced by the stand-in, and why.
+    pub(super) rejection: Mutex<Option<(u64, Rejection)>>,
+}
+
+impl ConnState {
+    /// Called once per request by the handler, in order: the rejection when this request is
+    /// the stand-in for a rejected head.
+    pub fn take_rejection(&self) -> Option<Rejection> {
+        let index = self.handled.fetch_add(1, Ordering::SeqCst);
+        let mut slot = self.rejection.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some((i, _)) if *i == index => slot.take().map(|(_, r)| r),
+            _ => None,
+        }
+    }
+}
+
+/// The connection info the public listener's handler gets: the client's address and the
+/// connection's check state.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub conn: Arc<ConnState>,
+}
+
+impl Connected<IncomingStream<'_, CheckedListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, CheckedListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// A TCP listener whose connections are [`Checked`].
+pub struct CheckedListener(pub TcpListener);
+
+impl Listener for CheckedListener {
+    type Io = Checked<TcpStream>;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = Listener::accept(&mut self.0).await;
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(ConnState::default());
+        (Checked::new(stream, conn.clone()), Peer { addr, conn })
+    }
+
+    fn local_addr(&self) -> io::Result<Peer> {
+        Ok(Peer { addr: self.0.local_addr()?, conn: Arc::new(ConnState::default()) })
+    }
+}

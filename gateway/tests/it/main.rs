@@ -1,0 +1,17 @@
+//! The gateway's integration tests, one binary (one link) for all: the real auth-svc, task-svc
+//! and gateway binaries on loopback (testkit's gateway harness), one module per behaviour.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod config;
+mod fallback;
+mod forwarding;
+mod keepalive;
+mod metrics;
+mod raw_http;
+mod revocation;
+mod rotation;
+mod secrets_manager;
+mod shutdown;
+mod unix_socket;
+mod upstream_errors;

@@ -1,0 +1,199 @@
+//! Requests only a raw socket sends: identity headers in every spelling, and malformed requests
+//! that pingora answers itself before any of the gateway's phases run. The upstream is a probe
+//! that records what the gateway forwards (what task-svc would receive).
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::Value;
+use testkit::harness::*;
+use testkit::launch::KeyringSource;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An HTTP server that answers every request with the header lines it received, as
+/// `[[name, value], ...]`, and counts requests.
+async fn start_probe() -> (SocketAddr, Arc<AtomicUsize>) {
+    // Reading the body first makes a request with a broken body fail before anything answers.
+    async fn echo(
+        State(seen): State<Arc<AtomicUsize>>,
+        headers: HeaderMap,
+        _body: axum::body::Bytes,
+    ) -> Json<Vec<(String, String)>> {
+        seen.fetch_add(1, Ordering::SeqCst);
+        Json(
+            headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect(),
+        )
+    }
+    let seen = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(echo).with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+async fn gateway_before_probe() -> (RunningService, Arc<AtomicUsize>) {
+    let (probe, seen) = start_probe().await;
+    // Tokens are minted with the gateway's own secret, so auth-svc is never asked.
+    let gateway =
+        start_gateway(test_sidecar(), probe, "http://127.0.0.1:9", KeyringSource::secret(OLD_SECRET), true).await;
+    (gateway, seen)
+}
+
+/// What came back on one connection.
+struct RawReply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+    /// The gateway closed the connection after answering (EOF or reset), within the deadline.
+    closed: bool,
+}
+
+/// Writes `request` as is and reads until the gateway closes the connection or 10 s pass.
+async fn exchange(addr: SocketAddr, request: &[u8]) -> RawReply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    // A reset after the answer still counts as closed; what was read before it is kept.
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await.is_ok();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body_start = head.len() + 4;
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    RawReply { status, head: head.to_owned(), body: buf.get(body_start..).unwrap_or_default().to_vec(), closed }
+}
+
+/// `X_User_Id` → `x-user-id`: how the test recognises an identity header, independently of
+/// `platform::identity`.
+fn canonical(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+fn is_identity_family(name: &str) -> bool {
+    let n = canonical(name);
+    ["x-user-", "x-auth-", "x-authenticated-"].iter().any(|p| n.starts_with(p))
+        || ["x-forwarded-user", "x-remote-user", "remote-user"].contains(&n.as_str())
+}
+
+const SPOOFED: &[&str] = &[
+    "X_User_Id: 1",
+    "x_USER-id: 2",
+    "X-User_Id: 3",
+    "x-user-ID: 4",
+    "X_USER_NAME: victim",
+    "x-user_email: victim@example.com",
+    "X-Authenticated_User: root",
+    "X_AUTHENTICATED_USER: root",
+    "X_Auth_User: root",
+    "x-auth_token: t",
+    "X_Forwarded_User: root",
+    "X-Forwarded_User: root",
+    "x_remote_user: root",
+    "Remote_User: root",
+    "REMOTE-USER: root",
+];
+
+fn spoofed_request(path: &str, token: Option<&str>) -> Vec<u8> {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for line in SPOOFED {
+        req.push_str(line);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req.into_bytes()
+}
+
+#[tokio::test]
+async fn no_spelling_of_an_identity_header_reaches_task_svc() {
+    let (gateway, _) = gateway_before_probe().await;
+    let token = mint(OLD_SECRET, 7, 600);
+    for (path, token, expected_user) in [("/tasks", Some(token.as_str()), Some("7")), ("/tasks/health", None, None)] {
+        let r = exchange(gateway.addr, &spoofed_request(path, token)).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.head);
+        let seen: Vec<(String, String)> = serde_json::from_slice(&r.body).unwrap();
+        let identity: Vec<&(String, String)> = seen.iter().filter(|(n, _)| is_identity_family(n)).collect();
+        let mut names: Vec<&str> = identity.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        match expected_user {
+            // Only the gateway's own three, once each, from the verified token.
+            Some(user) => {
+                assert_eq!(names, ["x-user-email", "x-user-id", "x-user-name"], "{path}: {seen:?}");
+                assert!(identity.contains(&&("x-user-id".to_owned(), user.to_owned())), "{seen:?}");
+                assert!(identity.contains(&&("x-user-name".to_owned(), format!("user{user}"))), "{seen:?}");
+            }
+            None => assert!(names.is_empty(), "{path}: {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_a_closed_connection_and_never_reach_task_svc() {
+    let (gateway, seen) = gateway_before_probe().await;
+    let many_headers: String = (0..300).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases: Vec<(&str, String)> = vec![
+        ("duplicate Host", "GET /tasks/health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into()),
+        ("userinfo in Host", "GET /tasks/health HTTP/1.1\r\nHost: user@a\r\n\r\n".into()),
+        ("absolute form naming another host", "GET http://a/tasks/health HTTP/1.1\r\nHost: b\r\n\r\n".into()),
+        (
+            "conflicting Content-Length",
+            "POST /tasks/health HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".into(),
+        ),
+        ("unparseable Content-Length", "POST /tasks/health HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\nab".into()),
+        (
+            "chunked not last",
+            "POST /tasks/health HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n".into(),
+        ),
+        (
+            "Transfer-Encoding in HTTP/1.0",
+            "POST /tasks/health HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(),
+        ),
+        ("bare CR in a header", "GET /tasks/health HTTP/1.1\r\nHost: a\r\nX-A: 1\r\r\n\r\n".into()),
+        ("space before the colon", "GET /tasks/health HTTP/1.1\r\nHost : a\r\n\r\n".into()),
+        ("no request line", "HELLO\r\n\r\n".into()),
+        ("more than 256 headers", format!("GET /tasks/health HTTP/1.1\r\nHost: a\r\n{many_headers}\r\n")),
+    ];
+    for (name, request) in cases {
+        let r = exchange(gateway.addr, request.as_bytes()).await;
+        assert!(r.closed, "{name}: the connection stayed open (hang)");
+        assert_eq!(r.status, 400, "{name}: {}", r.head);
+    }
+    // CONNECT is refused the same way, with 405.
+    let r = exchange(gateway.addr, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n").await;
+    assert!(r.closed, "CONNECT: the connection stayed open");
+    assert_eq!(r.status, 405, "CONNECT: {}", r.head);
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "nothing was forwarded");
+
+    // The gateway still serves normally afterwards.
+    let r = exchange(gateway.addr, b"GET /tasks/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_with_broken_chunked_framing_gets_our_json_400() {
+    let (gateway, _) = gateway_before_probe().await;
+    // The head is valid, so the gateway's phases run; the body framing breaks while it is read.
+    let r = exchange(
+        gateway.addr,
+        b"POST /tasks/health HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(r.closed, "the connection stayed open");
+    assert_eq!(r.status, 400, "{}", r.head);
+    let body: Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{}", r.head));
+    assert_eq!(body["error"], "Bad Request");
+    assert!(r.head.to_ascii_lowercase().contains("x-request-id:"), "{}", r.head);
+}

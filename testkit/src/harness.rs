@@ -1,0 +1,210 @@
+//! The processes the gateway tests run: real PostgreSQL, the real auth-svc, task-svc and
+//! gateway binaries on loopback ports picked at run time, and the gateway's `sidecar.toml`
+//! written from [`SidecarFile`]: the tests' default ([`test_sidecar`]) with each test's edits,
+//! so a new gateway setting needs no change here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use devstack::launch::RunningService;
+use devstack::launch::{
+    self, AuthSvcSettings, Binaries, KeyringSource, Probe, ServiceSettings, TaskSvcSettings, loopback,
+};
+use devstack::postgres::free_port;
+use devstack::process::Output;
+use gateway::config::SidecarFile;
+use serde_json::{Value, json};
+
+pub use crate::accounts::{mint, unix_now};
+use crate::api::Http;
+pub use crate::api::client;
+use crate::database::TestDatabase;
+pub use crate::exposition::{sample, samples};
+use crate::moto::Moto;
+
+/// The keyring secret before a rotation (and of most tests).
+pub const OLD_SECRET: &str = "old-secret-0123456789abcdef0123456789abcdef";
+/// The keyring secret after a rotation.
+pub const NEW_SECRET: &str = "new-secret-0123456789abcdef0123456789abcdef";
+
+/// A binary of the workspace, with a clear message when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    Binaries::locate()
+        .and_then(|b| b.path(name))
+        .unwrap_or_else(|e| panic!("{e:#} (the gateway tests start the real binaries)"))
+}
+
+/// Where the harness's processes write their logs and config files (`<temp>/gateway-tests`).
+pub fn log_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join("gateway-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The log file of process `name` listening on `port` (printed, for a failing test).
+pub fn log_file(name: &str, port: u16) -> PathBuf {
+    let path = log_dir().join(format!("{name}-{port}.log"));
+    eprintln!("{name} log: {}", path.display());
+    path
+}
+
+/// Starts moto_server with its log in [`log_dir`].
+pub async fn start_moto() -> Moto {
+    Moto::start(&log_dir()).await.unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The services' settings the gateway tests use: their own ports, a short shutdown grace.
+fn service(db_url: &str) -> ServiceSettings {
+    ServiceSettings {
+        metrics: Some(loopback(free_port().unwrap())),
+        shutdown_grace_secs: Some(2),
+        ..ServiceSettings::new(db_url, loopback(free_port().unwrap()))
+    }
+}
+
+/// auth-svc on `db_url`, signing with `secret` (and verifying `previous`).
+pub async fn start_auth(db_url: &str, secret: &str, previous: Option<&str>) -> RunningService {
+    let settings = AuthSvcSettings::new(service(db_url), KeyringSource::rotating(secret, previous));
+    let (addr, metrics) = (settings.service.listen, settings.service.metrics);
+    let launch = settings.launch("auth-svc", &bin("auth-svc")).output(Output::File(log_file("auth-svc", addr.port())));
+    RunningService::start("auth-svc", &launch, addr, metrics, Duration::from_secs(60)).await.unwrap()
+}
+
+/// task-svc on `db_url`.
+pub async fn start_task(db_url: &str) -> RunningService {
+    let settings = TaskSvcSettings::new(service(db_url));
+    let (addr, metrics) = (settings.service.listen, settings.service.metrics);
+    let launch = settings.launch("task-svc", &bin("task-svc")).output(Output::File(log_file("task-svc", addr.port())));
+    RunningService::start("task-svc", &launch, addr, metrics, Duration::from_secs(60)).await.unwrap()
+}
+
+/// The gateway's config schema with the tests' values: two proxy threads, quick
+/// re-resolution and retries, no leeway, a 1 s revocation poll, a short shutdown. The public
+/// routes are the gateway's defaults (the repository's sidecar.toml states them).
+pub fn test_sidecar() -> SidecarFile {
+    let mut f = SidecarFile::default();
+    f.server.threads = 2;
+    f.upstream.read_timeout_ms = 10_000;
+    f.upstream.write_timeout_ms = 5000;
+    f.upstream.connect_timeout_ms = 500;
+    f.auth.resolve_interval_secs = 1;
+    f.auth.deadline_ms = 1000;
+    f.auth.rate_limit_per_sec = 20;
+    f.auth.rate_limit_burst = 40;
+    f.auth.retry_after_secs = 1;
+    f.jwt.leeway_secs = 0;
+    f.jwt.refresh_interval_secs = 300;
+    f.jwt.unknown_kid_wait_ms = 3000;
+    f.jwt.min_refresh_gap_ms = 2000;
+    f.revocation.poll_interval_secs = 1;
+    f.revocation.max_age_secs = 0;
+    f.cache.enabled = true;
+    f.shutdown.grace_period_secs = 2;
+    f.shutdown.graceful_shutdown_timeout_secs = 1;
+    f
+}
+
+/// [`test_sidecar`] with `edit` applied, e.g. `sidecar(|f| f.jwt.leeway_secs = 5)`.
+pub fn sidecar(edit: impl FnOnce(&mut SidecarFile)) -> SidecarFile {
+    let mut f = test_sidecar();
+    edit(&mut f);
+    f
+}
+
+/// Starts the gateway with `sidecar` and `keyring` in front of `upstream`. With `wait_ready`,
+/// returns once `/ready` answers 200; otherwise once both ports accept connections.
+pub async fn start_gateway(
+    sidecar: SidecarFile,
+    upstream: SocketAddr,
+    auth_url: &str,
+    keyring: KeyringSource,
+    wait_ready: bool,
+) -> RunningService {
+    let addr = loopback(free_port().unwrap());
+    let metrics = loopback(free_port().unwrap());
+    let mut settings = launch::GatewaySettings::new(
+        sidecar,
+        log_dir().join(format!("sidecar-{}.toml", addr.port())),
+        addr,
+        metrics,
+        upstream,
+        auth_url,
+        keyring,
+    );
+    settings.logging.filter = Some("info".into());
+    settings.ready = if wait_ready {
+        vec![Probe::http(metrics, "/ready"), Probe::Tcp(addr)]
+    } else {
+        vec![Probe::Tcp(metrics), Probe::Tcp(addr)]
+    };
+    let launch =
+        settings.launch("gateway", &bin("gateway")).unwrap().output(Output::File(log_file("gateway", addr.port())));
+    RunningService::start("gateway", &launch, addr, Some(metrics), Duration::from_secs(30)).await.unwrap()
+}
+
+/// The gateway tests' usual processes: one database, auth-svc (`auth_secret`,
+/// `auth_previous`), task-svc, and a gateway holding `gateway_secret` only.
+pub struct GatewayHarness {
+    pub db: TestDatabase,
+    pub auth: RunningService,
+    pub task: RunningService,
+    pub gateway: RunningService,
+}
+
+impl GatewayHarness {
+    /// Starts them; the gateway's config is [`test_sidecar`] with `edit` applied.
+    pub async fn start(
+        auth_secret: &str,
+        auth_previous: Option<&str>,
+        gateway_secret: &str,
+        edit: impl FnOnce(&mut SidecarFile),
+    ) -> Self {
+        let db = TestDatabase::new().await;
+        let auth = start_auth(&db.url, auth_secret, auth_previous).await;
+        let task = start_task(&db.url).await;
+        let gateway =
+            start_gateway(sidecar(edit), task.addr, &auth.url(), KeyringSource::secret(gateway_secret), true).await;
+        Self { db, auth, task, gateway }
+    }
+}
+
+/// Registers and logs in a fresh user through `auth`; returns (token, user id).
+pub async fn login(auth: &RunningService, name: &str) -> (String, i64) {
+    crate::accounts::sign_up(&Http::new(&client(), &auth.url()), name).await
+}
+
+/// The text of `service`'s `/metrics`.
+pub async fn metrics_text(service: &RunningService) -> String {
+    let url = service.metrics_url("/metrics").unwrap_or_else(|| panic!("{} has no metrics listener", service.name));
+    client().get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// `service`'s `/metrics`, parsed strictly.
+pub async fn scrape(service: &RunningService) -> HashMap<String, f64> {
+    samples(&metrics_text(service).await)
+}
+
+/// auth-svc's count of `/auth/validate` calls (any status).
+pub async fn auth_validate_calls(auth: &RunningService) -> f64 {
+    scrape(auth)
+        .await
+        .iter()
+        .filter(|(k, _)| k.starts_with("http_requests_total{") && k.contains(r#"route="/auth/validate""#))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Creates a task titled `title` through `gateway` (asserting 201) and returns it.
+pub async fn create_task(gateway: &RunningService, token: &str, title: &str) -> Value {
+    let r = client()
+        .post(gateway.url_for("/tasks"))
+        .bearer_auth(token)
+        .json(&json!({"title": title}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["task"].clone()
+}
