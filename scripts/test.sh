@@ -16,6 +16,9 @@ export VENV=${VENV:-$ROOT/.venv}
 export MOTO_SERVER=${MOTO_SERVER:-$VENV/bin/moto_server}
 [ "${1:-}" = "--" ] && shift
 
+echo "==> cargo deny: licenses, bans and sources of every dependency (deny.toml)"
+cargo deny --log-level error check licenses bans sources
+
 echo "==> cargo nextest run --workspace"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 
