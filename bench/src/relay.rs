@@ -348,10 +348,11 @@ mod tests {
             assert_eq!(got, msg);
         }
         rtts.sort();
-        // Never early (each direction holds at least the delay), and not the 1 ms ticks of
-        // tokio's timer wheel on top.
+        // Never early (each direction holds at least the delay), and, at best, not the 1 ms
+        // ticks of tokio's timer wheel on top (that would round each 2.5 ms hold up to 3-4 ms,
+        // 6 ms or more in all). The best of 20: a busy machine delays some round trips, not all.
         assert!(rtts[0] >= delay * 2, "{rtts:?}");
-        assert!(rtts[10] < delay * 2 + Duration::from_millis(3), "{rtts:?}");
+        assert!(rtts[0] < delay * 2 + Duration::from_micros(900), "{rtts:?}");
         let holds = relay.holds.summary();
         assert_eq!(holds.chunks, 40);
         assert!(holds.p50_ms >= 2.5, "{holds:?}");
@@ -379,7 +380,9 @@ mod tests {
         let start = Instant::now();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        for (i, ms) in [(0, 6u64), (1, 2), (2, 4)] {
+        // Deadlines far enough apart that a busy machine, which may be slow to poll the three
+        // tasks, still registers them all before the first one is due.
+        for (i, ms) in [(0, 300u64), (1, 100), (2, 200)] {
             let (line, order) = (line.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
                 line.until(start + Duration::from_millis(ms)).await;
@@ -390,6 +393,6 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![1, 2, 0]);
-        assert!(start.elapsed() >= Duration::from_micros(5_700));
+        assert!(start.elapsed() >= Duration::from_millis(300));
     }
 }

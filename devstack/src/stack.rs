@@ -428,10 +428,9 @@ impl Stack {
         for t in &mut tasks {
             t.gateway.spawn(&logs)?;
         }
-        for t in &mut tasks {
-            t.gateway.wait_ready(opts.ready_timeout).await?;
-        }
-
+        // The front door before the gateways are ready: it is also their way to auth-svc (the
+        // Cloud Map stand-in), and a gateway is ready only once it has pulled the revocation
+        // list from there. Its health checks take each task into rotation when it answers.
         let mut targets: Vec<(String, SocketAddr, PoolKind)> = Vec::new();
         for a in &auth {
             targets.push((a.name().to_owned(), a.addr, PoolKind::Auth));
@@ -440,6 +439,9 @@ impl Stack {
             targets.push((format!("task-{}", i + 1), t.gateway.addr, PoolKind::Tasks));
         }
         let front_door = FrontDoor::start(public, internal, targets, opts.front_door.clone())?;
+        for t in &mut tasks {
+            t.gateway.wait_ready(opts.ready_timeout).await?;
+        }
         let prometheus = match (&opts.prometheus, prometheus_at) {
             (Some(p), Some((program, listen))) => {
                 let launch =
