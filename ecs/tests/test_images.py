@@ -96,6 +96,16 @@ def test_multistage_dockerfile_caches_dependencies_of_every_member():
     manifests = {a.split()[0].split("/")[0] for a in copies if a.split()[0].endswith("/Cargo.toml")}
     assert manifests == members
     assert copies.index("Cargo.toml Cargo.lock ./") < copies.index(". .")
+    # ... and every member gets the stub sources that layer builds with (and loses them after),
+    # and its real sources' times refreshed after `COPY . .`: a member missing from one of these
+    # lists breaks the build or ships the stub.
+    runs = [a for w, a in found if w == "RUN"]
+    stubbed = re.search(r"for crate in ([^;]+);", "\n".join(runs)).group(1).split()
+    removed = re.search(r"rm -rf ((?:\S+/src\b\s*)+)", "\n".join(runs)).group(1).split()
+    touched = re.search(r"find (.+?) -name ", "\n".join(runs)).group(1).split()
+    assert set(stubbed) == members
+    assert {r.removesuffix("/src") for r in removed} == members
+    assert set(touched) == members
 
 
 def test_gateway_images_carry_its_config(containers):
