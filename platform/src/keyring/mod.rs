@@ -1,10 +1,18 @@
-//! JWTs of this system: the claims, the key id derived from a secret, and a keyring that issues
-//! and verifies HS256 tokens (RFC 7519, RFC 7515) with the current key and, during a rotation,
-//! the previous one; plus where the keyring comes from and how it stays current
-//! ([`store`], [`secrets_manager`]).
+//! JWTs of this system: the claims, the key ids, and a keyring that issues and verifies tokens
+//! (RFC 7519, RFC 7515) with the current key and, during a rotation, the previous ones; plus
+//! where the keyring comes from and how it stays current ([`store`], [`secrets_manager`]).
+//!
+//! Signing modes ([`Alg`]): HS256 with a shared secret (every holder can sign), or RS256/EdDSA
+//! with auth-svc's private key ([`PrivateKey`]) and, for everybody else, the public keys of its
+//! JWKS ([`Jwks`]). Every key is pinned to one algorithm: a token's `alg` must be its key's.
 
+mod alg;
+mod asymmetric;
 mod claims;
 mod config;
+mod header;
+pub mod jwk;
+mod private_key;
 mod rejection;
 pub mod secrets_manager;
 pub mod store;
@@ -14,11 +22,14 @@ use std::fmt;
 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use sha2::Sha256;
 
+pub use alg::{Alg, UnknownAlg};
 pub use claims::{AUDIENCE, Claims, DEFAULT_LEEWAY_SECS, DEFAULT_MAX_LIFETIME_SECS, ISSUER, TokenRules};
 pub use config::KeyringConfig;
+pub use jwk::{JwkError, Jwks, PublicJwk};
+pub use private_key::{PrivateKey, PrivateKeyError};
 pub use rejection::Rejection;
 pub use token::{MAX_KID_BYTES, MAX_TOKEN_BYTES, UnverifiedToken, bearer_token};
 
@@ -42,13 +53,19 @@ pub enum KeyError {
     TooShort(usize),
 }
 
+/// One key, pinned to `alg`. `encoding` only on keys this process signs with; `public` only on
+/// asymmetric keys (what the JWKS publishes).
 struct Key {
     kid: String,
-    encoding: EncodingKey,
+    alg: Alg,
+    encoding: Option<EncodingKey>,
     decoding: DecodingKey,
+    public: Option<PublicJwk>,
 }
 
-/// The current key (signs and verifies) and optionally the previous one (verifies only).
+/// The keys a process verifies with, in order: the first one signs when the keyring can sign
+/// (HS256 current secret, auth-svc's current private key); the others only verify (previous
+/// secret, published public keys). Never empty.
 pub struct Keyring {
     keys: Vec<Key>,
 }
@@ -80,14 +97,26 @@ impl Keyring {
         }
         Ok(Key {
             kid: key_id(secret),
-            encoding: EncodingKey::from_secret(bytes),
+            alg: Alg::HS256,
+            encoding: Some(EncodingKey::from_secret(bytes)),
             decoding: DecodingKey::from_secret(bytes),
+            public: None,
         })
     }
 
-    /// The id of the signing key.
+    /// The id of the signing key (of the first key, for a verify-only keyring).
     pub fn current_kid(&self) -> &str {
         &self.keys[0].kid
+    }
+
+    /// The algorithm of the signing key (of the first key, for a verify-only keyring).
+    pub fn alg(&self) -> Alg {
+        self.keys[0].alg
+    }
+
+    /// Whether this keyring can issue tokens (false for a keyring built from a JWKS).
+    pub fn can_sign(&self) -> bool {
+        self.keys[0].encoding.is_some()
     }
 
     /// Ids of every key, current first.
@@ -99,16 +128,20 @@ impl Keyring {
         self.keys.iter().any(|k| k.kid == kid)
     }
 
-    /// Signs `claims` with the current key.
+    /// Signs `claims` with the current key, header `{"typ":"JWT","alg":..,"kid":..}`. Errors
+    /// (`InvalidKeyFormat`) on a verify-only keyring.
     pub fn issue(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
         let key = &self.keys[0];
-        let mut header = Header::new(Algorithm::HS256);
+        let encoding = key.encoding.as_ref().ok_or(ErrorKind::InvalidKeyFormat)?;
+        let mut header = Header::new(key.alg.jwt());
         header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.encoding)
+        jsonwebtoken::encode(&header, claims, encoding)
     }
 
-    /// Verifies `token` completely: key id, signature, `exp`, `nbf`, `iss`, `aud`, and the
-    /// `iat`/lifetime rules of `rules`. `UnknownKid` when this keyring lacks the token's key.
+    /// Verifies `token` completely: key id, the header's `alg` against the key's pinned one
+    /// (RFC 8725 §3.1: `WrongAlgorithm`, so a public key is never used as an HMAC secret),
+    /// signature, `exp`, `nbf`, `iss`, `aud`, and the `iat`/lifetime rules of `rules`.
+    /// `UnknownKid` when this keyring lacks the token's key.
     pub fn verify(&self, token: &UnverifiedToken<'_>, rules: &TokenRules) -> Result<Claims, Rejection> {
         self.verify_at(token, rules, chrono::Utc::now().timestamp())
     }
@@ -116,7 +149,10 @@ impl Keyring {
     /// [`Keyring::verify`] at `now` (unix seconds) for the `iat` rules.
     pub fn verify_at(&self, token: &UnverifiedToken<'_>, rules: &TokenRules, now: i64) -> Result<Claims, Rejection> {
         let key = self.keys.iter().find(|k| k.kid == token.kid()).ok_or(Rejection::UnknownKid)?;
-        let mut validation = Validation::new(Algorithm::HS256);
+        if token.alg() != key.alg {
+            return Err(Rejection::WrongAlgorithm);
+        }
+        let mut validation = Validation::new(key.alg.jwt());
         validation.leeway = rules.leeway_secs;
         validation.validate_exp = true;
         validation.validate_nbf = true;
@@ -147,6 +183,8 @@ impl Keyring {
 
 #[cfg(test)]
 mod tests {
+    use jsonwebtoken::Algorithm;
+
     use super::*;
 
     fn secret(c: char) -> Secret {

@@ -32,6 +32,10 @@ pub enum Rejection {
     WrongAudience,
     #[error("Invalid token")]
     WrongAlgorithm,
+    /// The JOSE header carries a parameter we refuse (RFC 7515 §4.1, RFC 8725): `crit`, a key
+    /// or key location (`jku`, `jwk`, `x5u`, `x5c`), or a `typ` other than `JWT`.
+    #[error("Invalid token")]
+    UnsupportedHeader,
     /// The token's `jti`, or every token of its user issued up to a cut-off, was revoked
     /// (logout, logout-all).
     #[error("Token has been revoked")]
@@ -40,7 +44,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every variant, for the round-trip test and for mapping reasons back.
-    pub const ALL: [Rejection; 13] = [
+    pub const ALL: [Rejection; 14] = [
         Self::Missing,
         Self::TooLarge,
         Self::Malformed,
@@ -53,6 +57,7 @@ impl Rejection {
         Self::WrongIssuer,
         Self::WrongAudience,
         Self::WrongAlgorithm,
+        Self::UnsupportedHeader,
         Self::Revoked,
     ];
 
@@ -71,6 +76,7 @@ impl Rejection {
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",
             Self::WrongAlgorithm => "wrong_algorithm",
+            Self::UnsupportedHeader => "unsupported_header",
             Self::Revoked => "revoked",
         }
     }

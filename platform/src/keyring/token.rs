@@ -1,9 +1,8 @@
 //! Reading a credential before verifying it: the `Authorization: Bearer` value (RFC 6750 §2.1)
 //! and the JWT header's key id (RFC 7515 §4.1.4), parsed once per token.
 
-use jsonwebtoken::Algorithm;
-
-use super::Rejection;
+use super::header::read_header;
+use super::{Alg, Rejection};
 
 /// Tokens longer than this are refused before any decoding. Ours are ~450 bytes.
 pub const MAX_TOKEN_BYTES: usize = 4096;
@@ -30,18 +29,21 @@ pub fn bearer_token(header_value: &str) -> Result<&str, Rejection> {
     Ok(token)
 }
 
-/// A compact JWS whose header has been read (size cap, `alg` pinned to HS256, a `kid` present)
-/// but whose signature and claims have not been checked yet. Verify it with
-/// [`super::Keyring::verify`].
+/// A compact JWS whose header has been read strictly (size cap, a known `alg`, a `kid`, no
+/// `crit` or key-carrying parameters; see [`super::header`]) but whose signature and claims have
+/// not been checked yet. Verify it with [`super::Keyring::verify`], which also checks that `alg`
+/// is the one the key named by `kid` is pinned to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnverifiedToken<'a> {
     raw: &'a str,
+    alg: Alg,
     kid: String,
 }
 
 impl<'a> UnverifiedToken<'a> {
     /// Reads the header of `raw`. Errors: `Missing` (empty), `TooLarge`, `Malformed` (not a
-    /// JWS, or no usable `kid`), `WrongAlgorithm` (anything but HS256).
+    /// JWS, or no usable `kid`), `UnsupportedHeader` (`crit`, `jku`, `jwk`, `x5u`, `x5c`, or a
+    /// `typ` other than JWT), `WrongAlgorithm` (anything but HS256, RS256, EdDSA).
     pub fn parse(raw: &'a str) -> Result<Self, Rejection> {
         if raw.is_empty() {
             return Err(Rejection::Missing);
@@ -49,12 +51,13 @@ impl<'a> UnverifiedToken<'a> {
         if raw.len() > MAX_TOKEN_BYTES {
             return Err(Rejection::TooLarge);
         }
-        let header = jsonwebtoken::decode_header(raw).map_err(|_| Rejection::Malformed)?;
-        if header.alg != Algorithm::HS256 {
-            return Err(Rejection::WrongAlgorithm);
-        }
-        let kid = header.kid.filter(|k| !k.is_empty() && k.len() <= MAX_KID_BYTES).ok_or(Rejection::Malformed)?;
-        Ok(Self { raw, kid })
+        let header = read_header(raw)?;
+        Ok(Self { raw, alg: header.alg, kid: header.kid })
+    }
+
+    /// The header's algorithm (not yet checked against the key's).
+    pub fn alg(&self) -> Alg {
+        self.alg
     }
 
     /// The token as received.
@@ -84,12 +87,12 @@ mod tests {
     }
 
     #[test]
-    fn headers_without_hs256_or_kid_are_refused() {
+    fn headers_without_a_known_alg_or_kid_are_refused() {
         // {"alg":"none","kid":"x"} . {} . ""
-        assert!(matches!(
-            UnverifiedToken::parse("eyJhbGciOiJub25lIiwia2lkIjoieCJ9.e30."),
-            Err(Rejection::Malformed | Rejection::WrongAlgorithm)
-        ));
+        assert_eq!(
+            UnverifiedToken::parse("eyJhbGciOiJub25lIiwia2lkIjoieCJ9.e30.").unwrap_err(),
+            Rejection::WrongAlgorithm
+        );
         // {"alg":"HS256"} . {} . "" : no kid
         assert_eq!(UnverifiedToken::parse("eyJhbGciOiJIUzI1NiJ9.e30.").unwrap_err(), Rejection::Malformed);
         assert_eq!(UnverifiedToken::parse("invalid-token").unwrap_err(), Rejection::Malformed);
