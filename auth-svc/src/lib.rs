@@ -5,6 +5,8 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod jwks;
+pub mod keygen;
 pub mod logout;
 pub mod password;
 pub mod revocation;
@@ -47,6 +49,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::register))
         .routes(routes!(routes::login))
         .routes(routes!(routes::validate))
+        .routes(routes!(jwks::jwks))
         .routes(routes!(logout::logout))
         .routes(routes!(logout::logout_all))
         .routes(routes!(logout::feed))

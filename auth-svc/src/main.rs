@@ -15,6 +15,10 @@ const SERVICE: Service = Service {
 };
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("keygen") {
+        return auth_svc::keygen::run(&args[1..]);
+    }
     if let Some(code) = SERVICE.subcommand() {
         return code;
     }

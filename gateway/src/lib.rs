@@ -67,7 +67,7 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
     let (keyring, refresher) =
         config.keyring.build(jwt.refresh_interval, jwt.min_refresh_gap, Some(metrics.keyring_refreshes.clone()));
     metrics.registry().register(Box::new(KeyringAgeCollector::new("gateway_keyring_age_seconds", keyring.clone())?))?;
-    if matches!(config.keyring, KeyringConfig::SecretsManager { .. }) {
+    if matches!(config.keyring, KeyringConfig::SecretsManager { .. } | KeyringConfig::Jwks { .. }) {
         metrics.keyring_refresh_interval.set(i64::try_from(jwt.refresh_interval.as_secs()).unwrap_or(i64::MAX));
     }
     let origin = &config.auth.origin;

@@ -7,6 +7,7 @@
 mod api;
 mod flood;
 mod harness;
+mod jwks;
 mod metrics;
 mod migration;
 mod process;

@@ -107,7 +107,7 @@ impl Config {
             cache: TokenCacheSettings::try_from(&f.cache)?,
             shutdown: ShutdownSettings::try_from(&f.shutdown)?,
             routes: PublicRoutes::try_from(&f.routes)?,
-            keyring: KeyringConfig::from_source(env)?,
+            keyring: KeyringConfig::for_gateway(env, &f.auth.url)?,
         };
         config.check_across_sections()?;
         Ok(config)

@@ -12,9 +12,11 @@ mod claims;
 mod config;
 mod header;
 pub mod jwk;
+pub mod jwks_source;
 mod private_key;
 mod rejection;
 pub mod secrets_manager;
+pub mod signing_key;
 pub mod store;
 mod token;
 
@@ -27,7 +29,7 @@ use sha2::Sha256;
 
 pub use alg::{Alg, UnknownAlg};
 pub use claims::{AUDIENCE, Claims, DEFAULT_LEEWAY_SECS, DEFAULT_MAX_LIFETIME_SECS, ISSUER, TokenRules};
-pub use config::KeyringConfig;
+pub use config::{JWKS_PATH, KeyringConfig, read_alg};
 pub use jwk::{JwkError, Jwks, PublicJwk};
 pub use private_key::{PrivateKey, PrivateKeyError};
 pub use rejection::Rejection;

@@ -62,16 +62,30 @@ impl SecretsManagerSource {
             .await
     }
 
-    async fn stage(&self, stage: &str) -> Result<Option<Secret>, String> {
+    /// The `SecretString` of the version labelled `stage` and its creation time (unix seconds,
+    /// when Secrets Manager gives one); `None` when no version has that label.
+    pub(crate) async fn version(&self, stage: &str) -> Result<Option<(Secret, Option<i64>)>, String> {
         let result = self.client().await.get_secret_value().secret_id(&self.arn).version_stage(stage).send().await;
         match result {
             Ok(out) => {
                 let text = out.secret_string().ok_or_else(|| format!("{stage} has no SecretString"))?;
-                parse_secret_string(text).map(Some).map_err(|e| format!("{stage}: {e}"))
+                Ok(Some((Secret::new(text), out.created_date().map(|d| d.secs()))))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
             Err(e) => Err(format!("{stage}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e))),
         }
+    }
+
+    async fn stage(&self, stage: &str) -> Result<Option<Secret>, String> {
+        match self.version(stage).await? {
+            Some((text, _)) => parse_secret_string(text.expose()).map(Some).map_err(|e| format!("{stage}: {e}")),
+            None => Ok(None),
+        }
+    }
+
+    /// The secret's name or ARN.
+    pub(crate) fn arn(&self) -> &str {
+        &self.arn
     }
 }
 
