@@ -12,6 +12,7 @@
 mod command;
 pub mod prometheus;
 mod running;
+mod signing;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -22,6 +23,7 @@ use anyhow::{Context, Result, bail};
 pub use command::{Env, Launch, Probe};
 use gateway::config::SidecarFile;
 use platform::Secret;
+use platform::keyring::Alg;
 pub use prometheus::{Job, PrometheusSettings, ScrapeTarget};
 pub use running::RunningService;
 
@@ -119,6 +121,14 @@ pub enum KeyringSource {
     Secret { current: Secret, previous: Option<Secret> },
     /// `JWT_SECRET_ARN`: AWSCURRENT and AWSPREVIOUS from Secrets Manager at `endpoint`.
     SecretsManager { arn: String, endpoint: AwsEndpoint },
+    /// auth-svc in RS256/EdDSA mode: `JWT_ALG` + `JWT_PRIVATE_KEY` (PKCS#8 PEM) and
+    /// optionally `JWT_PRIVATE_KEY_PREVIOUS` (published, never signs).
+    PrivateKey { alg: Alg, current: Secret, previous: Option<Secret> },
+    /// auth-svc in RS256/EdDSA mode: `JWT_ALG` + `JWT_SECRET_ARN` = the key secret at
+    /// `endpoint`; `JWT_PUBLISH_DELAY_SECS` when given (default 480 s).
+    KeySecret { alg: Alg, arn: String, endpoint: AwsEndpoint, publish_delay_secs: Option<u64> },
+    /// The gateway in RS256/EdDSA mode: `JWT_ALG` only; it loads auth-svc's JWKS.
+    Jwks { alg: Alg },
 }
 
 impl fmt::Debug for KeyringSource {
@@ -132,6 +142,20 @@ impl fmt::Debug for KeyringSource {
             KeyringSource::SecretsManager { arn, endpoint } => {
                 f.debug_struct("SecretsManager").field("arn", arn).field("endpoint", endpoint).finish()
             }
+            KeyringSource::PrivateKey { alg, previous, .. } => f
+                .debug_struct("PrivateKey")
+                .field("alg", alg)
+                .field("current", &"[redacted]")
+                .field("previous", &previous.as_ref().map(|_| "[redacted]"))
+                .finish(),
+            KeyringSource::KeySecret { alg, arn, endpoint, publish_delay_secs } => f
+                .debug_struct("KeySecret")
+                .field("alg", alg)
+                .field("arn", arn)
+                .field("endpoint", endpoint)
+                .field("publish_delay_secs", publish_delay_secs)
+                .finish(),
+            KeyringSource::Jwks { alg } => f.debug_struct("Jwks").field("alg", alg).finish(),
         }
     }
 }
@@ -156,13 +180,22 @@ impl KeyringSource {
                     None => env.unset("JWT_SECRET_PREVIOUS"),
                 }
                 env.unset("JWT_SECRET_ARN");
+                signing::hs256(env);
             }
             KeyringSource::SecretsManager { arn, endpoint } => {
                 env.set("JWT_SECRET_ARN", arn);
                 env.unset("JWT_SECRET");
                 env.unset("JWT_SECRET_PREVIOUS");
                 endpoint.env(env);
+                signing::hs256(env);
             }
+            KeyringSource::PrivateKey { alg, current, previous } => {
+                signing::private_key(env, *alg, current, previous.as_ref());
+            }
+            KeyringSource::KeySecret { alg, arn, endpoint, publish_delay_secs } => {
+                signing::key_secret(env, *alg, arn, endpoint, *publish_delay_secs);
+            }
+            KeyringSource::Jwks { alg } => signing::jwks(env, *alg),
         }
     }
 }

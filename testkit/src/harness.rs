@@ -8,10 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use devstack::launch::RunningService;
-use devstack::launch::{
-    self, AuthSvcSettings, Binaries, KeyringSource, Probe, ServiceSettings, TaskSvcSettings, loopback,
-};
+use devstack::launch::{self, AuthSvcSettings, Binaries, Probe, ServiceSettings, TaskSvcSettings, loopback};
+pub use devstack::launch::{KeyringSource, RunningService};
 use devstack::postgres::free_port;
 use devstack::process::Output;
 use gateway::config::SidecarFile;
@@ -66,7 +64,17 @@ fn service(db_url: &str) -> ServiceSettings {
 
 /// auth-svc on `db_url`, signing with `secret` (and verifying `previous`).
 pub async fn start_auth(db_url: &str, secret: &str, previous: Option<&str>) -> RunningService {
-    let settings = AuthSvcSettings::new(service(db_url), KeyringSource::rotating(secret, previous));
+    start_auth_with(AuthSvcSettings::new(service(db_url), KeyringSource::rotating(secret, previous))).await
+}
+
+/// auth-svc's test settings on `db_url` (free loopback ports) with `keyring`, to adjust or to
+/// learn its address before [`start_auth_with`].
+pub fn auth_settings(db_url: &str, keyring: KeyringSource) -> AuthSvcSettings {
+    AuthSvcSettings::new(service(db_url), keyring)
+}
+
+/// auth-svc with `settings`; returns once `/auth/health` answers.
+pub async fn start_auth_with(settings: AuthSvcSettings) -> RunningService {
     let (addr, metrics) = (settings.service.listen, settings.service.metrics);
     let launch = settings.launch("auth-svc", &bin("auth-svc")).output(Output::File(log_file("auth-svc", addr.port())));
     RunningService::start("auth-svc", &launch, addr, metrics, Duration::from_secs(60)).await.unwrap()

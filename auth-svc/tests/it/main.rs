@@ -12,4 +12,5 @@ mod metrics;
 mod migration;
 mod process;
 mod revocation;
+mod signing_key;
 mod throttle;
