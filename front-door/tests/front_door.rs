@@ -393,3 +393,20 @@ async fn auth_validate_is_internal() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(j["target"], "auth-1");
 }
+
+/// The JWKS is public: the front door routes it to auth-svc without a token (the ALB's JWT
+/// verification and outside verifiers fetch it there), unchanged, on the public listener and on
+/// the Cloud Map stand-in the gateways use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwks_reaches_auth_svc_publicly() {
+    let (door, base) = door().await;
+    let (status, j) = get(&format!("{base}/auth/.well-known/jwks.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(j["target"].as_str().unwrap().starts_with("auth-"), "{j}");
+    assert_eq!(j["uri"], "/auth/.well-known/jwks.json");
+    assert!(j["headers"].get("authorization").is_none());
+    let discovery = format!("http://{}", door.internal_addr().unwrap());
+    let (status, j) = get(&format!("{discovery}/auth/.well-known/jwks.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(j["target"].as_str().unwrap().starts_with("auth-"), "{j}");
+}
