@@ -96,7 +96,11 @@ pub fn test_sidecar() -> SidecarFile {
     f.server.threads = 2;
     f.upstream.read_timeout_ms = 10_000;
     f.upstream.write_timeout_ms = 5000;
-    f.upstream.connect_timeout_ms = 500;
+    // Generous: a loopback connect only takes long when a busy machine's accept queue drops a
+    // SYN, whose retransmission comes after 1 s; no test here is about connect timeouts (a
+    // refused connection is immediate), and 200 concurrent requests must not turn into 504s.
+    f.upstream.connect_timeout_ms = 5000;
+    f.upstream.total_connect_timeout_ms = 10_000;
     f.auth.resolve_interval_secs = 1;
     f.auth.deadline_ms = 1000;
     f.auth.rate_limit_per_sec = 20;

@@ -1,0 +1,135 @@
+//! What a run is asked for ([`Options`]) and what it reports ([`Storage`], [`ProcessInfo`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use front_door::FrontDoorConfig;
+
+use crate::launch::KeyringSource;
+use crate::logs::LogSink;
+use crate::monitoring::PrometheusOptions;
+
+/// What to start, and how. [`Options::new`] gives the run command's defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The front door (ALB stand-in) port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    pub auth_instances: usize,
+    pub task_instances: usize,
+    /// First of the internal ports, used consecutively (see [`Stack::start`](super::Stack::start)); `None` picks
+    /// free ports.
+    pub base_port: Option<u16>,
+    /// PostgreSQL's port; `None` picks a free one.
+    pub pg_port: Option<u16>,
+    /// Keeps the cluster and the run's files here between runs; `None` uses a temporary
+    /// directory that is removed on shutdown.
+    pub data_dir: Option<PathBuf>,
+    /// Use this server instead of starting a cluster (the services migrate it on start).
+    pub database_url: Option<String>,
+    /// Where the auth-svc, task-svc and gateway binaries are.
+    pub bin_dir: PathBuf,
+    /// The gateway's config file (the repository's `sidecar.toml`).
+    pub sidecar_config: PathBuf,
+    /// Overrides `[shutdown] grace_period_secs` of the sidecar config (in a copy in the run
+    /// directory): pingora waits the whole grace on SIGTERM even when idle.
+    pub gateway_grace_secs: Option<u64>,
+    /// Overrides `[shutdown] graceful_shutdown_timeout_secs` likewise.
+    pub gateway_shutdown_timeout_secs: Option<u64>,
+    /// `SHUTDOWN_GRACE_SECS` for auth-svc and task-svc; `None` keeps their default (20 s).
+    pub service_grace_secs: Option<u64>,
+    pub front_door: FrontDoorConfig,
+    /// The shared HS256 secret; `None` generates 32 random bytes (hex) for this run.
+    pub jwt_secret: Option<String>,
+    /// Where every auth-svc and gateway gets its keyring; `None` is `jwt_secret` (JWT_SECRET).
+    /// Tests pass Secrets Manager on moto to rotate keys as on ECS.
+    pub keyring: Option<KeyringSource>,
+    /// `JWT_KEYRING_REFRESH_SECS` per auth-svc instance (index 0 is auth-1); instances beyond
+    /// the list keep the default. Lets a test hold two instances on different keyrings.
+    pub auth_keyring_refresh_secs: Vec<u64>,
+    /// `table.key = value` changes to the gateways' config (schema-checked, e.g.
+    /// `("revocation.poll_interval_secs", "1")`).
+    pub sidecar_set: Vec<(String, String)>,
+    pub logs: LogSink,
+    /// How long each process may take to become healthy.
+    pub ready_timeout: Duration,
+    /// The local Prometheus scraping every process; `None` starts none (`--no-prometheus`).
+    pub prometheus: Option<PrometheusOptions>,
+}
+
+impl Options {
+    pub fn new(bin_dir: PathBuf) -> Self {
+        Self {
+            port: 8080,
+            auth_instances: 2,
+            task_instances: 2,
+            base_port: None,
+            pg_port: None,
+            data_dir: None,
+            database_url: None,
+            bin_dir,
+            sidecar_config: repo_root().join("sidecar.toml"),
+            gateway_grace_secs: None,
+            gateway_shutdown_timeout_secs: None,
+            service_grace_secs: None,
+            front_door: FrontDoorConfig::default(),
+            jwt_secret: None,
+            keyring: None,
+            auth_keyring_refresh_secs: Vec::new(),
+            sidecar_set: Vec::new(),
+            logs: LogSink::stdout(),
+            ready_timeout: Duration::from_secs(60),
+            prometheus: Some(PrometheusOptions::default()),
+        }
+    }
+}
+
+/// The workspace root this crate was built from (where `sidecar.toml` and `Cargo.toml` are).
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// 32 random bytes, hex: the run's JWT secret (the services refuse fewer than 32 bytes).
+pub fn generate_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The database of a run, as the banner names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// `--data-dir`: a cluster kept in this directory, with PostgreSQL's durable defaults.
+    DataDir(PathBuf),
+    /// A temporary cluster tuned for speed (fsync off), removed on exit.
+    Throwaway,
+    /// `DATABASE_URL` / `--database-url`: a server this run does not manage.
+    External,
+}
+
+impl Storage {
+    /// One line for the banner and the log.
+    pub fn describe(&self) -> String {
+        match self {
+            Storage::DataDir(dir) => {
+                format!("durable: kept in {} with fsync, synchronous_commit and full_page_writes on", dir.display())
+            }
+            Storage::Throwaway => {
+                "throwaway and fast: fsync off, removed on exit (use --data-dir to keep data safely)".to_owned()
+            }
+            Storage::External => "external: DATABASE_URL, durability as that server is configured".to_owned(),
+        }
+    }
+}
+
+/// A running child, for the run command's banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub name: String,
+    pub pid: u32,
+    pub addr: SocketAddr,
+    /// Its Prometheus endpoint (`/metrics`).
+    pub metrics: SocketAddr,
+}

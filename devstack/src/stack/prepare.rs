@@ -1,0 +1,101 @@
+//! The checks and reservations before anything starts: a missing binary, config or program,
+//! or a taken port, fails the run with a message saying what to do, and nothing is left running.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use gateway::config::SidecarFile;
+use tokio::net::TcpListener;
+
+use super::Options;
+use super::child::Ports;
+use crate::launch::Binaries;
+use crate::logs::LogSink;
+use crate::monitoring::PrometheusPort;
+
+/// Everything a run needs that is not started by it.
+pub(super) struct Prerequisites {
+    pub(super) auth_bin: PathBuf,
+    pub(super) task_bin: PathBuf,
+    pub(super) gateway_bin: PathBuf,
+    /// The gateways' config, with the run's overrides applied.
+    pub(super) sidecar: SidecarFile,
+    /// Prometheus' program and listen address, unless it is off.
+    pub(super) prometheus: Option<(PathBuf, SocketAddr)>,
+}
+
+/// Finds the binaries and programs and reads the gateway config; logs when Prometheus' preferred
+/// port is taken and another is used.
+pub(super) fn check(opts: &Options, logs: &LogSink) -> Result<Prerequisites> {
+    if opts.auth_instances == 0 || opts.task_instances == 0 {
+        bail!("at least one auth-svc instance and one task are needed");
+    }
+    let binaries = Binaries::new(&opts.bin_dir);
+    let (auth_bin, task_bin, gateway_bin) =
+        (binaries.path("auth-svc")?, binaries.path("task-svc")?, binaries.path("gateway")?);
+    let sidecar = sidecar_config(opts)?;
+
+    // PostgreSQL's binaries, checked before anything starts: the message says how to
+    // install them.
+    if opts.database_url.is_none() {
+        crate::postgres::bin_dir()?;
+    }
+    // Prometheus' binary and port likewise.
+    let prometheus = match &opts.prometheus {
+        Some(p) => Some((p.find_program()?, p.pick_addr()?)),
+        None => None,
+    };
+    if let (Some(p), Some((_, addr))) = (&opts.prometheus, &prometheus)
+        && let PrometheusPort::Preferred(port) = p.port
+        && addr.port() != port
+    {
+        logs.line("devstack", &format!("127.0.0.1:{port} is taken (another Prometheus?): Prometheus uses {addr}"));
+    }
+    Ok(Prerequisites { auth_bin, task_bin, gateway_bin, sidecar, prometheus })
+}
+
+/// `opts.sidecar_config` with the shutdown overrides and `sidecar_set` applied.
+fn sidecar_config(opts: &Options) -> Result<SidecarFile> {
+    if !opts.sidecar_config.exists() {
+        bail!("gateway config {} not found (pass --sidecar-config)", opts.sidecar_config.display());
+    }
+    let mut sidecar = SidecarFile::read(&opts.sidecar_config).context("the gateway config (--sidecar-config)")?;
+    if let Some(grace) = opts.gateway_grace_secs {
+        sidecar.shutdown.grace_period_secs = grace;
+    }
+    if let Some(timeout) = opts.gateway_shutdown_timeout_secs {
+        sidecar.shutdown.graceful_shutdown_timeout_secs = timeout;
+    }
+    for (key, value) in &opts.sidecar_set {
+        sidecar.set(key, value).map_err(|e| anyhow::anyhow!("gateway config: {e}"))?;
+    }
+    Ok(sidecar)
+}
+
+/// The front door's two listeners, bound first so that a taken port fails the run before
+/// anything is started.
+pub(super) struct Listeners {
+    /// The ALB stand-in (`--port`).
+    pub(super) public: TcpListener,
+    /// The Cloud Map stand-in the gateways reach auth-svc through (the first internal port).
+    pub(super) internal: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both; `ports` records them so no later internal port repeats them.
+    pub(super) async fn bind(opts: &Options, ports: &mut Ports) -> Result<Self> {
+        let public = front_door::bind(opts.port, "front door", "--port").await?;
+        let internal = front_door::bind(ports.take("auth discovery")?, "auth discovery", "--base-port").await?;
+        ports.used.insert(internal.local_addr()?.port());
+        if let Ok(a) = public.local_addr() {
+            ports.used.insert(a.port());
+        }
+        Ok(Self { public, internal })
+    }
+
+    /// The internal listener's port.
+    pub(super) fn internal_port(&self) -> Result<u16> {
+        Ok(self.internal.local_addr()?.port())
+    }
+}
