@@ -79,6 +79,12 @@ struct Args {
     #[arg(long)]
     no_prometheus: bool,
 
+    /// Token signing: HS256 (a secret shared by auth-svc and the gateways), or RS256/EdDSA with
+    /// a key pair generated for the run: auth-svc alone holds the private key, the gateways
+    /// verify with its JWKS (/auth/.well-known/jwks.json).
+    #[arg(long, value_name = "ALG", default_value = "HS256", value_parser = ["HS256", "RS256", "EdDSA"])]
+    jwt_alg: String,
+
     /// Do not run `cargo build` for the sibling binaries even when launched by cargo.
     #[arg(long)]
     no_build: bool,
@@ -153,6 +159,7 @@ async fn run(args: Args, logs: LogSink) -> Result<()> {
     opts.sidecar_config = args.sidecar_config;
     opts.gateway_grace_secs = args.gateway_grace;
     opts.service_grace_secs = args.service_grace;
+    opts.jwt_alg = args.jwt_alg.parse().map_err(|e| anyhow::anyhow!("--jwt-alg: {e}"))?;
     opts.front_door = FrontDoorConfig {
         health: HealthCheck { interval: Duration::from_millis(args.health_interval_ms), ..HealthCheck::default() },
         ..FrontDoorConfig::default()
@@ -208,6 +215,19 @@ fn prometheus_lines(stack: &Stack) -> String {
     }
 }
 
+/// The banner's signing mode: who holds which key.
+fn signing_line(stack: &Stack) -> String {
+    let alg = stack.jwt_alg();
+    if alg.is_asymmetric() {
+        format!(
+            "{alg} (auth-svc's key, generated for this run; gateways verify with {}/auth/.well-known/jwks.json)",
+            stack.url()
+        )
+    } else {
+        "HS256 (one secret shared by auth-svc and the gateways, generated for this run)".to_owned()
+    }
+}
+
 fn banner(stack: &Stack) -> String {
     let url = stack.url();
     let alb = url.trim_start_matches("http://");
@@ -224,6 +244,7 @@ fn banner(stack: &Stack) -> String {
  Task Management API is running: {url}
    /auth, /auth/*   -> auth-svc instances      /tasks, /tasks/* -> gateways -> task-svc
    gateways reach auth-svc at {discovery} (Cloud Map stand-in)
+   token signing: {signing}
    database: {storage}
 {processes}{prometheus}
 
@@ -242,6 +263,7 @@ fn banner(stack: &Stack) -> String {
  Stop with Ctrl-C (or SIGTERM).
 ================================================================================"#,
         discovery = stack.auth_discovery_url(),
+        signing = signing_line(stack),
         storage = stack.storage().describe(),
         prometheus = prometheus_lines(stack),
     )

@@ -16,6 +16,7 @@ mod options;
 mod prepare;
 mod processes;
 mod shutdown;
+mod signing;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use front_door::{BackendStatus, FrontDoor};
 
-use crate::launch::{KeyringSource, loopback};
+use crate::launch::loopback;
 use crate::logs::LogSink;
 use crate::postgres::Cluster;
 use child::{Child, Ports, RunDir, TaskPair};
@@ -46,6 +47,7 @@ pub struct Stack {
     database_url: String,
     storage: Storage,
     jwt_secret: String,
+    jwt_alg: platform::keyring::Alg,
     logs: LogSink,
     gateway_grace_secs: u64,
     gateway_stop_wait: Duration,
@@ -68,13 +70,17 @@ impl Stack {
         let run_dir = RunDir::create(opts.data_dir.as_deref())?;
         let jwt_secret = opts.jwt_secret.clone().unwrap_or_else(generate_secret);
 
+        let (auth_keyring, gateway_keyring) = signing::keyrings(&opts, &jwt_secret)?;
+        let jwt_alg = signing::mode(&auth_keyring);
+
         let database = database::start(&opts, &mut ports, &run_dir, &logs).await?;
 
         let plan = Plan {
             opts: &opts,
             prerequisites: &prerequisites,
             database_url: &database.url,
-            keyring: opts.keyring.clone().unwrap_or_else(|| KeyringSource::secret(&jwt_secret)),
+            keyring: auth_keyring,
+            gateway_keyring,
             run_dir: &run_dir.path,
             logs: &logs,
         };
@@ -100,6 +106,7 @@ impl Stack {
             database_url: database.url,
             storage: database.storage,
             jwt_secret,
+            jwt_alg,
             logs,
             gateway_grace_secs: prerequisites.sidecar.shutdown.grace_period_secs,
             gateway_stop_wait: gateway_stop + slack,
@@ -153,6 +160,11 @@ impl Stack {
 
     pub fn jwt_secret(&self) -> &str {
         &self.jwt_secret
+    }
+
+    /// How tokens are signed in this run (`--jwt-alg`, or the mode of `Options::keyring`).
+    pub fn jwt_alg(&self) -> platform::keyring::Alg {
+        self.jwt_alg
     }
 
     pub fn run_dir(&self) -> &Path {

@@ -11,6 +11,7 @@ use devstack::logs::LogSink;
 use devstack::monitoring::{PrometheusOptions, PrometheusPort};
 use devstack::stack::{Options, Stack};
 use front_door::{BackendStatus, FrontDoorConfig, HealthCheck};
+use platform::keyring::Alg;
 pub use testkit::accounts::{PASSWORD, login, register};
 pub use testkit::api::call;
 pub use testkit::{Http, Reply, client};
@@ -28,12 +29,22 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// The signing mode of the suite: `E2E_JWT_ALG` (HS256, RS256 or EdDSA; default HS256), so the
+/// whole suite can run in each mode (`E2E_JWT_ALG=RS256 cargo nextest run ...`).
+pub fn jwt_alg() -> Alg {
+    match std::env::var("E2E_JWT_ALG") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().unwrap_or_else(|e| panic!("E2E_JWT_ALG={v:?}: {e}")),
+        _ => Alg::HS256,
+    }
+}
+
 /// The run command's options with test timings: any free port, fast health checks, short
-/// shutdown graces, and no Prometheus (only the `prometheus` module needs one: see
-/// [`prometheus_options`]).
+/// shutdown graces, no Prometheus (only the `prometheus` module needs one: see
+/// [`prometheus_options`]), and the signing mode of [`jwt_alg`].
 pub fn options() -> Options {
     let mut opts = Options::new(bin_dir());
     opts.port = 0;
+    opts.jwt_alg = jwt_alg();
     opts.front_door = FrontDoorConfig {
         health: HealthCheck {
             interval: Duration::from_millis(150),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use front_door::FrontDoorConfig;
 
+use platform::keyring::Alg;
+
 use crate::launch::KeyringSource;
 use crate::logs::LogSink;
 use crate::monitoring::PrometheusOptions;
@@ -39,9 +41,14 @@ pub struct Options {
     /// `SHUTDOWN_GRACE_SECS` for auth-svc and task-svc; `None` keeps their default (20 s).
     pub service_grace_secs: Option<u64>,
     pub front_door: FrontDoorConfig,
+    /// How tokens are signed when `keyring` is `None`: HS256 (the shared `jwt_secret`), or
+    /// RS256/EdDSA with a key pair generated for the run (auth-svc holds the private key, the
+    /// gateways verify with its JWKS).
+    pub jwt_alg: Alg,
     /// The shared HS256 secret; `None` generates 32 random bytes (hex) for this run.
     pub jwt_secret: Option<String>,
-    /// Where every auth-svc and gateway gets its keyring; `None` is `jwt_secret` (JWT_SECRET).
+    /// Where every auth-svc and gateway gets its keyring; `None` follows `jwt_alg`. An RS256/EdDSA
+    /// signing key here goes to auth-svc only; the gateways then load its JWKS.
     /// Tests pass Secrets Manager on moto to rotate keys as on ECS.
     pub keyring: Option<KeyringSource>,
     /// `JWT_KEYRING_REFRESH_SECS` per auth-svc instance (index 0 is auth-1); instances beyond
@@ -73,6 +80,7 @@ impl Options {
             gateway_shutdown_timeout_secs: None,
             service_grace_secs: None,
             front_door: FrontDoorConfig::default(),
+            jwt_alg: Alg::HS256,
             jwt_secret: None,
             keyring: None,
             auth_keyring_refresh_secs: Vec::new(),

@@ -21,7 +21,10 @@ pub(super) struct Plan<'a> {
     pub(super) opts: &'a Options,
     pub(super) prerequisites: &'a Prerequisites,
     pub(super) database_url: &'a str,
+    /// auth-svc's keyring.
     pub(super) keyring: KeyringSource,
+    /// The gateways' keyring (auth-svc's JWKS in RS256/EdDSA mode).
+    pub(super) gateway_keyring: KeyringSource,
     pub(super) run_dir: &'a Path,
     pub(super) logs: &'a LogSink,
 }
@@ -74,7 +77,7 @@ impl Plan<'_> {
                     gw_metrics,
                     svc_addr,
                     auth_url,
-                    self.keyring.clone(),
+                    self.gateway_keyring.clone(),
                 )
             };
             gateway_stop = gateway.stop_timeout();

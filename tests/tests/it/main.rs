@@ -11,5 +11,6 @@ mod phase8;
 mod prometheus;
 mod revocation;
 mod rotation;
+mod signing;
 mod sigterm;
 mod startup_errors;
