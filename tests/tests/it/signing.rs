@@ -1,6 +1,7 @@
 //! The RS256 and EdDSA signing modes on the whole local stack: auth-svc alone holds the private
 //! key, the gateways verify with its JWKS. The guide's flow (register, login, create a task)
-//! through the front door in each mode, and a signing-key rotation under steady load in RS256
+//! through the front door in each mode (the token also checked by docs/examples/verify_jwt.py,
+//! PyJWT against the front door's JWKS), and a signing-key rotation under steady load in RS256
 //! as the runbook does it (one `put-secret-value`, no restart): no request fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -56,8 +57,41 @@ async fn register_login_and_create_a_task_in_rs256_and_eddsa() {
         let forged = with_kid(&forged, &kid);
         let r = call(&c, Method::GET, &format!("{base}/tasks"), Some(&forged), None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{alg}: {}", r.json);
+
+        // The documented outside verifier (PyJWT against the front door's JWKS) agrees.
+        let jwks_url = format!("{base}/auth/.well-known/jwks.json");
+        let (code, stdout, stderr) = verify_jwt_py(&jwks_url, &token).await;
+        assert_eq!(code, 0, "{alg}: {stderr}");
+        let claims: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(claims["username"], name.as_str());
+        let (code, _, stderr) = verify_jwt_py(&jwks_url, &forged).await;
+        assert_eq!(code, 1, "{alg}: the forged token must be refused: {stderr}");
+        assert!(stderr.contains("refused"), "{stderr}");
         stack.shutdown().await.unwrap();
     }
+}
+
+/// The project's Python (`$VENV`, else the repository's `.venv`, where scripts/setup.sh
+/// installs PyJWT from scripts/requirements.txt).
+fn python() -> std::path::PathBuf {
+    let venv = std::env::var_os("VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| devstack::stack::repo_root().join(".venv"));
+    venv.join("bin/python")
+}
+
+/// Runs docs/examples/verify_jwt.py: (exit code, stdout, stderr).
+async fn verify_jwt_py(jwks_url: &str, token: &str) -> (i32, String, String) {
+    let script = devstack::stack::repo_root().join("docs/examples/verify_jwt.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(python()).arg(&script).arg(jwks_url).arg(token).output(),
+    )
+    .await
+    .expect("verify_jwt.py finished within 60 s")
+    .unwrap_or_else(|e| panic!("{}: {e} (scripts/setup.sh test installs the venv)", python().display()));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
 fn now() -> i64 {
