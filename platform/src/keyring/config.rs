@@ -166,7 +166,7 @@ impl KeyringConfig {
 fn private_key(pem: &Secret, alg: Alg, key: &str) -> Result<PrivateKey, ConfigError> {
     let k = PrivateKey::from_pkcs8_pem(pem.expose()).map_err(|e| ConfigError::new(key, e.to_string()))?;
     if k.alg() != alg {
-        return Err(ConfigError::new(key, format!("is a {} key but JWT_ALG is {alg}", k.alg())));
+        return Err(ConfigError::new(key, format!("holds a key for {}, but JWT_ALG is {alg}", k.alg())));
     }
     Ok(k)
 }

@@ -33,7 +33,7 @@ pub fn parse_key_document(text: &Secret) -> Result<PrivateKey, String> {
     let alg: Alg = doc.alg.parse().map_err(|e| format!("\"alg\" {e}"))?;
     let key = PrivateKey::from_pkcs8_pem(&doc.private_key).map_err(|e| format!("\"private_key\": {e}"))?;
     if key.alg() != alg {
-        return Err(format!("\"alg\" is {alg} but \"private_key\" is a {} key", key.alg()));
+        return Err(format!("\"alg\" is {alg} but \"private_key\" holds a key for {}", key.alg()));
     }
     Ok(key)
 }
@@ -57,7 +57,7 @@ pub fn select(
     publish_delay: Duration,
 ) -> Result<Keyring, String> {
     if current.key.alg() != alg {
-        return Err(format!("AWSCURRENT holds a {} key but JWT_ALG is {alg}", current.key.alg()));
+        return Err(format!("AWSCURRENT holds a key for {}, but JWT_ALG is {alg}", current.key.alg()));
     }
     let delay = i64::try_from(publish_delay.as_secs()).unwrap_or(i64::MAX);
     let published = current.created.is_none_or(|c| c.saturating_add(delay) <= now);
@@ -154,7 +154,7 @@ mod tests {
         let doc = |alg: &str| Secret::new(serde_json::json!({"alg": alg, "private_key": pem.expose()}).to_string());
         assert_eq!(parse_key_document(&doc("EdDSA")).unwrap().alg(), Alg::EdDSA);
         let err = parse_key_document(&doc("RS256")).unwrap_err();
-        assert!(err.contains("EdDSA key") && !err.contains("PRIVATE"), "{err}");
+        assert!(err.contains("a key for EdDSA") && !err.contains("PRIVATE"), "{err}");
         assert!(parse_key_document(&doc("none")).is_err());
         let err = parse_key_document(&Secret::new(r#"{"alg":"EdDSA","private_key":"hunter2"}"#)).unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
