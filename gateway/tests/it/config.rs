@@ -7,7 +7,10 @@ fn run_gateway(toml: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let path = log_dir().join(format!("bad-{}.toml", uuid::Uuid::new_v4().simple()));
     std::fs::write(&path, toml).unwrap();
     let mut cmd = std::process::Command::new(bin("gateway"));
-    cmd.arg("--config").arg(&path).env_remove("JWT_SECRET").env_remove("JWT_SECRET_ARN");
+    cmd.arg("--config").arg(&path);
+    for k in ["JWT_SECRET", "JWT_SECRET_PREVIOUS", "JWT_SECRET_ARN", "JWT_ALG", "JWT_PRIVATE_KEY"] {
+        cmd.env_remove(k);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -41,4 +44,18 @@ fn bad_config_fails_fast_naming_the_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
+}
+
+/// RS256/EdDSA: the gateway must not be able to sign, so any secret or private key setting
+/// stops it at start, naming the variable and never echoing its value; a bad JWT_ALG too.
+#[test]
+fn asymmetric_modes_refuse_every_key_setting() {
+    for (alg, key) in [("RS256", "JWT_SECRET"), ("EdDSA", "JWT_SECRET_ARN"), ("RS256", "JWT_PRIVATE_KEY")] {
+        let (code, err) = run_gateway("", &[("JWT_ALG", alg), (key, OLD_SECRET)]);
+        assert_eq!(code, Some(78), "{alg} {key}: {err}");
+        assert!(err.contains(key) && !err.contains(OLD_SECRET), "{err}");
+    }
+    let (code, err) = run_gateway("", &[("JWT_ALG", "none")]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("JWT_ALG"), "{err}");
 }

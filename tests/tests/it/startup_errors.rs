@@ -50,3 +50,14 @@ async fn a_missing_prometheus_says_how_to_install_it_or_turn_it_off() {
     assert!(err.contains("prometheus not found") && err.contains("apt-get install prometheus"), "{err}");
     assert!(err.contains("--no-prometheus"), "{err}");
 }
+
+#[test]
+fn the_run_command_takes_a_signing_mode_and_names_a_bad_one() {
+    let devstack = bin_dir().join("devstack");
+    let out = std::process::Command::new(&devstack).args(["--jwt-alg", "none", "--no-build"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--jwt-alg") && err.contains("RS256") && err.contains("EdDSA"), "{err}");
+    let help = std::process::Command::new(&devstack).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--jwt-alg <ALG>"));
+}
