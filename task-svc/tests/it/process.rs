@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use testkit::launch::{Launch, Logging, ServiceSettings, TaskSvcSettings, loopback};
 use testkit::postgres::{Cluster, Durability, free_port};
 use testkit::process::{Output, Process, healthcheck_exit_code};
-use testkit::{TestDatabase, client};
+use testkit::{TestDatabase, client, wait};
 
 const BIN: &str = env!("CARGO_BIN_EXE_task-svc");
 
@@ -131,10 +131,13 @@ async fn sigterm_lets_the_in_flight_request_finish() {
     db.wait_for_lock_waiter(Duration::from_secs(30)).await;
     assert!(!put.is_finished(), "the request is in flight");
     svc.terminate().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // New connections are refused once shutdown has begun; the process stays to drain.
+    wait::until("the listener closed after SIGTERM", Duration::from_secs(10), || {
+        wait::refuses_connections(loopback(port))
+    })
+    .await;
     assert!(svc.is_running(), "still draining the in-flight request");
-    // New connections are refused once shutdown has begun.
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "listener closed");
+    assert!(!put.is_finished(), "the request is still in flight");
     lock.commit().await.unwrap();
 
     let r = put.await.unwrap().unwrap();
