@@ -184,7 +184,7 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
             ..ServiceSettings::new(&db.url, loopback(port))
         },
         unix_socket: None,
-        logging: Logging::json(),
+        logging: Logging { filter: Some("info".into()), ..Logging::json() },
     };
     let launch = settings.launch("task-svc", Path::new(BIN)).output(Output::File(log.clone()));
     let mut svc = launch.start(Duration::from_secs(60)).await.unwrap();
@@ -226,6 +226,10 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
         }
     }
     assert!(saw_request_id, "a log line carries the request id:\n{lines}");
+    // At info the access log has the real request, not the health checks (polled on a timer).
+    let access: Vec<&str> = lines.lines().filter(|l| l.contains("finished processing request")).collect();
+    assert!(access.iter().any(|l| l.contains("/tasks/77")), "the request's access line:\n{lines}");
+    assert!(!access.iter().any(|l| l.contains("/tasks/health")), "health checks logged at info:\n{lines}");
     let _ = std::fs::remove_file(&log);
 }
 
