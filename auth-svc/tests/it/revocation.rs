@@ -179,7 +179,8 @@ async fn a_writer_waits_for_an_open_writer_so_seq_order_is_commit_order() {
     let logout = tokio::spawn(async move {
         send(&app, request(Method::POST, "/auth/logout", &[("authorization", &format!("Bearer {token}"))], None)).await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The logout is inside its statement, waiting for the lock the test holds.
+    api.db.wait_for_lock_waiter(Duration::from_secs(30)).await;
     assert!(!logout.is_finished(), "the second writer waits for the first to commit");
     let released = Instant::now();
     tx.commit().await.unwrap();

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::TestDatabase;
 use testkit::harness::*;
+use testkit::wait;
 use tokio::task::JoinSet;
 
 const S1: &str = "rotation-one-0123456789abcdef0123456789abcdef";
@@ -121,7 +122,11 @@ async fn a_flood_of_made_up_kids_cannot_stop_a_real_new_key_from_being_learnt() 
             counts
         });
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The rotation lands while the flood is already over the fallback budget.
+    wait::until("the flood over the fallback budget", Duration::from_secs(20), || async {
+        sample(&scrape(&gateway).await, r#"gateway_fallback_calls_total{outcome="rate_limited"}"#) > 0.0
+    })
+    .await;
 
     moto.rotate("rot/flood", S2).await.unwrap();
     let rotated = Instant::now();

@@ -3,11 +3,10 @@
 //! the previous one for tokens still in flight, keeps the last good keyring when it cannot read.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use testkit::TestDatabase;
-use testkit::free_port;
 use testkit::harness::*;
+use testkit::{TestDatabase, free_port, wait};
 
 const S1: &str = "sm-secret-one-0123456789abcdef0123456789abcdef";
 const S2: &str = "sm-secret-two-0123456789abcdef0123456789abcdef";
@@ -30,8 +29,12 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     let url = gateway.url_for("/tasks");
     let ready = gateway.metrics_url("/ready").unwrap();
 
-    // The secret does not exist yet: not ready, and requests cannot be decided (503, not 401).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The secret does not exist yet: once the gateway has tried to load it and failed, it is
+    // not ready, and requests cannot be decided (503, not 401).
+    wait::until("a failed keyring load", Duration::from_secs(20), || async {
+        sample(&samples(&metrics_text(&gateway).await), r#"gateway_keyring_refreshes_total{outcome="failure"}"#) >= 1.0
+    })
+    .await;
     assert_eq!(c.get(&ready).send().await.unwrap().status(), 503);
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 503);
 
@@ -42,11 +45,10 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
         .send()
         .await
         .unwrap();
-    let t = Instant::now();
-    while c.get(&ready).send().await.unwrap().status() != 200 {
-        assert!(t.elapsed() < Duration::from_secs(20), "gateway not ready after the secret was created");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until("the gateway ready after the secret was created", Duration::from_secs(20), || async {
+        c.get(&ready).send().await.unwrap().status() == 200
+    })
+    .await;
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 200);
     // S2's kid: not in the keyring just re-read, and auth-svc is down: the fresh keyring decides.
     assert_eq!(status(&c, &url, &mint(S2, 1, 600)).await, 401);
@@ -58,16 +60,14 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
         .send()
         .await
         .unwrap();
-    let t = Instant::now();
-    loop {
+    wait::until("the new secret version picked up", Duration::from_secs(15), || async {
         match status(&c, &url, &mint(S2, 1, 600)).await {
-            200 => break,
-            401 | 503 => {}
+            200 => true,
+            401 | 503 => false,
             other => panic!("unexpected status {other} while waiting for the refresh"),
         }
-        assert!(t.elapsed() < Duration::from_secs(15), "new secret version not picked up");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
     // Tokens signed with the previous version keep working during the rotation.
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 200);
 
@@ -75,15 +75,11 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     moto.process.kill();
     let before =
         sample(&samples(&metrics_text(&gateway).await), r#"gateway_keyring_refreshes_total{outcome="failure"}"#);
-    let t = Instant::now();
-    loop {
-        let m = samples(&metrics_text(&gateway).await);
-        if sample(&m, r#"gateway_keyring_refreshes_total{outcome="failure"}"#) > before {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "no failed refresh recorded");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait::until("a failed refresh recorded", Duration::from_secs(20), || async {
+        sample(&samples(&metrics_text(&gateway).await), r#"gateway_keyring_refreshes_total{outcome="failure"}"#)
+            > before
+    })
+    .await;
     assert_eq!(status(&c, &url, &mint(S2, 1, 600)).await, 200);
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 200);
     assert_eq!(c.get(&ready).send().await.unwrap().status(), 200);
