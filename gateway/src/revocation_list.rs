@@ -326,6 +326,17 @@ mod tests {
         assert!(list.is_empty());
     }
 
+    /// No `[jwt] leeway_secs` the gateway accepts outlasts the entries it keeps.
+    #[test]
+    fn no_leeway_outlasts_the_revocations() {
+        use crate::authenticator::JwtSettings;
+        use crate::config::file::JwtSection;
+        let leeway =
+            |secs: i64| JwtSettings::try_from(&JwtSection { leeway_secs: secs as u64, ..JwtSection::default() });
+        assert_eq!(leeway(RETAIN_AFTER_EXP_SECS).unwrap().rules.leeway_secs, RETAIN_AFTER_EXP_SECS as u64);
+        assert_eq!(leeway(RETAIN_AFTER_EXP_SECS + 1).unwrap_err().key, "[jwt] leeway_secs");
+    }
+
     #[test]
     fn purges_run_at_most_once_per_interval() {
         let list = RevocationList::default();
