@@ -59,8 +59,9 @@ impl TryFrom<&RevocationSection> for RevocationSettings {
     }
 }
 
-/// The entries in force. About 26 bytes per revoked token (key, `exp`, table overhead):
-/// 100,000 live revocations take under 4 MiB.
+/// The entries in force. 25 bytes per table bucket (16-byte key, `exp`, a control byte), with
+/// the table between half and seven eighths full: 100,000 live revocations take about 4.3 MiB of
+/// resident memory (measured by the test below).
 #[derive(Debug, Clone, Default)]
 pub struct RevocationSet {
     /// Revoked `jti`s → their token's `exp`.
