@@ -14,6 +14,7 @@ pub mod throttle;
 pub mod token;
 pub mod user;
 pub mod username_conflicts;
+pub mod username_key;
 
 pub use state::AppState;
 

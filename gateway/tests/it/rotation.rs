@@ -58,9 +58,10 @@ async fn a_key_dropped_by_a_refresh_takes_its_cached_tokens_with_it() {
     moto.create_secret("rot/drop", S1).await.unwrap();
     let db = TestDatabase::new().await;
     let task = start_task(&db.url).await;
-    let dead_auth = format!("http://127.0.0.1:{}", testkit::free_port().unwrap());
+    // auth-svc holds none of S1..S3: it serves the revocation list, and says "unknown key id".
+    let stranger = start_auth(&db.url, "stranger-secret-0123456789abcdef0123456789ab", None).await;
     let toml = sidecar(|f| f.jwt.refresh_interval_secs = 1);
-    let gateway = start_gateway(toml, task.addr, &dead_auth, moto.keyring("rot/drop"), true).await;
+    let gateway = start_gateway(toml, task.addr, &stranger.url(), moto.keyring("rot/drop"), true).await;
     let c = client();
     let url = gateway.url_for("/tasks");
     let old = mint(S1, 1, 600);

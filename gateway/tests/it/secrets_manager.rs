@@ -6,11 +6,13 @@
 use std::time::Duration;
 
 use testkit::harness::*;
-use testkit::{TestDatabase, free_port, wait};
+use testkit::{TestDatabase, wait};
 
 const S1: &str = "sm-secret-one-0123456789abcdef0123456789abcdef";
 const S2: &str = "sm-secret-two-0123456789abcdef0123456789abcdef";
 const SECRET_NAME: &str = "task-mgmt/jwt-secret";
+/// auth-svc's secret where it only serves the revocation list: shared with no token here.
+const STRANGER: &str = "stranger-secret-0123456789abcdef0123456789ab";
 
 async fn status(c: &reqwest::Client, url: &str, token: &str) -> u16 {
     c.get(url).bearer_auth(token).send().await.unwrap().status().as_u16()
@@ -21,10 +23,11 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     let mut moto = start_moto().await;
     let db = TestDatabase::new().await;
     let task = start_task(&db.url).await;
-    // auth-svc is deliberately absent: every decision below must be local.
-    let dead_auth = format!("http://127.0.0.1:{}", free_port().unwrap());
+    // auth-svc serves the revocation list (without one the gateway refuses every token) but
+    // holds neither S1 nor S2: every decision below is the gateway's own keyring's.
+    let stranger = start_auth(&db.url, STRANGER, None).await;
     let toml = sidecar(|f| f.jwt.refresh_interval_secs = 1);
-    let gateway = start_gateway(toml, task.addr, &dead_auth, moto.keyring(SECRET_NAME), false).await;
+    let gateway = start_gateway(toml, task.addr, &stranger.url(), moto.keyring(SECRET_NAME), false).await;
     let c = client();
     let url = gateway.url_for("/tasks");
     let ready = gateway.metrics_url("/ready").unwrap();
@@ -50,7 +53,7 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     })
     .await;
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 200);
-    // S2's kid: not in the keyring just re-read, and auth-svc is down: the fresh keyring decides.
+    // S2's kid: not in the keyring just re-read, nor in auth-svc's: refused.
     assert_eq!(status(&c, &url, &mint(S2, 1, 600)).await, 401);
 
     // Rotation: a new version becomes AWSCURRENT, the old one AWSPREVIOUS.
