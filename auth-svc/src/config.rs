@@ -146,6 +146,18 @@ mod tests {
         assert_eq!(Config::from_source(&env).unwrap_err().key, "JWT_SECRET_ARN");
     }
 
+    /// Revocations are kept `RETAIN_AFTER_EXP_SECS` past `exp`: no leeway may be longer, or a
+    /// revoked token would be accepted again after its entry is gone.
+    #[test]
+    fn no_leeway_outlasts_the_revocations() {
+        let retain = platform::revocation::RETAIN_AFTER_EXP_SECS;
+        let mut env = base();
+        env.insert("JWT_LEEWAY_SECS".into(), retain.to_string());
+        assert_eq!(Config::from_source(&env).unwrap().rules.leeway_secs, retain as u64);
+        env.insert("JWT_LEEWAY_SECS".into(), (retain + 1).to_string());
+        assert_eq!(Config::from_source(&env).unwrap_err().key, "JWT_LEEWAY_SECS");
+    }
+
     #[test]
     fn debug_output_has_no_secrets() {
         let cfg = Config::from_source(&base()).unwrap();

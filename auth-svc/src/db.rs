@@ -21,8 +21,8 @@ pub struct Credentials {
 /// The constraints on `users` (migrations/) and the client error each one means.
 fn users_constraint(constraint: &str) -> Option<ApiError> {
     match constraint {
-        // Usernames and emails are unique regardless of case.
-        "users_username_lower_key" | "users_email_lower_key" => Some(ApiError::Conflict),
+        // Usernames are unique by their key (`user::UsernameKey`), emails regardless of case.
+        "users_username_key_key" | "users_email_lower_key" => Some(ApiError::Conflict),
         // The same rules as `Username` and `Email`, checked first.
         "users_username_format" | "users_email_format" => Some(ApiError::InvalidField),
         _ => None,
@@ -50,37 +50,37 @@ pub async fn insert_user(
     .on_constraint(users_constraint)
 }
 
-/// The account whose username equals `username` regardless of case (through the unique index
-/// on `lower(username)`).
+/// The account whose username has the key of `username` (see [`crate::user::UsernameKey`]),
+/// through the unique index on `users.username_key`.
 pub async fn credentials_by_username(
     db: impl PgExecutor<'_>,
     username: &LoginName,
 ) -> Result<Option<Credentials>, ApiError> {
     let found = sqlx::query_as::<_, Credentials>(
-        "SELECT id, username, email, password_hash FROM users WHERE lower(username) = lower($1)",
+        "SELECT id, username, email, password_hash FROM users WHERE username_key = $1",
     )
-    .bind(username.as_str())
+    .bind(username.key().as_str())
     .fetch_optional(db)
     .await
     .query("users: credentials by username")?;
     Ok(found)
 }
 
-/// Whether an account already has this username or this email (both regardless of case): the
-/// cheap check registration makes before it hashes. The unique indexes still decide races.
+/// Whether an account already has this username (by its key) or this email (regardless of
+/// case): the cheap check registration makes before it hashes. The unique indexes still decide
+/// races.
 pub async fn username_or_email_taken(
     db: impl PgExecutor<'_>,
     username: &Username,
     email: &Email,
 ) -> Result<bool, ApiError> {
-    let taken = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($2))",
-    )
-    .bind(username.as_str())
-    .bind(email.as_str())
-    .fetch_one(db)
-    .await
-    .query("users: username or email taken")?;
+    let taken =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE username_key = $1 OR lower(email) = lower($2))")
+            .bind(username.key().as_str())
+            .bind(email.as_str())
+            .fetch_one(db)
+            .await
+            .query("users: username or email taken")?;
     Ok(taken)
 }
 
@@ -133,6 +133,33 @@ mod tests {
         assert!(matches!(insert("erin2", "ERIN@example.com").await, Err(ApiError::Conflict)));
         assert!(matches!(insert("white space", "ws@example.com").await, Err(ApiError::InvalidField)));
         assert!(matches!(insert("frank", "@example.com").await, Err(ApiError::InvalidField)));
+    }
+
+    /// The generated column is the Rust key for every name the table holds, and login finds
+    /// the account by any spelling of its name.
+    #[tokio::test]
+    async fn the_stored_key_is_the_rust_key_and_every_spelling_finds_the_account() {
+        let db = TestDatabase::new().await;
+        for (i, name) in ["Alice", "b.O-b_9", "ZZZ", "x.Y"].into_iter().enumerate() {
+            let (username, email) = account(name, &format!("u{i}@example.com"));
+            insert_user(&db.pool, &username, &email, "$argon2id$x").await.unwrap();
+            let stored: String = sqlx::query_scalar("SELECT username_key FROM users WHERE username = $1")
+                .bind(name)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            assert_eq!(stored, username.key().as_str());
+        }
+        for spelling in ["ＡＬＩＣＥ", "alice", "Alice", "ａｌｉｃｅ"] {
+            let login = crate::user::LoginCredentials::parse(
+                serde_json::from_value(serde_json::json!({"username": spelling, "password": "pw"})).unwrap(),
+            )
+            .unwrap();
+            let found = credentials_by_username(&db.pool, &login.username).await.unwrap();
+            assert_eq!(found.map(|c| c.username).as_deref(), Some("Alice"), "{spelling:?}");
+        }
+        let (alice, email) = account("ALICE", "other@example.com");
+        assert!(username_or_email_taken(&db.pool, &alice, &email).await.unwrap());
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ pub mod throttle;
 pub mod token;
 pub mod user;
 pub mod username_conflicts;
+pub mod username_key;
 
 pub use state::AppState;
 
@@ -33,6 +34,10 @@ use utoipa_axum::routes;
 const KEYRING_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often expired revocations are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+/// What the system polls on a timer: the load balancer's and the container's health check, and
+/// the gateways' pulls of the revocation feed. Their successful answers are access-logged at
+/// `debug` ([`platform::http::harden`]).
+const POLLED_ROUTES: &[&str] = &["/auth/health", platform::revocation::FEED_PATH];
 
 #[derive(OpenApi)]
 #[openapi(
@@ -61,7 +66,7 @@ pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let timeout = state.request_timeout;
     let api = platform::http::serve_openapi(api, "/auth/openapi.json", &doc);
-    platform::http::harden(api.with_state(state), metrics, timeout)
+    platform::http::harden(api.with_state(state), metrics, timeout, POLLED_ROUTES)
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured

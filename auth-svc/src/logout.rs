@@ -15,31 +15,38 @@ use utoipa::IntoParams;
 use crate::error::ApiError;
 use crate::revocation;
 use crate::state::AppState;
-use crate::token::{bearer, verify};
+use crate::token::authenticate;
 
-/// Revokes the presented token until its `exp`. Idempotent: an already revoked (but otherwise
-/// valid) token gets 204 again.
+/// Revokes the presented token until its `exp` (kept `RETAIN_AFTER_EXP_SECS` longer, the
+/// largest leeway). An already revoked token is refused like at every endpoint (401,
+/// `reason` `revoked`), so a stolen token cannot keep logging its owner out.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])), responses(
     (status = 204, description = "the token is revoked; gateways refuse it within their poll interval"),
-    (status = 401, body = ErrorBody, description = "missing, malformed, expired or foreign token"),
+    (status = 401, body = ErrorBody, description = "missing, malformed, expired, revoked or foreign token; see `reason`"),
+    (status = 429, body = ErrorBody, description = "too many logouts for this account; see Retry-After",
+        headers(("Retry-After" = u64, description = "seconds until the limit allows again"))),
     (status = 503, body = ErrorBody, description = "database or keys unavailable; see Retry-After"),
 ))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    let claims = verify(&state, bearer(&headers)?).await?;
+    let claims = authenticate(&state, &headers).await?;
+    state.throttle.check_logout(claims.user_id)?;
     revocation::revoke_token(&state.pool, claims.user_id, &claims.jti, claims.exp).await?;
     tracing::info!(user_id = claims.user_id, "token revoked (logout)");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Revokes every token of the caller issued up to now (a per-user cut-off); tokens issued
-/// afterwards work. Idempotent.
+/// afterwards work. The presented token must itself be valid and not revoked (401 otherwise).
 #[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])), responses(
     (status = 204, description = "every token issued so far is revoked"),
-    (status = 401, body = ErrorBody, description = "missing, malformed, expired or foreign token"),
+    (status = 401, body = ErrorBody, description = "missing, malformed, expired, revoked or foreign token; see `reason`"),
+    (status = 429, body = ErrorBody, description = "too many logouts for this account; see Retry-After",
+        headers(("Retry-After" = u64, description = "seconds until the limit allows again"))),
     (status = 503, body = ErrorBody, description = "database or keys unavailable; see Retry-After"),
 ))]
 pub async fn logout_all(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    let claims = verify(&state, bearer(&headers)?).await?;
+    let claims = authenticate(&state, &headers).await?;
+    state.throttle.check_logout(claims.user_id)?;
     // iat has whole-second resolution: revoke everything issued in this second too. Login
     // issues this user's next token no earlier than the following second (see
     // `token::issue`).

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use platform::db::{ConstraintExt, QueryError, QueryResultExt};
-use platform::revocation::{Revocation, RevocationPage};
+use platform::revocation::{RETAIN_AFTER_EXP_SECS, Revocation, RevocationPage};
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
 use crate::error::ApiError;
@@ -125,14 +125,17 @@ pub async fn user_cutoff(db: impl PgExecutor<'_>, user_id: i64) -> Result<Option
     Ok(cutoff)
 }
 
-/// Live entries with `seq > after`, by `seq`, at most `limit`.
+/// Live entries with `seq > after`, by `seq`, at most `limit`. Live: `expires_at` less than
+/// [`RETAIN_AFTER_EXP_SECS`] ago (a token is accepted until `exp + leeway`).
 pub async fn page(db: &PgPool, after: i64, limit: u32) -> Result<RevocationPage, ApiError> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT seq, kind, user_id, jti, issued_before, expires_at
-         FROM revocations WHERE seq > $1 AND expires_at > now() ORDER BY seq LIMIT $2",
+         FROM revocations WHERE seq > $1 AND expires_at > now() - make_interval(secs => $3)
+         ORDER BY seq LIMIT $2",
     )
     .bind(after)
     .bind(i64::from(limit))
+    .bind(RETAIN_AFTER_EXP_SECS as f64)
     .fetch_all(db)
     .await
     .query("revocations: page")?;
@@ -146,9 +149,11 @@ pub async fn page(db: &PgPool, after: i64, limit: u32) -> Result<RevocationPage,
     Ok(RevocationPage { revocations, next_cursor, latest })
 }
 
-/// Deletes entries that can match no live token; returns how many.
+/// Deletes entries that can match no accepted token: `expires_at` at least
+/// [`RETAIN_AFTER_EXP_SECS`] ago. Returns how many.
 pub async fn prune(db: impl PgExecutor<'_>) -> Result<u64, QueryError> {
-    Ok(sqlx::query("DELETE FROM revocations WHERE expires_at < now() - interval '1 minute'")
+    Ok(sqlx::query("DELETE FROM revocations WHERE expires_at <= now() - make_interval(secs => $1)")
+        .bind(RETAIN_AFTER_EXP_SECS as f64)
         .execute(db)
         .await
         .query("revocations: prune")?

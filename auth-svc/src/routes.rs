@@ -7,17 +7,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use platform::ErrorBody;
 use platform::http::ApiJson;
-use platform::keyring::{Claims, Rejection};
+use platform::keyring::Claims;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::{self, Credentials};
 use crate::error::ApiError;
-use crate::revocation;
 use crate::state::AppState;
 use crate::throttle::LoginOutcome;
 use crate::throttle::client::ClientAddress;
-use crate::token::{self, bearer, verify};
+use crate::token;
 use crate::user::{LoginCredentials, LoginRequest, RegisterRequest, RegisteredUser, Registration};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -139,10 +138,7 @@ pub struct ValidateResponse {
     (status = 503, body = ErrorBody, description = "database or keys unavailable; see Retry-After"),
 ))]
 pub async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<ValidateResponse>, ApiError> {
-    let claims = verify(&state, bearer(&headers)?).await?;
-    if revocation::is_revoked(&state.pool, &claims.jti, claims.user_id, claims.iat).await? {
-        return Err(ApiError::InvalidToken(Rejection::Revoked));
-    }
+    let claims = token::authenticate(&state, &headers).await?;
     Ok(Json(ValidateResponse { valid: true, user: claims }))
 }
 

@@ -1,6 +1,6 @@
 //! Tokens in auth-svc. Issuing (login): signed with the current key, never covered by a
-//! logout-all of the same second. Verifying a presented bearer token (`/auth/validate`,
-//! logout): the same keyring and [`TokenRules`](platform::keyring::TokenRules) as the gateway,
+//! logout-all of the same second. Authenticating a presented bearer token (`/auth/validate`,
+//! logout, logout-all: [`authenticate`], revocation included): the same keyring and [`TokenRules`](platform::keyring::TokenRules) as the gateway,
 //! with one addition: a key id this task does not hold makes it re-read its keyring (bounded
 //! wait) before answering, so during a rotation a task that has not refreshed yet does not
 //! refuse tokens of the new key.
@@ -33,7 +33,20 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     bearer_token(value).map_err(ApiError::InvalidToken)
 }
 
-/// Verifies `raw` (signature, times, issuer, audience). Revocation is not checked here.
+/// The claims of the request's bearer token if it is valid and not revoked: what every
+/// endpoint that takes a bearer token calls, so a revoked token gets the same 401 (`reason`
+/// `revoked`) everywhere. Errors: `InvalidToken` (401: missing, malformed, expired, foreign,
+/// revoked), `KeysUnavailable` and `Database` (503).
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let claims = verify(state, bearer(headers)?).await?;
+    if revocation::is_revoked(&state.pool, &claims.jti, claims.user_id, claims.iat).await? {
+        return Err(ApiError::InvalidToken(Rejection::Revoked));
+    }
+    Ok(claims)
+}
+
+/// Verifies `raw` (signature, times, issuer, audience). Revocation is not checked here: see
+/// [`authenticate`].
 /// Errors: `InvalidToken` (401), `KeysUnavailable` (503) while no keyring is loaded or a needed
 /// refresh does not complete in time.
 pub async fn verify(state: &AppState, raw: &str) -> Result<Claims, ApiError> {

@@ -8,13 +8,19 @@
 //! count characters (Unicode scalar values), as `varchar(n)` and `char_length` do, never bytes.
 //!
 //! # Comparing usernames
-//! Usernames are unique regardless of case, and a login names its account in any case. The
-//! comparison is written in two places today: [`UsernameKey`] here (the per-account login
-//! throttle's key, Rust's `str::to_lowercase`) and SQL's `lower()` in `db.rs` and in the unique
-//! index `users_username_lower_key`. They agree on every name an account can have (ASCII, see
-//! [`Username`]), not on every string a login may type. One normalisation and case rule for
-//! both belongs in [`UsernameKey::of`], with the queries that take a [`Username`] or a
-//! [`LoginName`] comparing that key: nothing else compares usernames.
+//! Usernames are compared by one key, [`UsernameKey`]: NFKC, Unicode lower case, NFKC again
+//! (so `ＡＬＩＣＥ`, `ａｌｉｃｅ`, `Alice` and `alice` are one name, as are `ﬁona` and `fiona`).
+//! It is computed by [`UsernameKey::of`] only, and used for everything that compares
+//! usernames: the unique index (`users.username_key`, see below), login's lookup
+//! ([`crate::db::credentials_by_username`]) and the per-account login throttle's key.
+//!
+//! In SQL the key is the generated column `users.username_key`, `lower(username COLLATE "C")`
+//! (migration `20261203000001_username_key.sql`), with the unique index
+//! `users_username_key_key`. That expression is this key for every name the table can hold:
+//! CHECK `users_username_format` admits ASCII letters, digits and `_.-` only, for which NFKC
+//! changes nothing and lower case is ASCII lower case (`COLLATE "C"` keeps PostgreSQL's
+//! `lower()` to ASCII whatever the database's locale). A login's key, computed in Rust from any
+//! string, is compared with that column; the tests check both agree on every allowed character.
 
 use chrono::{DateTime, Utc};
 use platform::Secret;
@@ -22,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+pub use crate::username_key::UsernameKey;
 
 /// Usernames are 3 to 50 characters (`users.username varchar(50)`, CHECK `users_username_format`).
 pub const MIN_USERNAME_CHARS: usize = 3;
@@ -91,6 +98,11 @@ impl Username {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The key this name is compared by (see the module docs).
+    pub fn key(&self) -> UsernameKey {
+        UsernameKey::of(&self.0)
     }
 }
 
@@ -195,21 +207,6 @@ impl LoginName {
     /// The key this name is compared by (see the module docs).
     pub fn key(&self) -> UsernameKey {
         UsernameKey::of(&self.0)
-    }
-}
-
-/// The form in which usernames are compared, the key of the per-account login limit: today
-/// the name in Unicode lower case. See the module docs for the SQL side.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UsernameKey(String);
-
-impl UsernameKey {
-    fn of(name: &str) -> Self {
-        Self(name.to_lowercase())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -382,7 +379,19 @@ mod tests {
         assert_eq!(key("Alice"), key("aLICE"));
         assert_eq!(key("Alice").as_str(), "alice");
         assert_ne!(key("alice"), key("alice2"));
-        assert_eq!(key("ÉCOLE").as_str(), "école", "Unicode lower case (SQL's lower() follows the database's locale)");
+        assert_eq!(key("ÉCOLE").as_str(), "école");
+    }
+
+    /// A registrable name's key is what the database's generated column computes for it
+    /// (`lower(username COLLATE "C")`, ASCII lower case): checked for every allowed character.
+    #[test]
+    fn registrable_names_have_their_ascii_lower_case_as_key() {
+        let allowed: String =
+            (0u8..128).map(char::from).filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c)).collect();
+        for chunk in allowed.as_bytes().chunks(MAX_USERNAME_CHARS) {
+            let name = Username::parse(String::from_utf8(chunk.to_vec()).unwrap()).unwrap();
+            assert_eq!(name.key().as_str(), name.as_str().to_ascii_lowercase());
+        }
     }
 
     #[test]

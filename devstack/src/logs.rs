@@ -71,7 +71,9 @@ impl LogSink {
     }
 
     /// Also print the children's access-log lines for successful health checks (hidden by
-    /// default: with a check every 2 s per target they would drown everything else).
+    /// default: with a check every 2 s per target they would drown everything else). The
+    /// gateways log them at `info`; auth-svc and task-svc log them at `debug`
+    /// (`platform::access_log`), so this shows theirs only when `RUST_LOG` enables it.
     pub fn with_health_checks(mut self, show: bool) -> Self {
         self.show_health_checks = show;
         self

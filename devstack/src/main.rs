@@ -65,7 +65,8 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     health_interval_ms: u64,
 
-    /// Also print the services' access-log lines for passing health checks (hidden by default).
+    /// Also print the gateways' access-log lines for passing health checks (hidden by default).
+    /// auth-svc and task-svc log polled routes at debug: `RUST_LOG=info,tower_http=debug` shows them.
     #[arg(long)]
     show_health_checks: bool,
 

@@ -1,7 +1,7 @@
 //! The admin listener on its own port (`server.metrics`): `GET /metrics` (Prometheus text),
 //! `GET /metrics/task-svc` (task-svc's own metrics, passed through from its loopback listener)
-//! and `GET /ready` (200 only once a keyring is loaded; the ECS health check and `gateway
-//! healthcheck` probe it). Kept off the proxy port so the ALB never exposes it.
+//! and `GET /ready` (200 only once a keyring is loaded and a revocation list pulled; the ECS
+//! health check and `gateway healthcheck` probe it). Kept off the proxy port so the ALB never exposes it.
 //!
 //! Why task-svc's metrics go through the gateway: task-svc listens on loopback only, and an ECS
 //! service can publish one Cloud Map service registry (one SRV port) per task. Passing them
@@ -75,9 +75,7 @@ async fn metrics_handler(State(s): State<AdminState>) -> Response {
     // Functions of "now" and of shared state, so set at scrape time.
     s.metrics.keyring_loaded.set(i64::from(s.keyring.is_ready()));
     s.metrics.revocations_live.set(i64::try_from(s.revocations.len()).unwrap_or(i64::MAX));
-    s.metrics
-        .revocation_list_age
-        .set(s.revocations.age().map_or(-1, |a| i64::try_from(a.as_secs()).unwrap_or(i64::MAX)));
+    s.metrics.revocation_list_age.set(i64::try_from(s.revocations.unknown_for().as_secs()).unwrap_or(i64::MAX));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
 }
 
@@ -107,12 +105,21 @@ async fn upstream_metrics_handler(State(s): State<AdminState>) -> Response {
     }
 }
 
+/// 200 once a keyring is loaded and a revocation list pulled; otherwise 503 with the
+/// contract's body and a `reason` (`no_keyring`, `revocation_pending`): the gateway would answer
+/// every token request with 503.
 async fn ready_handler(State(s): State<AdminState>) -> Response {
-    if s.keyring.is_ready() {
-        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "service": "gateway"}))).into_response()
-    } else {
-        ErrorBody::response(StatusCode::SERVICE_UNAVAILABLE, "No signing keys loaded yet")
+    let unready = |reason: &str, message: &str| {
+        let body = ErrorBody::new(StatusCode::SERVICE_UNAVAILABLE, message).with_reason(reason);
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    };
+    if !s.keyring.is_ready() {
+        return unready("no_keyring", "No signing keys loaded yet");
     }
+    if !s.revocations.is_pulled() {
+        return unready("revocation_pending", "No revocation list has been pulled from auth-svc yet");
+    }
+    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "service": "gateway"}))).into_response()
 }
 
 /// Background service serving [`router`] until pingora shuts down.
@@ -161,6 +168,35 @@ mod tests {
     fn state(upstream_metrics: Option<SocketAddr>) -> AdminState {
         let revocations = Arc::new(RevocationList::default());
         AdminState::new(Metrics::new(), Arc::new(KeyringStore::refreshable()), revocations, upstream_metrics)
+    }
+
+    #[tokio::test]
+    async fn not_ready_until_a_keyring_is_loaded_and_a_revocation_list_pulled() {
+        let secret = platform::Secret::new("ready-test-secret-0123456789abcdefghijkl");
+        let keyring = Arc::new(KeyringStore::fixed(platform::keyring::Keyring::new(&secret, None).unwrap()));
+        let revocations = Arc::new(RevocationList::default());
+        let app = router(AdminState::new(Metrics::new(), keyring, revocations.clone(), None));
+        let (status, text, _) = get(&app, "/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["reason"], "revocation_pending", "{body}");
+        assert_eq!(body["error"], "Service Unavailable", "{body}");
+        // The list has no known age yet: it counts from the start, never -1, so the stale-list
+        // alert fires for a gateway that never pulls.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (_, metrics, _) = get(&app, "/metrics").await;
+        let age = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("gateway_revocation_list_age_seconds "))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap();
+        assert!(age >= 1, "{age}");
+
+        revocations.mark_pulled();
+        let (status, text, _) = get(&app, "/ready").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let (_, metrics, _) = get(&app, "/metrics").await;
+        assert!(metrics.contains("\ngateway_revocation_list_age_seconds 0\n"), "{metrics}");
     }
 
     #[tokio::test]

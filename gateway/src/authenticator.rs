@@ -8,7 +8,9 @@
 //!    key id" is final only once our own keyring has been re-read since the key id was first
 //!    seen (or cannot change); until then the answer is 503, not 401: one auth-svc task is not
 //!    proof during a rolling rotation;
-//! 4. for an identity, the revocation list, on every request, cache hits included.
+//! 4. for an identity, the revocation list, on every request, cache hits included; before the
+//!    first successful pull there is none to check against, and the answer is 503
+//!    (`revocation_pending`), not a guess.
 
 use std::time::{Duration, Instant};
 
@@ -173,6 +175,9 @@ impl Authenticator {
 
     fn check_revocation(&self, decision: Decision) -> Decision {
         let Decision::Allow(id) = &decision else { return decision };
+        if !self.revocations.is_pulled() {
+            return Decision::Unavailable(Unavailable::RevocationPending);
+        }
         if let Some(max_age) = self.revocation_max_age
             && self.revocations.age().is_none_or(|age| age > max_age)
         {

@@ -75,12 +75,20 @@ pub enum Unavailable {
     KeyringPending,
     /// The revocation list is older than `[revocation] max_age_secs`.
     RevocationListStale,
+    /// No revocation list has been pulled yet: a revoked token cannot be told from a good one.
+    RevocationPending,
 }
 
 impl Unavailable {
     /// Every kind, for metrics that must exist at 0 before the first one happens.
-    pub const ALL: [Unavailable; 5] =
-        [Self::NoKeyring, Self::AuthUnavailable, Self::RateLimited, Self::KeyringPending, Self::RevocationListStale];
+    pub const ALL: [Unavailable; 6] = [
+        Self::NoKeyring,
+        Self::AuthUnavailable,
+        Self::RateLimited,
+        Self::KeyringPending,
+        Self::RevocationListStale,
+        Self::RevocationPending,
+    ];
 
     pub fn reason(self) -> &'static str {
         match self {
@@ -89,6 +97,7 @@ impl Unavailable {
             Self::RateLimited => "rate_limited",
             Self::KeyringPending => "keyring_pending",
             Self::RevocationListStale => "revocation_stale",
+            Self::RevocationPending => "revocation_pending",
         }
     }
 }

@@ -78,7 +78,7 @@ pub struct Metrics {
     pub keyring_refreshes: IntCounterVec,
     pub keyring_loaded: IntGauge,
     pub revocations_live: IntGauge,
-    /// Seconds since the last successful revocation pull (-1 before the first).
+    /// Seconds since the last successful revocation pull; before the first, since the start.
     pub revocation_list_age: IntGauge,
     /// `jwt.refresh_interval_secs` for a Secrets Manager keyring, 0 for a fixed one (`JWT_SECRET`),
     /// so an alert on `gateway_keyring_age_seconds` can tell "stale" from "never refreshed".
@@ -202,7 +202,7 @@ impl Metrics {
             revocation_list_age: gauge(
                 &r,
                 "gateway_revocation_list_age_seconds",
-                "Seconds since the revocation list was last pulled successfully (-1: never)",
+                "Seconds since the revocation list was last pulled successfully (since the start until the first pull)",
             ),
             upstream_responses: counter_vec(
                 &r,

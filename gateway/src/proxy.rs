@@ -196,12 +196,13 @@ impl ProxyHttp for Gateway {
                 self.respond(session, ctx, 401, body, &[("www-authenticate", "Bearer".to_owned())]).await?;
                 Ok(true)
             }
-            Decision::Unavailable(_) => {
+            Decision::Unavailable(u) => {
                 let retry = self.config.auth.retry_after_secs.to_string();
                 let body = ErrorBody::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Authentication is temporarily unavailable, retry later",
-                );
+                )
+                .with_reason(u.reason());
                 self.respond(session, ctx, 503, body, &[("retry-after", retry)]).await?;
                 Ok(true)
             }

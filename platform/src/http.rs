@@ -164,22 +164,27 @@ pub async fn not_found() -> Response {
     ErrorBody::response(StatusCode::NOT_FOUND, ErrorBody::default_message(StatusCode::NOT_FOUND))
 }
 
-/// Wraps a service's routes in the shared stack, outermost first: request id, tracing span,
-/// metrics, JSON error bodies, request timeout, body limit.
-pub fn harden(router: Router, metrics: HttpMetrics, timeout: Duration) -> Router {
+/// Wraps a service's routes in the shared stack, outermost first: request id, tracing span and
+/// access log, metrics, JSON error bodies, request timeout, body limit.
+///
+/// `polled` are the exact paths other parts of the system call on a timer (health checks, the
+/// revocation feed): their successful answers go to the access log at `debug`, not `info`
+/// (see [`crate::access_log`]).
+pub fn harden(router: Router, metrics: HttpMetrics, timeout: Duration, polled: &'static [&'static str]) -> Router {
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn(move |req, next| request_timeout(timeout, req, next)))
         .layer(middleware::from_fn(json_error_bodies))
         .layer(middleware::from_fn_with_state(metrics, crate::metrics::track))
+        .layer(middleware::from_fn(move |req, next| crate::access_log::mark_polled(polled, req, next)))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
                     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
                 })
-                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+                .on_response(crate::access_log::on_response),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

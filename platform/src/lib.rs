@@ -4,6 +4,7 @@
 //! the JSON error body, typed environment config, telemetry, metrics, graceful shutdown and
 //! the `healthcheck` probe used by ECS container health checks.
 
+pub mod access_log;
 pub mod config;
 pub mod db;
 pub mod error_body;

@@ -14,6 +14,12 @@ pub const FEED_PATH: &str = "/internal/revocations";
 /// Default and largest page of the feed.
 pub const DEFAULT_PAGE: u32 = 1000;
 pub const MAX_PAGE: u32 = 5000;
+/// Seconds an entry is kept after its `exp`, on both sides (auth-svc's table and feed, the
+/// gateways' in-memory list): the largest clock leeway either side may be configured with
+/// (`JWT_LEEWAY_SECS`, `[jwt] leeway_secs`, both at most 60). A token is accepted until
+/// `exp + leeway`, so a revocation dropped at `exp` would let a revoked token back in for the
+/// leeway.
+pub const RETAIN_AFTER_EXP_SECS: i64 = 60;
 
 /// One revocation. Times are unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -33,7 +39,8 @@ impl Revocation {
         }
     }
 
-    /// After this (unix seconds) the entry can match no live token.
+    /// The `exp` of the tokens the entry covers (unix seconds); it can match no token that is
+    /// still accepted after `exp + RETAIN_AFTER_EXP_SECS`.
     pub fn exp(&self) -> i64 {
         match self {
             Self::Token { exp, .. } | Self::User { exp, .. } => *exp,

@@ -39,6 +39,10 @@ impl AppState {
     }
 }
 
+/// What the system polls on a timer: the load balancer's and the container's health check. Its
+/// successful answers are access-logged at `debug` ([`platform::http::harden`]).
+const POLLED_ROUTES: &[&str] = &["/tasks/health"];
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "task-svc", description = "Task CRUD of the Task Management API, as served through the gateway (which turns the bearer token into the caller's identity)."),
@@ -61,7 +65,7 @@ pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let timeout = state.request_timeout;
     let api = platform::http::serve_openapi(api, "/tasks/openapi.json", &doc);
-    platform::http::harden(api.with_state(state), metrics, timeout)
+    platform::http::harden(api.with_state(state), metrics, timeout, POLLED_ROUTES)
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured

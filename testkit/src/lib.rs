@@ -9,7 +9,8 @@
 //! - [`exposition`]: strict parsing of a Prometheus `/metrics` page, and `promtool`;
 //! - [`moto`]: Secrets Manager on moto_server;
 //! - [`harness`]: the gateway tests' processes (auth-svc, task-svc, gateway) and their
-//!   `sidecar.toml` as edits over one test default.
+//!   `sidecar.toml` as edits over one test default;
+//! - [`wait`]: poll a condition until it holds or a deadline passes (never sleep, then assert).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation stops the test with its message
 
 pub mod accounts;
@@ -19,6 +20,7 @@ pub mod exposition;
 pub mod harness;
 pub mod moto;
 pub mod reply;
+pub mod wait;
 
 pub use api::{Api, Http, client};
 pub use database::TestDatabase;

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use devstack::launch::Binaries;
 use devstack::logs::LogSink;
 use devstack::monitoring::{PrometheusOptions, PrometheusPort};
 use devstack::stack::{Options, Stack};
@@ -18,15 +19,13 @@ pub use testkit::{Http, Reply, client};
 
 /// The directory of the debug binaries, checked: the e2e tests start the real ones.
 pub fn bin_dir() -> PathBuf {
-    let dir = devstack::process::bin_dir().expect("binary directory");
+    let binaries = Binaries::locate().expect("binary directory");
     for name in ["auth-svc", "task-svc", "gateway", "devstack"] {
-        assert!(
-            dir.join(name).exists(),
-            "{} not found: run `cargo build --workspace --bins` before the e2e tests (scripts/test.sh does): they start the real binaries",
-            dir.join(name).display()
-        );
+        if let Err(e) = binaries.path(name) {
+            panic!("{e:#} (scripts/test.sh builds them before the e2e tests, which start the real binaries)");
+        }
     }
-    dir
+    binaries.dir
 }
 
 /// The signing mode of the suite: `E2E_JWT_ALG` (HS256, RS256 or EdDSA; default HS256), so the

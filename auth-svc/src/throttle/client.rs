@@ -8,6 +8,7 @@
 //! security group admits nothing but the ALB and the gateways.
 
 use std::convert::Infallible;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -65,38 +66,42 @@ fn normalise(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// One GCRA bucket per source address. Buckets of quiet sources are dropped by
-/// [`ClientLimiter::retain_recent`] (called periodically), so memory follows the number of
-/// sources active within one replenish period, not every address ever seen.
-pub struct ClientLimiter<C: Clock = DefaultClock> {
-    limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+/// One GCRA bucket per key (`governor`'s keyed rate limiter): per source address for the
+/// hashing endpoints ([`ClientLimiter`]), per account for logout. Buckets of quiet keys are
+/// dropped by [`KeyedLimiter::retain_recent`] (called periodically), so memory follows the
+/// number of keys active within one replenish period, not every key ever seen.
+pub struct KeyedLimiter<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
+    limiter: RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<C::Instant>>,
 }
 
-impl ClientLimiter {
+/// The per-source limit of the hashing endpoints.
+pub type ClientLimiter<C = DefaultClock> = KeyedLimiter<IpAddr, C>;
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn new(quota: ClientQuota) -> Self {
         Self::with_clock(quota, DefaultClock::default())
     }
 }
 
-impl<C: Clock> ClientLimiter<C> {
+impl<K: Hash + Eq + Clone, C: Clock> KeyedLimiter<K, C> {
     /// A limiter reading time from `clock` (a fake clock in tests).
     pub fn with_clock(quota: ClientQuota, clock: C) -> Self {
         let quota = Quota::per_minute(quota.per_minute).allow_burst(quota.burst);
         Self { limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock) }
     }
 
-    /// Takes one request from `source`'s bucket; `Err` carries how long until one is available.
-    pub fn check(&self, source: IpAddr) -> Result<(), Duration> {
-        self.limiter.check_key(&source).map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    /// Takes one request from `key`'s bucket; `Err` carries how long until one is available.
+    pub fn check(&self, key: K) -> Result<(), Duration> {
+        self.limiter.check_key(&key).map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
     }
 
-    /// Forgets sources whose bucket is full again (indistinguishable from a new source).
+    /// Forgets keys whose bucket is full again (indistinguishable from a new key).
     pub fn retain_recent(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
     }
 
-    /// Sources currently tracked.
+    /// Keys currently tracked.
     pub fn len(&self) -> usize {
         self.limiter.len()
     }

@@ -18,6 +18,12 @@ pub const DEFAULT_LOGIN_FAILURE_WINDOW_SECS: u64 = 900;
 pub const DEFAULT_CLIENT_RATE_PER_MIN: u32 = 30;
 /// Default `CLIENT_BURST`: requests a quiet source may make at once before the rate applies.
 pub const DEFAULT_CLIENT_BURST: u32 = 10;
+/// Default `LOGOUT_RATE_PER_MIN`: logout and logout-all requests per account and minute, per
+/// auth-svc task. A person logs out a few times a day; a stolen token that keeps ending its
+/// owner's sessions is held to one every 10 s.
+pub const DEFAULT_LOGOUT_RATE_PER_MIN: u32 = 6;
+/// Default `LOGOUT_BURST`: logouts an account may make at once before the rate applies.
+pub const DEFAULT_LOGOUT_BURST: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThrottleConfig {
@@ -27,9 +33,12 @@ pub struct ThrottleConfig {
     pub login_failure_window: Duration,
     /// The per-source limit on the hashing endpoints; `None` when `CLIENT_RATE_PER_MIN=off`.
     pub client: Option<ClientQuota>,
+    /// The per-account limit on logout and logout-all (`LOGOUT_RATE_PER_MIN`, `LOGOUT_BURST`).
+    pub logout: ClientQuota,
 }
 
-/// A GCRA quota: `per_minute` requests a minute on average, `burst` at once.
+/// A GCRA quota: `per_minute` requests a minute on average, `burst` at once (per source for
+/// [`ThrottleConfig::client`], per account for [`ThrottleConfig::logout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientQuota {
     pub per_minute: NonZeroU32,
@@ -38,7 +47,8 @@ pub struct ClientQuota {
 
 impl ThrottleConfig {
     /// Reads `LOGIN_FAILURE_LIMIT` (1..=1000000), `LOGIN_FAILURE_WINDOW_SECS` (1..=86400),
-    /// `CLIENT_RATE_PER_MIN` (1..=60000 or `off`) and `CLIENT_BURST` (1..=10000).
+    /// `CLIENT_RATE_PER_MIN` (1..=60000 or `off`), `CLIENT_BURST` (1..=10000),
+    /// `LOGOUT_RATE_PER_MIN` (1..=60000) and `LOGOUT_BURST` (1..=10000).
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let login_failure_limit = in_range(src, "LOGIN_FAILURE_LIMIT", DEFAULT_LOGIN_FAILURE_LIMIT, 1_000_000)?;
         let login_failure_window =
@@ -52,7 +62,11 @@ impl ThrottleConfig {
                 burst: in_range(src, "CLIENT_BURST", DEFAULT_CLIENT_BURST, 10_000)?,
             })
         };
-        Ok(Self { login_failure_limit: login_failure_limit.get(), login_failure_window, client })
+        let logout = ClientQuota {
+            per_minute: in_range(src, "LOGOUT_RATE_PER_MIN", DEFAULT_LOGOUT_RATE_PER_MIN, 60_000)?,
+            burst: in_range(src, "LOGOUT_BURST", DEFAULT_LOGOUT_BURST, 10_000)?,
+        };
+        Ok(Self { login_failure_limit: login_failure_limit.get(), login_failure_window, client, logout })
     }
 }
 
@@ -79,6 +93,9 @@ mod tests {
         assert_eq!(cfg.login_failure_window, Duration::from_secs(900));
         let client = cfg.client.unwrap();
         assert_eq!((client.per_minute.get(), client.burst.get()), (30, 10));
+        assert_eq!((cfg.logout.per_minute.get(), cfg.logout.burst.get()), (6, 3));
+        let cfg = ThrottleConfig::from_source(&src(&[("LOGOUT_RATE_PER_MIN", "12"), ("LOGOUT_BURST", "1")])).unwrap();
+        assert_eq!((cfg.logout.per_minute.get(), cfg.logout.burst.get()), (12, 1));
     }
 
     #[test]
@@ -99,6 +116,10 @@ mod tests {
             ("CLIENT_RATE_PER_MIN", "-3"),
             ("CLIENT_BURST", "0"),
             ("CLIENT_BURST", "10001"),
+            ("LOGOUT_RATE_PER_MIN", "0"),
+            ("LOGOUT_RATE_PER_MIN", "60001"),
+            ("LOGOUT_BURST", "0"),
+            ("LOGOUT_BURST", "x"),
         ] {
             let err = ThrottleConfig::from_source(&src(&[(key, value)])).unwrap_err();
             assert_eq!(err.key, key, "{key}={value}: {err}");

@@ -1,13 +1,16 @@
-//! Login and registration throttling: two limits, both answered with 429 + `Retry-After` and
-//! the contract's error body before any argon2 work, so neither a flood nor password guessing
-//! can occupy the hashing threads.
+//! Throttling: login and registration limits, answered with 429 + `Retry-After` and the
+//! contract's error body before any argon2 work, so neither a flood nor password guessing can
+//! occupy the hashing threads; and a per-account limit on logout and logout-all, so a stolen
+//! token cannot end its owner's sessions in a loop.
 //!
 //! - per client ([`client`]): login and register requests per source address, in this task's
 //!   memory; one source cannot fill the hashing pool.
 //! - per account ([`account`]): failed logins per normalised username, in PostgreSQL, shared by
 //!   every task; unknown and existing names are counted and refused alike.
+//! - per account on logout ([`Throttle::check_logout`]): logout and logout-all requests per user
+//!   id, a GCRA bucket in this task's memory (`LOGOUT_RATE_PER_MIN`, `LOGOUT_BURST`).
 //!
-//! Both refusals count in `auth_login_throttled_total{scope="account"|"client"}` (the client
+//! Refusals count in `auth_login_throttled_total{scope="account"|"client"|"logout"}` (the client
 //! scope covers register as well: both endpoints hash).
 //!
 //! The throttle answers in its own terms ([`Throttled`], [`ThrottleError`], [`LoginOutcome`]);
@@ -27,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::user::{LoginName, UsernameKey};
 use account::{AccountLimiter, Admission};
-use client::{ClientAddress, ClientLimiter};
+use client::{ClientAddress, ClientLimiter, KeyedLimiter};
 use config::ThrottleConfig;
 
 /// How often expired state is dropped: quiet sources' buckets and `login_failures` rows whose
@@ -39,13 +42,17 @@ pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 pub enum Scope {
     Account,
     Client,
+    Logout,
 }
 
 impl Scope {
+    pub const ALL: [Scope; 3] = [Self::Account, Self::Client, Self::Logout];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Account => "account",
             Self::Client => "client",
+            Self::Logout => "logout",
         }
     }
 }
@@ -68,6 +75,7 @@ impl Throttled {
             Scope::Client => {
                 format!("Too many login or registration requests from this address, retry in {secs} seconds")
             }
+            Scope::Logout => format!("Too many logout requests for this account, retry in {secs} seconds"),
         }
     }
 }
@@ -101,6 +109,8 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 pub struct Throttle {
     client: Option<ClientLimiter>,
     account: AccountLimiter,
+    /// Logout and logout-all requests per user id.
+    logout: KeyedLimiter<i64>,
     throttled: IntCounterVec,
 }
 
@@ -110,13 +120,13 @@ impl Throttle {
         let throttled = IntCounterVec::new(
             Opts::new(
                 "auth_login_throttled_total",
-                "Login and register requests answered 429, by the limit that refused them: \
-                 account (failed logins per username) or client (requests per source address)",
+                "Requests answered 429, by the limit that refused them: account (failed logins per \
+                 username), client (login/register requests per source address) or logout (logouts per account)",
             ),
             &["scope"],
         )
         .expect("valid metric definition");
-        for scope in [Scope::Account, Scope::Client] {
+        for scope in Scope::ALL {
             // Both series exist from the start, so rate() and alerts see a 0 before the first 429.
             throttled.with_label_values(&[scope.as_str()]);
         }
@@ -126,6 +136,7 @@ impl Throttle {
         Self {
             client: config.client.map(ClientLimiter::new),
             account: AccountLimiter::new(config.login_failure_limit, config.login_failure_window),
+            logout: KeyedLimiter::new(config.logout),
             throttled,
         }
     }
@@ -142,6 +153,11 @@ impl Throttle {
             (Some(limiter), Some(ip)) => limiter.check(ip).map_err(|wait| self.refuse(Scope::Client, wait)),
             _ => Ok(()),
         }
+    }
+
+    /// Takes one logout (or logout-all) from `user_id`'s budget; refused when it is used up.
+    pub fn check_logout(&self, user_id: i64) -> Result<(), Throttled> {
+        self.logout.check(user_id).map_err(|wait| self.refuse(Scope::Logout, wait))
     }
 
     /// Counts a login attempt for `username` (by its [`UsernameKey`]) before its password is
@@ -172,6 +188,7 @@ impl Throttle {
         if let Some(limiter) = &self.client {
             limiter.retain_recent();
         }
+        self.logout.retain_recent();
         match self.account.delete_expired(db).await {
             Ok(n) => tracing::debug!(deleted = n, "expired login failure counts deleted"),
             Err(e) => {
@@ -222,5 +239,7 @@ mod tests {
         assert_eq!(account.to_string(), "Too many failed logins for this username, retry in 60 seconds");
         let client = Throttled { scope: Scope::Client, retry_after_secs: 2 };
         assert_eq!(client.to_string(), "Too many login or registration requests from this address, retry in 2 seconds");
+        let logout = Throttled { scope: Scope::Logout, retry_after_secs: 10 };
+        assert_eq!(logout.to_string(), "Too many logout requests for this account, retry in 10 seconds");
     }
 }

@@ -18,16 +18,88 @@ use testkit::process::Output;
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
 const CASE_INSENSITIVE: i64 = 20261129000001;
+const USERNAME_KEY: i64 = 20261203000001;
 
-/// A database with the schema as it was before the case-insensitive migration.
-async fn database_before_case_insensitive_names() -> TestDatabase {
+/// A database with the schema as it was before migration `version`.
+async fn database_before(version: i64) -> TestDatabase {
     let db = TestDatabase::empty().await;
     let mut conn = db.pool.acquire().await.unwrap();
     conn.ensure_migrations_table().await.unwrap();
-    for migration in MIGRATOR.iter().filter(|m| m.version < CASE_INSENSITIVE) {
+    for migration in MIGRATOR.iter().filter(|m| m.version < version) {
         conn.apply(migration).await.unwrap();
     }
+    drop(conn);
     db
+}
+
+/// A database with the schema as it was before the case-insensitive migration.
+async fn database_before_case_insensitive_names() -> TestDatabase {
+    database_before(CASE_INSENSITIVE).await
+}
+
+/// Names equal under the username key but stored side by side before it: possible where the
+/// database's `lower()` does not fold ASCII as ASCII (a `tr_TR` locale lower-cases `I` to `ı`,
+/// so the earlier index on `lower(username)` let `ALICE` and `alice` both in). That locale is
+/// not installed here: the earlier index is dropped to store the same rows.
+#[tokio::test]
+async fn names_equal_under_the_username_key_keep_the_oldest_and_the_others_are_renamed() {
+    let db = database_before(USERNAME_KEY).await;
+    sqlx::query("DROP INDEX users_username_lower_key").execute(&db.pool).await.unwrap();
+    for (id, username, created) in
+        [(1, "alice", "2026-01-02"), (2, "ALICE", "2026-01-01"), (3, "Bob", "2026-01-01"), (4, "bob", "2026-01-01")]
+    {
+        sqlx::query(
+            "INSERT INTO users (id, username, email, password_hash, created_at)
+             OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, 'h', $4::date)",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(format!("user{id}@example.com"))
+        .bind(created)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    // Account 4 was renamed once already (and resolved): its first old name is kept.
+    sqlx::query(
+        "INSERT INTO username_conflicts (user_id, old_username, new_username, resolved_at)
+         VALUES (4, 'BOB', 'bob', now())",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO tasks (user_id, title) VALUES (1, 'kept with its owner')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    MIGRATOR.run(&db.pool).await.expect("the migration applies to names equal under the key");
+
+    let rows: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, username, username_key FROM users ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    let rows: Vec<(i64, &str, &str)> = rows.iter().map(|(i, n, k)| (*i, n.as_str(), k.as_str())).collect();
+    assert_eq!(rows, [(1, "alice-1", "alice-1"), (2, "ALICE", "alice"), (3, "Bob", "bob"), (4, "bob-4", "bob-4")]);
+    let conflicts: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT user_id, old_username, new_username FROM username_conflicts ORDER BY user_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let conflicts: Vec<(i64, &str, &str)> = conflicts.iter().map(|(i, o, n)| (*i, o.as_str(), n.as_str())).collect();
+    assert_eq!(conflicts, [(1, "alice", "alice-1"), (4, "BOB", "bob-4")]);
+    assert_eq!(auth_svc::username_conflicts::unresolved(&db.pool).await.unwrap(), [1, 4]);
+    let owner: i64 = sqlx::query_scalar("SELECT user_id FROM tasks").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(owner, 1, "a renamed account keeps its tasks");
+
+    // From now on the key's unique index refuses another spelling.
+    let err = sqlx::query(
+        "INSERT INTO users (id, username, email, password_hash) OVERRIDING SYSTEM VALUE
+                 VALUES (10, 'aLiCe', 'c@example.com', 'x')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap_err();
+    let err = err.as_database_error().unwrap();
+    assert_eq!((err.code().as_deref(), err.constraint()), (Some("23505"), Some("users_username_key_key")));
 }
 
 /// (id, username, created_at, password)

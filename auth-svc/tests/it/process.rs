@@ -7,10 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testkit::TestDatabase;
-use testkit::free_port;
 use testkit::launch::{AuthSvcSettings, KeyringSource, ServiceSettings, loopback};
 use testkit::process::{Process, healthcheck_exit_code};
+use testkit::{TestDatabase, free_port, wait};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
 const SECRET: &str = "process-test-secret-0123456789-abcdefgh";
@@ -40,8 +39,13 @@ async fn sigterm_lets_the_in_flight_registration_finish() {
     db.wait_for_lock_waiter(Duration::from_secs(30)).await;
     assert!(!register.is_finished(), "registration is blocked on the lock");
     svc.terminate().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Shutdown has begun once the listener is closed; the process stays to drain the request.
+    wait::until("the listener closed after SIGTERM", Duration::from_secs(10), || {
+        wait::refuses_connections(loopback(port))
+    })
+    .await;
     assert!(svc.is_running(), "draining");
+    assert!(!register.is_finished(), "the registration is still in flight");
     lock.commit().await.unwrap();
 
     let r = register.await.unwrap().unwrap();

@@ -289,6 +289,31 @@ async fn usernames_are_unique_regardless_of_case_and_login_ignores_case() {
     assert_eq!(r.json["user"]["username"], "Ivy.Lee", "the stored spelling is the account's name");
 }
 
+/// Fullwidth letters and case are other spellings of one name: they neither register a second
+/// account nor get a limit of their own, and they log in to the one account.
+#[tokio::test]
+async fn every_spelling_of_a_name_is_one_account_and_one_throttle_key() {
+    let s = svc(&[("LOGIN_FAILURE_LIMIT", "3")]).await;
+    assert_eq!(s.register("alice", "alice@example.com").await.status, StatusCode::CREATED);
+    s.register("Alice", "alice2@example.com").await.assert_error(StatusCode::CONFLICT);
+    // Not a name an account can have (ASCII only), so never a second account.
+    s.register("ＡＬＩＣＥ", "alice3@example.com").await.assert_error(StatusCode::BAD_REQUEST);
+    for spelling in ["ＡＬＩＣＥ", "ａｌｉｃｅ", "Alice"] {
+        s.login(spelling, "WrongPass123!").await.assert_error(StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(s.failures("alice").await, Some(3), "one count for every spelling");
+    assert_eq!(s.failures("ａｌｉｃｅ").await, None, "no count of its own");
+    assert_throttled(&s.login("alice", PASSWORD).await, 900);
+
+    let s = svc(&[]).await;
+    s.register("alice", "alice@example.com").await;
+    for spelling in ["ＡＬＩＣＥ", "alice", "Alice", "ａｌｉｃｅ"] {
+        let r = s.login(spelling, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{spelling}: {}", r.json);
+        assert_eq!(r.json["user"]["username"], "alice");
+    }
+}
+
 #[tokio::test]
 async fn housekeeping_deletes_only_expired_counts() {
     let s = svc(&[("LOGIN_FAILURE_WINDOW_SECS", "60")]).await;

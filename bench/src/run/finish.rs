@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::setup::{manifest_dir, workspace_root};
+use super::setup::manifest_dir;
 use crate::options::Options;
 use crate::report;
 use crate::results::{Cell, Results};
@@ -82,7 +82,7 @@ fn first_line(cmd: &str, args: &[&str]) -> String {
 pub fn commit() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(workspace_root())
+        .current_dir(devstack::stack::repo_root())
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()

@@ -17,11 +17,6 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The workspace's root (sidecar.toml, the git checkout).
-pub fn workspace_root() -> PathBuf {
-    manifest_dir().parent().map(Path::to_path_buf).unwrap_or_else(manifest_dir)
-}
-
 /// auth-svc, task-svc and gateway: `--bin-dir`, else `target/<profile>` beside this binary,
 /// else this binary's own directory.
 fn bin_dir(o: &Options) -> Result<PathBuf> {
@@ -73,7 +68,7 @@ pub fn prepare(o: &Options) -> Result<Dirs> {
 /// (ms, by process name) with the stack.
 pub async fn start(o: &Options, dirs: &Dirs) -> Result<(BenchStack, BTreeMap<String, f64>)> {
     let self_exe = std::env::current_exe()?;
-    let sidecar = workspace_root().join("sidecar.toml");
+    let sidecar = devstack::stack::repo_root().join("sidecar.toml");
     let start = stack::StartOptions {
         bin_dir: &dirs.bin_dir,
         self_exe: &self_exe,

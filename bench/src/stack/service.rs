@@ -150,7 +150,8 @@ impl<'a> Starter<'a> {
                 self.keyring.clone(),
             )
         };
-        // Ready: the keyring is loaded (/ready) and a request goes through to task-svc.
+        // Ready: the keyring is loaded and the revocation list pulled (/ready), and a request
+        // goes through to task-svc.
         let launch = extra(self.o, name, settings.launch(name, program)?);
         let (process, ready) = start_timed(launch, &self.logs).await?;
         Ok(RunningService { name, process, addr: listen, metrics: Some(metrics), ready })

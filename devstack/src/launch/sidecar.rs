@@ -28,8 +28,8 @@ pub struct GatewaySettings {
     pub auth_url: String,
     pub keyring: KeyringSource,
     pub logging: Logging,
-    /// What counts as ready: by default the keyring is loaded (`/ready`) and a request reaches
-    /// task-svc (`/tasks/health`).
+    /// What counts as ready: by default the keyring is loaded and the revocation list pulled
+    /// (`/ready`), and a request reaches task-svc (`/tasks/health`).
     pub ready: Vec<Probe>,
 }
 

@@ -32,14 +32,17 @@ const UPSTREAM_IDLE_SECS: u64 = 2;
 const SECRET: &str = "keepalive-secret-0123456789abcdef0123456789";
 
 /// Starts the gateway with `sidecar` in front of `upstream`; returns it and its proxy address.
-/// Ready once the keyring is loaded and the proxy port accepts (no request reaches `upstream`).
+/// Ready once both ports accept (no request reaches `upstream`). There is no auth-svc, so
+/// `/ready` stays 503 (no revocation list) and tokens get 503; these tests need neither: they
+/// use the public health route and token-less requests. The fixed keyring is loaded before
+/// the ports open.
 async fn start_gateway(sidecar: SidecarFile, upstream: SocketAddr, name: &str) -> (Process, SocketAddr) {
     let listen = loopback(free_port().unwrap());
     let metrics = loopback(free_port().unwrap());
     let dir = std::env::temp_dir().join("gateway-tests");
     std::fs::create_dir_all(&dir).unwrap();
     let settings = GatewaySettings {
-        ready: vec![Probe::http(metrics, "/ready"), Probe::Tcp(listen)],
+        ready: vec![Probe::Tcp(metrics), Probe::Tcp(listen)],
         ..GatewaySettings::new(
             sidecar,
             dir.join(format!("{name}-{}.toml", listen.port())),

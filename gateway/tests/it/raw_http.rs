@@ -42,12 +42,15 @@ async fn start_probe() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, seen)
 }
 
-async fn gateway_before_probe() -> (RunningService, Arc<AtomicUsize>) {
+/// The gateway in front of the probe, and what it needs to be ready: auth-svc for the
+/// revocation list (tokens are minted with the gateway's own secret, so auth-svc is never asked
+/// to validate one). Keep the whole tuple alive for the test.
+async fn gateway_before_probe() -> (RunningService, Arc<AtomicUsize>, (RunningService, testkit::TestDatabase)) {
     let (probe, seen) = start_probe().await;
-    // Tokens are minted with the gateway's own secret, so auth-svc is never asked.
-    let gateway =
-        start_gateway(test_sidecar(), probe, "http://127.0.0.1:9", KeyringSource::secret(OLD_SECRET), true).await;
-    (gateway, seen)
+    let db = testkit::TestDatabase::new().await;
+    let auth = start_auth(&db.url, OLD_SECRET, None).await;
+    let gateway = start_gateway(test_sidecar(), probe, &auth.url(), KeyringSource::secret(OLD_SECRET), true).await;
+    (gateway, seen, (auth, db))
 }
 
 /// What came back on one connection.
@@ -118,7 +121,7 @@ fn spoofed_request(path: &str, token: Option<&str>) -> Vec<u8> {
 
 #[tokio::test]
 async fn no_spelling_of_an_identity_header_reaches_task_svc() {
-    let (gateway, _) = gateway_before_probe().await;
+    let (gateway, _, _auth) = gateway_before_probe().await;
     let token = mint(OLD_SECRET, 7, 600);
     for (path, token, expected_user) in [("/tasks", Some(token.as_str()), Some("7")), ("/tasks/health", None, None)] {
         let r = exchange(gateway.addr, &spoofed_request(path, token)).await;
@@ -141,7 +144,7 @@ async fn no_spelling_of_an_identity_header_reaches_task_svc() {
 
 #[tokio::test]
 async fn malformed_requests_get_400_and_a_closed_connection_and_never_reach_task_svc() {
-    let (gateway, seen) = gateway_before_probe().await;
+    let (gateway, seen, _auth) = gateway_before_probe().await;
     let many_headers: String = (0..300).map(|i| format!("X-H{i}: v\r\n")).collect();
     let cases: Vec<(&str, String)> = vec![
         ("duplicate Host", "GET /tasks/health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into()),
@@ -184,7 +187,7 @@ async fn malformed_requests_get_400_and_a_closed_connection_and_never_reach_task
 
 #[tokio::test]
 async fn a_body_with_broken_chunked_framing_gets_our_json_400() {
-    let (gateway, _) = gateway_before_probe().await;
+    let (gateway, _, _auth) = gateway_before_probe().await;
     // The head is valid, so the gateway's phases run; the body framing breaks while it is read.
     let r = exchange(
         gateway.addr,

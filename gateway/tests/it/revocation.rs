@@ -11,6 +11,7 @@ use testkit::Http;
 use testkit::accounts;
 use testkit::harness::*;
 use testkit::launch::KeyringSource;
+use testkit::wait;
 
 async fn get(c: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
     let r = c.get(url).bearer_auth(token).send().await.unwrap();
@@ -100,15 +101,20 @@ async fn pulled_revocations_hold_while_auth_svc_is_down_and_an_old_list_can_fail
     time_to_refusal(&c, &strict.url_for("/tasks"), &revoked, Duration::from_secs(2)).await;
 
     stack.auth.process.kill();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Both gateways keep the list they pulled: the revoked token stays refused, others work.
-    for gw in [&stack.gateway, &strict] {
+    // Both gateways keep the list they pulled once a pull has failed: the revoked token stays
+    // refused, others work. The strict one first, before its list is too old.
+    for gw in [&strict, &stack.gateway] {
+        wait::until("a failed revocation pull", Duration::from_secs(10), || async {
+            sample(&scrape(gw).await, r#"gateway_revocation_pulls_total{outcome="failure"}"#) >= 1.0
+        })
+        .await;
         assert_eq!(get(&c, &gw.url_for("/tasks"), &revoked).await.0, 401);
     }
     assert_eq!(get(&c, &stack.gateway.url_for("/tasks"), &kept).await.0, 200);
-    let m = samples(&metrics_text(&stack.gateway).await);
-    assert!(sample(&m, r#"gateway_revocation_pulls_total{outcome="failure"}"#) >= 1.0);
-    assert!(sample(&m, "gateway_revocation_list_age_seconds") >= 1.0);
+    wait::until("the relaxed gateway's list aged past a second", Duration::from_secs(10), || async {
+        sample(&scrape(&stack.gateway).await, "gateway_revocation_list_age_seconds") >= 1.0
+    })
+    .await;
 
     // The strict gateway (max_age_secs = 2) stops trusting its list once it is too old: 503.
     let start = Instant::now();
@@ -124,6 +130,49 @@ async fn pulled_revocations_hold_while_auth_svc_is_down_and_an_old_list_can_fail
     }
     // The relaxed one (default: no maximum age) keeps serving.
     assert_eq!(get(&c, &stack.gateway.url_for("/tasks"), &kept).await.0, 200);
+}
+
+/// A gateway that has never pulled the list cannot tell a revoked token from a good one: it
+/// refuses to guess (503 `revocation_pending`, not 401: the token may be fine), and is not ready.
+#[tokio::test]
+async fn a_gateway_without_a_revocation_list_fails_closed_and_is_not_ready() {
+    let db = testkit::TestDatabase::new().await;
+    let task = start_task(&db.url).await;
+    let dead_auth = format!("http://127.0.0.1:{}", testkit::free_port().unwrap());
+    let gateway = start_gateway(
+        sidecar(|f| f.revocation.poll_interval_secs = 1),
+        task.addr,
+        &dead_auth,
+        KeyringSource::secret(OLD_SECRET),
+        false,
+    )
+    .await;
+    let c = client();
+    let token = mint(OLD_SECRET, 1, 600);
+    let ready = gateway.metrics_url("/ready").unwrap();
+    // Until the keyring is loaded the reason is the keyring; a fixed one loads at once.
+    let start = Instant::now();
+    let body = loop {
+        let r = c.get(&ready).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        let body: Value = r.json().await.unwrap();
+        if body["reason"] == "revocation_pending" {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["error"], "Service Unavailable", "{body}");
+    let r = c.get(gateway.url_for("/tasks")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["reason"], "revocation_pending", "{body}");
+    // Public routes do not need the list.
+    assert_eq!(c.get(gateway.url_for("/tasks/health")).send().await.unwrap().status(), 200);
+    let m = samples(&metrics_text(&gateway).await);
+    assert!(sample(&m, r#"gateway_revocation_pulls_total{outcome="failure"}"#) >= 1.0);
+    assert_eq!(sample(&m, r#"gateway_auth_decisions_total{reason="revocation_pending",result="unavailable"}"#), 1.0);
 }
 
 #[tokio::test]

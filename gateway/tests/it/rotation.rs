@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::TestDatabase;
 use testkit::harness::*;
+use testkit::wait;
 use tokio::task::JoinSet;
 
 const S1: &str = "rotation-one-0123456789abcdef0123456789abcdef";
@@ -57,9 +58,10 @@ async fn a_key_dropped_by_a_refresh_takes_its_cached_tokens_with_it() {
     moto.create_secret("rot/drop", S1).await.unwrap();
     let db = TestDatabase::new().await;
     let task = start_task(&db.url).await;
-    let dead_auth = format!("http://127.0.0.1:{}", testkit::free_port().unwrap());
+    // auth-svc holds none of S1..S3: it serves the revocation list, and says "unknown key id".
+    let stranger = start_auth(&db.url, "stranger-secret-0123456789abcdef0123456789ab", None).await;
     let toml = sidecar(|f| f.jwt.refresh_interval_secs = 1);
-    let gateway = start_gateway(toml, task.addr, &dead_auth, moto.keyring("rot/drop"), true).await;
+    let gateway = start_gateway(toml, task.addr, &stranger.url(), moto.keyring("rot/drop"), true).await;
     let c = client();
     let url = gateway.url_for("/tasks");
     let old = mint(S1, 1, 600);
@@ -121,7 +123,11 @@ async fn a_flood_of_made_up_kids_cannot_stop_a_real_new_key_from_being_learnt() 
             counts
         });
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The rotation lands while the flood is already over the fallback budget.
+    wait::until("the flood over the fallback budget", Duration::from_secs(20), || async {
+        sample(&scrape(&gateway).await, r#"gateway_fallback_calls_total{outcome="rate_limited"}"#) > 0.0
+    })
+    .await;
 
     moto.rotate("rot/flood", S2).await.unwrap();
     let rotated = Instant::now();

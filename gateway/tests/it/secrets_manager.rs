@@ -3,15 +3,16 @@
 //! the previous one for tokens still in flight, keeps the last good keyring when it cannot read.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use testkit::TestDatabase;
-use testkit::free_port;
 use testkit::harness::*;
+use testkit::{TestDatabase, wait};
 
 const S1: &str = "sm-secret-one-0123456789abcdef0123456789abcdef";
 const S2: &str = "sm-secret-two-0123456789abcdef0123456789abcdef";
 const SECRET_NAME: &str = "task-mgmt/jwt-secret";
+/// auth-svc's secret where it only serves the revocation list: shared with no token here.
+const STRANGER: &str = "stranger-secret-0123456789abcdef0123456789ab";
 
 async fn status(c: &reqwest::Client, url: &str, token: &str) -> u16 {
     c.get(url).bearer_auth(token).send().await.unwrap().status().as_u16()
@@ -22,16 +23,21 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     let mut moto = start_moto().await;
     let db = TestDatabase::new().await;
     let task = start_task(&db.url).await;
-    // auth-svc is deliberately absent: every decision below must be local.
-    let dead_auth = format!("http://127.0.0.1:{}", free_port().unwrap());
+    // auth-svc serves the revocation list (without one the gateway refuses every token) but
+    // holds neither S1 nor S2: every decision below is the gateway's own keyring's.
+    let stranger = start_auth(&db.url, STRANGER, None).await;
     let toml = sidecar(|f| f.jwt.refresh_interval_secs = 1);
-    let gateway = start_gateway(toml, task.addr, &dead_auth, moto.keyring(SECRET_NAME), false).await;
+    let gateway = start_gateway(toml, task.addr, &stranger.url(), moto.keyring(SECRET_NAME), false).await;
     let c = client();
     let url = gateway.url_for("/tasks");
     let ready = gateway.metrics_url("/ready").unwrap();
 
-    // The secret does not exist yet: not ready, and requests cannot be decided (503, not 401).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The secret does not exist yet: once the gateway has tried to load it and failed, it is
+    // not ready, and requests cannot be decided (503, not 401).
+    wait::until("a failed keyring load", Duration::from_secs(20), || async {
+        sample(&samples(&metrics_text(&gateway).await), r#"gateway_keyring_refreshes_total{outcome="failure"}"#) >= 1.0
+    })
+    .await;
     assert_eq!(c.get(&ready).send().await.unwrap().status(), 503);
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 503);
 
@@ -42,13 +48,12 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
         .send()
         .await
         .unwrap();
-    let t = Instant::now();
-    while c.get(&ready).send().await.unwrap().status() != 200 {
-        assert!(t.elapsed() < Duration::from_secs(20), "gateway not ready after the secret was created");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until("the gateway ready after the secret was created", Duration::from_secs(20), || async {
+        c.get(&ready).send().await.unwrap().status() == 200
+    })
+    .await;
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 200);
-    // S2's kid: not in the keyring just re-read, and auth-svc is down: the fresh keyring decides.
+    // S2's kid: not in the keyring just re-read, nor in auth-svc's: refused.
     assert_eq!(status(&c, &url, &mint(S2, 1, 600)).await, 401);
 
     // Rotation: a new version becomes AWSCURRENT, the old one AWSPREVIOUS.
@@ -58,16 +63,14 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
         .send()
         .await
         .unwrap();
-    let t = Instant::now();
-    loop {
+    wait::until("the new secret version picked up", Duration::from_secs(15), || async {
         match status(&c, &url, &mint(S2, 1, 600)).await {
-            200 => break,
-            401 | 503 => {}
+            200 => true,
+            401 | 503 => false,
             other => panic!("unexpected status {other} while waiting for the refresh"),
         }
-        assert!(t.elapsed() < Duration::from_secs(15), "new secret version not picked up");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
     // Tokens signed with the previous version keep working during the rotation.
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 200);
 
@@ -75,15 +78,11 @@ async fn keyring_is_loaded_from_secrets_manager_and_refreshed_on_a_new_version()
     moto.process.kill();
     let before =
         sample(&samples(&metrics_text(&gateway).await), r#"gateway_keyring_refreshes_total{outcome="failure"}"#);
-    let t = Instant::now();
-    loop {
-        let m = samples(&metrics_text(&gateway).await);
-        if sample(&m, r#"gateway_keyring_refreshes_total{outcome="failure"}"#) > before {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "no failed refresh recorded");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait::until("a failed refresh recorded", Duration::from_secs(20), || async {
+        sample(&samples(&metrics_text(&gateway).await), r#"gateway_keyring_refreshes_total{outcome="failure"}"#)
+            > before
+    })
+    .await;
     assert_eq!(status(&c, &url, &mint(S2, 1, 600)).await, 200);
     assert_eq!(status(&c, &url, &mint(S1, 1, 600)).await, 200);
     assert_eq!(c.get(&ready).send().await.unwrap().status(), 200);

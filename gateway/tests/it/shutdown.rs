@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testkit::harness::*;
+use testkit::wait;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish_and_exits_within_the_grace() {
@@ -39,10 +40,12 @@ async fn sigterm_lets_a_slow_request_finish_and_exits_within_the_grace() {
 
     stack.gateway.process.terminate().unwrap();
     let sigterm = Instant::now();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // New connections are no longer accepted.
-    let refused = tokio::net::TcpStream::connect(stack.gateway.addr).await.is_err();
-    assert!(refused, "the listener should be closed after SIGTERM");
+    // New connections are no longer accepted, while the request is still in flight and the
+    // gateway still running (draining, not gone).
+    let addr = stack.gateway.addr;
+    wait::until("the listener closed after SIGTERM", Duration::from_secs(3), || wait::refuses_connections(addr)).await;
+    assert!(!put.is_finished(), "the request is still in flight");
+    assert!(stack.gateway.process.is_running(), "the gateway is draining, not gone");
 
     tokio::time::sleep(Duration::from_millis(700)).await;
     tx.commit().await.unwrap();

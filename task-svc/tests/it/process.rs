@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use testkit::launch::{Launch, Logging, ServiceSettings, TaskSvcSettings, loopback};
 use testkit::postgres::{Cluster, Durability, free_port};
 use testkit::process::{Output, Process, healthcheck_exit_code};
-use testkit::{TestDatabase, client};
+use testkit::{TestDatabase, client, wait};
 
 const BIN: &str = env!("CARGO_BIN_EXE_task-svc");
 
@@ -131,10 +131,13 @@ async fn sigterm_lets_the_in_flight_request_finish() {
     db.wait_for_lock_waiter(Duration::from_secs(30)).await;
     assert!(!put.is_finished(), "the request is in flight");
     svc.terminate().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // New connections are refused once shutdown has begun; the process stays to drain.
+    wait::until("the listener closed after SIGTERM", Duration::from_secs(10), || {
+        wait::refuses_connections(loopback(port))
+    })
+    .await;
     assert!(svc.is_running(), "still draining the in-flight request");
-    // New connections are refused once shutdown has begun.
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "listener closed");
+    assert!(!put.is_finished(), "the request is still in flight");
     lock.commit().await.unwrap();
 
     let r = put.await.unwrap().unwrap();
@@ -181,7 +184,7 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
             ..ServiceSettings::new(&db.url, loopback(port))
         },
         unix_socket: None,
-        logging: Logging::json(),
+        logging: Logging { filter: Some("info".into()), ..Logging::json() },
     };
     let launch = settings.launch("task-svc", Path::new(BIN)).output(Output::File(log.clone()));
     let mut svc = launch.start(Duration::from_secs(60)).await.unwrap();
@@ -223,6 +226,10 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
         }
     }
     assert!(saw_request_id, "a log line carries the request id:\n{lines}");
+    // At info the access log has the real request, not the health checks (polled on a timer).
+    let access: Vec<&str> = lines.lines().filter(|l| l.contains("finished processing request")).collect();
+    assert!(access.iter().any(|l| l.contains("/tasks/77")), "the request's access line:\n{lines}");
+    assert!(!access.iter().any(|l| l.contains("/tasks/health")), "health checks logged at info:\n{lines}");
     let _ = std::fs::remove_file(&log);
 }
 

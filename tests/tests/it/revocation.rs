@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use devstack::stack::{Options, Stack};
-use e2e::{Http, call, client, login, options, register};
+use e2e::{Http, call, client, counter, login, options, register};
 use reqwest::{Method, StatusCode};
+use testkit::wait;
 
 /// `[revocation] poll_interval_secs` in these stacks (the default).
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -124,10 +125,22 @@ async fn revocations_hold_while_auth_svc_is_down_and_survive_its_restart() {
     refusal_times(&c, &gws, &revoked, Instant::now()).await;
 
     // Every auth-svc instance down: the gateways keep the list they pulled.
+    let failed_pulls = r#"gateway_revocation_pulls_total{outcome="failure"}"#;
+    let metrics: Vec<SocketAddr> = (0..stack.task_count()).map(|i| stack.gateway_addrs(i).1).collect();
+    let mut failed_before = Vec::new();
+    for m in &metrics {
+        failed_before.push(counter(&c, *m, failed_pulls).await);
+    }
     for i in 0..stack.auth_count() {
         stack.kill_auth(i);
     }
-    tokio::time::sleep(POLL_INTERVAL + Duration::from_millis(500)).await;
+    // Once each gateway has failed a pull (auth-svc gone), it still enforces the list it has.
+    for (m, before) in metrics.iter().zip(failed_before) {
+        wait::until("a failed revocation pull", POLL_INTERVAL * 5, || async {
+            counter(&c, *m, failed_pulls).await > before
+        })
+        .await;
+    }
     for gw in &gws {
         assert_eq!(status_at(&c, *gw, &revoked).await.0, StatusCode::UNAUTHORIZED, "gateway {gw}");
         assert_eq!(status_at(&c, *gw, &kept).await.0, StatusCode::OK, "gateway {gw}: local verification goes on");

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use e2e::{Http, call, client, login, options, register};
 use platform::keyring::UnverifiedToken;
 use reqwest::Method;
 use testkit::moto::Moto;
+use testkit::wait;
 
 const SECRET_NAME: &str = "e2e/jwt-rotation";
 const OLD: &str = "e2e-rotation-old-0123456789abcdef0123456789abcdef";
@@ -47,9 +48,12 @@ async fn a_rotation_under_steady_load_fails_no_request_for_tokens_of_either_key(
 
     // Steady load through the front door: both gateways, tokens of whatever key is in the pool.
     let stop = Arc::new(AtomicBool::new(false));
+    // Requests sent with old-key and new-key tokens so far: what the waits below watch.
+    let sent = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
     let mut load = tokio::task::JoinSet::new();
     for worker in 0..6usize {
-        let (c, base, pool, stop) = (c.clone(), base.clone(), pool.clone(), stop.clone());
+        let (c, base, pool, stop, sent) = (c.clone(), base.clone(), pool.clone(), stop.clone(), sent.clone());
+        let old_kid = old_kid.clone();
         load.spawn(async move {
             let mut seen: BTreeMap<(String, u16), u32> = BTreeMap::new();
             let mut i = worker;
@@ -59,14 +63,21 @@ async fn a_rotation_under_steady_load_fails_no_request_for_tokens_of_either_key(
                     pool[i % pool.len()].clone()
                 };
                 let r = call(&c, Method::GET, &format!("{base}/tasks"), Some(&token), None).await;
-                *seen.entry((kid(&token), r.status.as_u16())).or_default() += 1;
+                let token_kid = kid(&token);
+                sent[usize::from(token_kid != old_kid)].fetch_add(1, Ordering::Relaxed);
+                *seen.entry((token_kid, r.status.as_u16())).or_default() += 1;
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             seen
         });
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent_with = |new_key: bool| sent[usize::from(new_key)].load(Ordering::Relaxed);
+    wait::until("load with old-key tokens", Duration::from_secs(30), || {
+        let n = sent_with(false);
+        async move { n >= 20 }
+    })
+    .await;
 
     // The rotation: one put-secret-value.
     moto.rotate(SECRET_NAME, NEW).await.unwrap();
@@ -84,8 +95,16 @@ async fn a_rotation_under_steady_load_fails_no_request_for_tokens_of_either_key(
         }
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    // Load keeps running with both keys' tokens in the pool.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Load keeps running with both keys' tokens in the pool: for 4 s, and until each key has
+    // carried at least 20 requests since (what the assertions below need, on any machine).
+    let (old_so_far, new_so_far) = (sent_with(false), sent_with(true));
+    let window = Instant::now() + Duration::from_secs(4);
+    wait::until("load with both keys' tokens after the rotation", Duration::from_secs(30), || {
+        let done =
+            Instant::now() >= window && sent_with(false) >= old_so_far + 20 && sent_with(true) >= new_so_far + 20;
+        async move { done }
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let mut seen: BTreeMap<(String, u16), u32> = BTreeMap::new();
     while let Some(r) = load.join_next().await {

@@ -6,15 +6,14 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::*;
 use reqwest::StatusCode;
 use serde_json::json;
-use testkit::TestDatabase;
-use testkit::free_port;
 use testkit::process::{Signal, send_signal};
+use testkit::{TestDatabase, free_port, wait};
 use tokio::sync::mpsc;
 
 /// The configured grace: Prometheus' own stop first (well under a second), then gateways
@@ -73,9 +72,10 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
 
     // Steady load: 4 writers, each bounded by count and time, until the front door is gone.
     let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     for w in 0..4 {
-        let (c, alb, token, stop) = (client(), alb.clone(), token.clone(), stop.clone());
+        let (c, alb, token, stop, written) = (client(), alb.clone(), token.clone(), stop.clone(), written.clone());
         writers.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
             let mut refused = 0;
@@ -94,6 +94,7 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
                     Ok(r) if r.status() == StatusCode::CREATED => {
                         let body: serde_json::Value = r.json().await.unwrap();
                         acknowledged.push(body["task"]["id"].as_i64().unwrap());
+                        written.fetch_add(1, Ordering::Relaxed);
                     }
                     // During shutdown anything but a 201 is allowed; only 201s are promises.
                     Ok(_) => {}
@@ -106,7 +107,12 @@ async fn sigterm_under_load_loses_no_acknowledged_write_and_exits_in_time() {
             (acknowledged, refused)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // SIGTERM lands under load: once writes are being acknowledged.
+    wait::until("10 acknowledged writes", Duration::from_secs(30), || {
+        let n = written.load(Ordering::Relaxed);
+        async move { n >= 10 }
+    })
+    .await;
 
     let sigterm = Instant::now();
     send_signal(child.id(), Signal::Term).unwrap();
