@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: every test of the project. Installs what the machine lacks first
 # (scripts/setup.sh test), then runs the Rust workspace's tests (unit, handler, process,
-# gateway and end-to-end tests on real PostgreSQL clusters the tests start themselves), checks
+# gateway and end-to-end tests on real PostgreSQL clusters the tests start themselves; the
+# end-to-end suite again in the RS256 and EdDSA signing modes), checks
 # that the run command and the bench reuse this one build, runs the benchmark harness in quick
 # mode, the offline checks of the ECS deployment, the images and their pod smoke test, and the
 # deploy command against local stand-ins (ecs/deploy_test).
@@ -21,6 +22,13 @@ cargo deny --log-level error check licenses bans sources
 
 echo "==> cargo nextest run --workspace"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
+
+# The end-to-end suite again in each asymmetric signing mode (the run above is HS256, the
+# default): the same binaries, only auth-svc's key and the gateways' JWKS differ.
+for alg in RS256 EdDSA; do
+    echo "==> end-to-end suite with E2E_JWT_ALG=$alg"
+    E2E_JWT_ALG=$alg cargo nextest run --workspace --locked --no-fail-fast -E 'package(e2e)'
+done
 
 echo "==> one build: the run command's and the bench's builds reuse the test build (devstack/tests/one_build.rs)"
 cargo nextest run --workspace --locked --run-ignored only -E 'binary(one_build)'
