@@ -10,6 +10,7 @@
 mod front_door;
 mod haproxy;
 mod options;
+mod perf;
 mod procstat;
 mod relay;
 mod report;

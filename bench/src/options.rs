@@ -201,6 +201,10 @@ pub struct Flags {
     /// TOML; repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     sidecar_set: Vec<SidecarOverride>,
+    /// Do not attach `perf stat` to the processes of each cell (no system call or instruction
+    /// counts).
+    #[arg(long)]
+    no_perf: bool,
     /// Keep the run directory (logs, data) after a successful run.
     #[arg(long)]
     keep: bool,
@@ -234,6 +238,7 @@ pub struct Options {
     pub durable: bool,
     pub out: Option<PathBuf>,
     pub keep: bool,
+    pub no_perf: bool,
     pub env: Vec<EnvOverride>,
     pub sidecar_set: Vec<SidecarOverride>,
 }
@@ -276,6 +281,7 @@ impl From<Flags> for Options {
             durable: f.durable,
             out: f.out,
             keep: f.keep,
+            no_perf: f.no_perf,
             env: f.env,
             sidecar_set: f.sidecar_set,
         }

@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use crate::options::Options;
+use crate::perf;
 use crate::procstat;
 use crate::relay;
 use crate::report;
@@ -33,13 +34,18 @@ pub async fn run(o: Options) -> Result<()> {
     setup::seed(&o, &stack, &dirs.run_dir).await?;
 
     let postgres = stack.postgres_pid(&dirs.run_dir);
-    let watched = stack.services().iter().map(|s| Watched { name: s.name, pid: s.pid() }).collect();
+    let watched = stack.services().iter().map(|s| Watched { name: s.name, pid: s.pid(), metrics: s.metrics }).collect();
     let pulled = revocation_cost::pulled(&stack.revoked).await?;
     eprintln!(
         "    gateway-revoked holds {} revocations ({} bytes pulled in {} pulls)",
         pulled.live, pulled.bytes, pulled.pulls
     );
     let tokio_sleep_ms = relay::tokio_sleep_overshoot(o.vpc_delay, if o.quick { 50 } else { 400 }).await;
+    let counting = if o.no_perf {
+        perf::Availability { syscalls: "--no-perf".into(), instructions: "--no-perf".into() }
+    } else {
+        perf::Availability::probe()
+    };
     let meter = Meter {
         o: &o,
         lua_dir: dirs.lua_dir.clone(),
@@ -48,6 +54,7 @@ pub async fn run(o: Options) -> Result<()> {
         watched,
         postgres,
         ticks: procstat::clock_ticks(),
+        perf: counting.clone(),
     };
 
     let routes = routes::routes(&o, &stack);
@@ -77,6 +84,7 @@ pub async fn run(o: Options) -> Result<()> {
         login,
         network,
         revocations: Some(revocation_cost),
+        counting,
         targets,
         problems,
         elapsed_s: started.elapsed().as_secs_f64(),
