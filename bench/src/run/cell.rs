@@ -137,7 +137,7 @@ impl Meter<'_> {
         let session = self.perf.any().then(|| perf::Session::start(&self.counted(workload, route)));
         if session.is_some() {
             // perf gives no signal that it has attached; it takes a few ms.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let before = Sample::take(&self.watched, self.postgres);
         let connections = load.connections;
