@@ -7,6 +7,7 @@
 //! through the local front door when one is given. Prints markdown tables and writes JSON.
 //! See docs/benchmarks.md.
 
+mod callgrind;
 mod front_door;
 mod haproxy;
 mod options;

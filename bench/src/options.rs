@@ -201,6 +201,11 @@ pub struct Flags {
     /// TOML; repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     sidecar_set: Vec<SidecarOverride>,
+    /// Also measure the gateway's and HAProxy's (JWT check) instructions per request under
+    /// valgrind's callgrind, with this many `GET /tasks/{id}` sent one at a time (0: not;
+    /// e.g. 2000). Slow: valgrind runs them tens of times slower.
+    #[arg(long, default_value_t = 0, value_name = "REQUESTS")]
+    callgrind: u64,
     /// Do not attach `perf stat` to the processes of each cell (no system call or instruction
     /// counts).
     #[arg(long)]
@@ -239,6 +244,7 @@ pub struct Options {
     pub out: Option<PathBuf>,
     pub keep: bool,
     pub no_perf: bool,
+    pub callgrind: u64,
     pub env: Vec<EnvOverride>,
     pub sidecar_set: Vec<SidecarOverride>,
 }
@@ -282,6 +288,7 @@ impl From<Flags> for Options {
             out: f.out,
             keep: f.keep,
             no_perf: f.no_perf,
+            callgrind: f.callgrind,
             env: f.env,
             sidecar_set: f.sidecar_set,
         }

@@ -240,6 +240,8 @@ pub struct Results {
     pub revocations: Option<RevocationCost>,
     /// Whether perf could count system calls and instructions in this run ("" yes, else why).
     pub counting: perf::Availability,
+    /// `--callgrind`: instructions per request of each edge under callgrind (empty without).
+    pub callgrind: Vec<crate::callgrind::CallgrindFigure>,
     pub targets: Vec<Target>,
     pub problems: Vec<String>,
     pub elapsed_s: f64,

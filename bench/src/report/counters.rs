@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::tables::{edge, label};
+use crate::callgrind::CallgrindFigure;
 use crate::perf::Availability;
 use crate::results::{Cell, PerRequest};
 
@@ -50,6 +51,23 @@ pub fn counters(s: &mut String, cells: &[Cell], counting: &Availability) {
         "\nSystem calls: `perf stat -e raw_syscalls:sys_enter -p PID` on each process of the path and on the service behind it, for the cell's load{}. Instructions: the same perf, `-e instructions` (a hardware counter){}. Heap: the gateway's `count-allocations` build (a counting global allocator, scraped from its metrics before and after the cell); \"-\" with the default build.",
         why(&counting.syscalls),
         why(&counting.instructions),
+    );
+}
+
+/// `--callgrind`'s figures: instructions per request of each edge on valgrind's simulated CPU.
+pub fn callgrind(s: &mut String, figures: &[CallgrindFigure]) {
+    if figures.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n### Instructions per request under callgrind (`--callgrind`)\n");
+    let _ = writeln!(s, "| path | requests | edge instructions/req |");
+    let _ = writeln!(s, "|---|---:|---:|");
+    for f in figures {
+        let _ = writeln!(s, "| {} | {} | {:.0} |", f.path, f.requests, f.instructions_per_request);
+    }
+    let _ = writeln!(
+        s,
+        "\n`GET /tasks/{{id}}` one at a time through the edge running under `valgrind --tool=callgrind` (every thread), counts zeroed after a first request and dumped after the last (`callgrind_control -z`, `-d`): the same figure whatever the machine's load."
     );
 }
 

@@ -23,6 +23,7 @@ pub fn markdown(r: &Results) -> String {
     tables::cpu_and_memory(&mut s, &r.cells);
     tables::context_switches(&mut s, &r.cells);
     counters::counters(&mut s, &r.cells, &r.counting);
+    counters::callgrind(&mut s, &r.callgrind);
     tables::ready(&mut s, &r.ready_ms);
     if let Some(l) = &r.login {
         tables::login(&mut s, l);
