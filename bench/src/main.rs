@@ -7,9 +7,11 @@
 //! through the local front door when one is given. Prints markdown tables and writes JSON.
 //! See docs/benchmarks.md.
 
+mod callgrind;
 mod front_door;
 mod haproxy;
 mod options;
+mod perf;
 mod procstat;
 mod relay;
 mod report;

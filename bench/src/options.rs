@@ -201,6 +201,15 @@ pub struct Flags {
     /// TOML; repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     sidecar_set: Vec<SidecarOverride>,
+    /// Also measure the gateway's and HAProxy's (JWT check) instructions per request under
+    /// valgrind's callgrind, with this many `GET /tasks/{id}` sent one at a time (0: not;
+    /// e.g. 2000). Slow: valgrind runs them tens of times slower.
+    #[arg(long, default_value_t = 0, value_name = "REQUESTS")]
+    callgrind: u64,
+    /// Do not attach `perf stat` to the processes of each cell (no system call or instruction
+    /// counts).
+    #[arg(long)]
+    no_perf: bool,
     /// Keep the run directory (logs, data) after a successful run.
     #[arg(long)]
     keep: bool,
@@ -234,6 +243,8 @@ pub struct Options {
     pub durable: bool,
     pub out: Option<PathBuf>,
     pub keep: bool,
+    pub no_perf: bool,
+    pub callgrind: u64,
     pub env: Vec<EnvOverride>,
     pub sidecar_set: Vec<SidecarOverride>,
 }
@@ -276,6 +287,8 @@ impl From<Flags> for Options {
             durable: f.durable,
             out: f.out,
             keep: f.keep,
+            no_perf: f.no_perf,
+            callgrind: f.callgrind,
             env: f.env,
             sidecar_set: f.sidecar_set,
         }

@@ -27,8 +27,9 @@ fn process(pid: u32) -> Result<Process> {
 /// `after - before` is what happened in between (a counter that goes away with an exited
 /// thread makes the difference saturate at 0, never wrap).
 ///
-/// Issue 20's further per-request counters (syscalls, heap allocations) belong here too: one
-/// field, its reading in [`ProcessCounters::read`], and a per-request map in the cell.
+/// Counters with no /proc source are read elsewhere around the same load: system calls and
+/// instructions by a perf session attached for the cell (crate::perf), the gateway's heap
+/// allocations from its metrics; all meet per request in `results::PerRequest`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcessCounters {
     /// CPU time in user mode, clock ticks ([`clock_ticks`] per second).

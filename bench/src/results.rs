@@ -6,6 +6,7 @@ use std::ops::Add;
 
 use serde::Serialize;
 
+use crate::perf;
 use crate::procstat::ProcessCounters;
 use crate::relay;
 
@@ -18,6 +19,31 @@ pub struct PerRequest {
     pub voluntary_switches: f64,
     /// Involuntary context switches (preemptions) per request: these follow the CPU contention.
     pub involuntary_switches: f64,
+    /// System calls entered per request (perf, `raw_syscalls:sys_enter`); `None`: not counted
+    /// (perf cannot here, or the process is not one the cell attaches perf to).
+    pub syscalls: Option<f64>,
+    /// Instructions retired per request (perf, `instructions`); `None`: not counted (no
+    /// hardware counters in most VMs).
+    pub instructions: Option<f64>,
+    /// Heap allocations per request (the gateway's counting allocator, scraped from its
+    /// metrics); `None`: a process without that build.
+    pub heap_allocations: Option<f64>,
+    /// Heap bytes allocated per request (same source as `heap_allocations`).
+    pub heap_bytes: Option<f64>,
+}
+
+/// The sum of two optional figures: either alone when the other is missing.
+fn add_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The median of the figures present; `None` when none is.
+fn median_opt(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| median(present))
 }
 
 impl PerRequest {
@@ -27,7 +53,14 @@ impl PerRequest {
         PerRequest {
             voluntary_switches: per(delta.voluntary_switches),
             involuntary_switches: per(delta.involuntary_switches),
+            ..Default::default()
         }
+    }
+
+    /// Adds `count` (what happened during a cell of `requests`), per request, with `set`.
+    pub fn with_count(mut self, count: Option<u64>, requests: u64, set: fn(&mut Self, Option<f64>)) -> Self {
+        set(&mut self, count.filter(|_| requests > 0).map(|n| n as f64 / requests as f64));
+        self
     }
 
     /// Context switches of both kinds per request.
@@ -39,7 +72,11 @@ impl PerRequest {
     fn median(rounds: impl Iterator<Item = Self> + Clone) -> Self {
         PerRequest {
             voluntary_switches: median(rounds.clone().map(|p| p.voluntary_switches).collect()),
-            involuntary_switches: median(rounds.map(|p| p.involuntary_switches).collect()),
+            involuntary_switches: median(rounds.clone().map(|p| p.involuntary_switches).collect()),
+            syscalls: median_opt(rounds.clone().map(|p| p.syscalls)),
+            instructions: median_opt(rounds.clone().map(|p| p.instructions)),
+            heap_allocations: median_opt(rounds.clone().map(|p| p.heap_allocations)),
+            heap_bytes: median_opt(rounds.map(|p| p.heap_bytes)),
         }
     }
 }
@@ -51,6 +88,10 @@ impl Add for PerRequest {
         PerRequest {
             voluntary_switches: self.voluntary_switches + o.voluntary_switches,
             involuntary_switches: self.involuntary_switches + o.involuntary_switches,
+            syscalls: add_opt(self.syscalls, o.syscalls),
+            instructions: add_opt(self.instructions, o.instructions),
+            heap_allocations: add_opt(self.heap_allocations, o.heap_allocations),
+            heap_bytes: add_opt(self.heap_bytes, o.heap_bytes),
         }
     }
 }
@@ -197,6 +238,10 @@ pub struct Results {
     pub login: Option<Login>,
     pub network: Option<Network>,
     pub revocations: Option<RevocationCost>,
+    /// Whether perf could count system calls and instructions in this run ("" yes, else why).
+    pub counting: perf::Availability,
+    /// `--callgrind`: instructions per request of each edge under callgrind (empty without).
+    pub callgrind: Vec<crate::callgrind::CallgrindFigure>,
     pub targets: Vec<Target>,
     pub problems: Vec<String>,
     pub elapsed_s: f64,
@@ -207,7 +252,12 @@ mod tests {
     use super::*;
 
     fn cell(rps: f64, p99: f64, switches: f64, ok: bool) -> Cell {
-        let per = PerRequest { voluntary_switches: switches, involuntary_switches: switches / 2.0 };
+        let per = PerRequest {
+            voluntary_switches: switches,
+            involuntary_switches: switches / 2.0,
+            syscalls: Some(switches * 10.0),
+            ..Default::default()
+        };
         Cell {
             workload: "get".into(),
             path: "gateway".into(),
@@ -246,7 +296,12 @@ mod tests {
             (merged.edge_cpu_s_per_1k, merged.cpu_s_per_1k["gateway"], merged.peak_rss_mib["gateway"]),
             (0.2, 0.2, 9.0)
         );
-        let two = PerRequest { voluntary_switches: 2.0, involuntary_switches: 1.0 };
+        let two = PerRequest {
+            voluntary_switches: 2.0,
+            involuntary_switches: 1.0,
+            syscalls: Some(20.0),
+            ..Default::default()
+        };
         assert_eq!((merged.edge_per_request, merged.per_request["gateway"]), (two, two));
     }
 
@@ -256,5 +311,18 @@ mod tests {
         let per = PerRequest::from_counters(&delta, 20);
         assert_eq!((per.voluntary_switches, per.involuntary_switches, per.context_switches()), (1.5, 0.5, 2.0));
         assert_eq!(PerRequest::from_counters(&delta, 0), PerRequest::default());
+        let counted = per.with_count(Some(50), 20, |p, v| p.syscalls = v);
+        assert_eq!((counted.syscalls, counted.instructions), (Some(2.5), None));
+        assert_eq!(per.with_count(Some(50), 0, |p, v| p.syscalls = v).syscalls, None);
+    }
+
+    #[test]
+    fn missing_figures_stay_missing_when_summed_or_merged() {
+        let gateway = PerRequest { syscalls: Some(4.0), heap_allocations: Some(30.0), ..Default::default() };
+        let door = PerRequest { syscalls: Some(6.0), ..Default::default() };
+        let edge = gateway + door;
+        assert_eq!((edge.syscalls, edge.heap_allocations, edge.instructions), (Some(10.0), Some(30.0), None));
+        let merged = PerRequest::median([door, PerRequest::default(), gateway].into_iter());
+        assert_eq!((merged.syscalls, merged.instructions), (Some(6.0), None));
     }
 }

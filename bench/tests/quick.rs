@@ -71,7 +71,52 @@ fn quick_mode_produces_a_valid_run() {
     let switches = &gateway["per_request"]["gateway"];
     assert!(switches["voluntary_switches"].as_f64().unwrap() > 0.0, "{gateway}");
     assert_eq!(gateway["edge_per_request"], *switches, "{gateway}");
+    counters_are_present_and_plausible(&results, gateway);
     assert!(results["problems"].as_array().unwrap().is_empty());
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(out.with_extension("md"));
+}
+
+/// Whether perf counts system calls on this machine, asked of perf directly (not of the bench).
+fn perf_counts_syscalls_here() -> bool {
+    Command::new("perf").args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "true"]).output().is_ok_and(|o| {
+        let csv = String::from_utf8_lossy(&o.stderr).into_owned();
+        csv.lines()
+            .any(|l| l.ends_with(",,") && l.split(',').next().is_some_and(|v| v.parse::<u64>().is_ok_and(|n| n > 0)))
+    })
+}
+
+/// The per-request counters beside the times: system calls wherever perf can count them
+/// here (a proxied request is at least a read and a write on each side), n/a otherwise; no
+/// heap figures from the default build (the counting allocator is a feature build's).
+fn counters_are_present_and_plausible(results: &serde_json::Value, gateway: &serde_json::Value) {
+    let counting = &results["counting"];
+    let per = &gateway["per_request"];
+    if perf_counts_syscalls_here() {
+        assert_eq!(counting["syscalls"], "", "{counting}");
+        for process in ["gateway", "task-svc"] {
+            let n = per[process]["syscalls"].as_f64().unwrap_or(0.0);
+            assert!((2.0..1000.0).contains(&n), "{process}: {n} syscalls/request\n{gateway}");
+        }
+        assert_eq!(gateway["edge_per_request"]["syscalls"], per["gateway"]["syscalls"]);
+        // The front door's path counts both of its processes.
+        let door =
+            results["cells"].as_array().unwrap().iter().find(|c| c["workload"] == "get" && c["path"] == "front-door");
+        let door = door.unwrap();
+        assert!(door["per_request"]["front-door"]["syscalls"].as_f64().unwrap() > 0.0, "{door}");
+        assert!(
+            door["edge_per_request"]["syscalls"].as_f64().unwrap()
+                > door["per_request"]["gateway"]["syscalls"].as_f64().unwrap(),
+            "{door}"
+        );
+    } else {
+        assert_ne!(counting["syscalls"], "", "{counting}");
+        assert!(per["gateway"]["syscalls"].is_null(), "{gateway}");
+    }
+    if counting["instructions"] == "" {
+        assert!(per["gateway"]["instructions"].as_f64().unwrap() > 1000.0, "{gateway}");
+    } else {
+        assert!(per["gateway"]["instructions"].is_null(), "{gateway}");
+    }
+    assert!(per["gateway"]["heap_allocations"].is_null() && per["gateway"]["heap_bytes"].is_null(), "{gateway}");
 }

@@ -12,6 +12,7 @@ pub mod authenticator;
 pub mod config;
 pub mod decision;
 pub mod fallback;
+pub mod heap_count;
 pub mod metrics;
 pub mod proxy;
 pub mod request_id;

@@ -234,8 +234,13 @@ impl Metrics {
         &self.registry
     }
 
+    /// The exposition; with the `count-allocations` feature, the heap counters after it.
     pub fn render(&self) -> String {
-        platform::metrics::render(&self.registry)
+        let mut text = platform::metrics::render(&self.registry);
+        if let Some(heap) = crate::heap_count::current() {
+            text.push_str(&crate::heap_count::exposition(&heap));
+        }
+        text
     }
 }
 

@@ -1,5 +1,6 @@
 //! The readable output (markdown tables) and the targets, evaluated from the measured cells.
 
+mod counters;
 mod tables;
 mod targets;
 
@@ -21,6 +22,8 @@ pub fn markdown(r: &Results) -> String {
     }
     tables::cpu_and_memory(&mut s, &r.cells);
     tables::context_switches(&mut s, &r.cells);
+    counters::counters(&mut s, &r.cells, &r.counting);
+    counters::callgrind(&mut s, &r.callgrind);
     tables::ready(&mut s, &r.ready_ms);
     if let Some(l) = &r.login {
         tables::login(&mut s, l);

@@ -19,7 +19,7 @@ fn rss(c: &Cell, process: &str) -> String {
     }
 }
 
-fn label(workload: &str) -> &str {
+pub(super) fn label(workload: &str) -> &str {
     match workload {
         "health" => "GET /tasks/health",
         "get" => "GET /tasks/{id}",
@@ -41,7 +41,7 @@ fn switches(p: Option<&PerRequest>) -> String {
 }
 
 /// The edge's figure, or "-" for a path with no edge (direct, auth-svc).
-fn edge(c: &Cell, figure: impl FnOnce(&Cell) -> String) -> String {
+pub(super) fn edge(c: &Cell, figure: impl FnOnce(&Cell) -> String) -> String {
     if c.edges.is_empty() { "-".into() } else { figure(c) }
 }
 

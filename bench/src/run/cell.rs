@@ -10,6 +10,7 @@ use anyhow::Result;
 use super::routes::Route;
 use super::sample::{Sample, Watched};
 use crate::options::Options;
+use crate::perf::{self, PerfCounts};
 use crate::procstat::{self, ProcessCounters};
 use crate::results::{Cell, PerRequest};
 use crate::scrape;
@@ -30,6 +31,18 @@ pub struct Meter<'a> {
     pub postgres: Option<u32>,
     /// Clock ticks per second (the unit of the CPU counters).
     pub ticks: f64,
+    /// What perf can count here (a cell attaches it only when it can count something).
+    pub perf: perf::Availability,
+}
+
+/// A gateway's heap counters (allocations, bytes) from its metrics; `None` without the
+/// `count-allocations` build (or without metrics).
+async fn heap(metrics: Option<std::net::SocketAddr>) -> Option<(f64, f64)> {
+    let allocations = scrape::sum(metrics, "gateway_heap_allocations_total", "").await;
+    let bytes = scrape::sum(metrics, "gateway_heap_allocated_bytes_total", "").await;
+    // A family absent from the exposition sums to 0: the counters start above 0 (the gateway
+    // allocated while starting), so 0 means "not this build".
+    (allocations > 0.0 && bytes > 0.0).then_some((allocations, bytes))
 }
 
 /// Requests answered with a status other than 2xx, and those of them not in `allowed`.
@@ -57,6 +70,14 @@ struct Costs {
     edge_per_request: PerRequest,
     peak_rss_mib: BTreeMap<String, f64>,
     validate_calls_per_1k: f64,
+}
+
+/// What a cell counted besides /proc: perf's counts and the gateways' heap counters (their
+/// differences over the cell), by process name.
+#[derive(Default)]
+struct Counted {
+    perf: BTreeMap<String, PerfCounts>,
+    heap: BTreeMap<String, (f64, f64)>,
 }
 
 /// The cell of `workload` through `route` from wrk's `run` and the processes' `costs`.
@@ -112,12 +133,24 @@ impl Meter<'_> {
             procstat::reset_peak_rss(w.pid);
         }
         let calls_before = self.validate_calls().await;
+        let heap_before = self.heaps(route).await;
+        let session = self.perf.any().then(|| perf::Session::start(&self.counted(workload, route)));
+        if session.is_some() {
+            // perf gives no signal that it has attached; it takes a few ms.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let before = Sample::take(&self.watched, self.postgres);
         let connections = load.connections;
         let run = self.wrk(load).await?;
         let used = Sample::take(&self.watched, self.postgres).since(&before);
+        let perf = session.map(perf::Session::finish).unwrap_or_default();
         let calls = self.validate_calls().await - calls_before;
-        let costs = self.costs(route, &run, &used, calls);
+        let mut heap = self.heaps(route).await;
+        for (name, (allocations, bytes)) in heap.iter_mut() {
+            let (a0, b0) = heap_before.get(name).copied().unwrap_or_default();
+            (*allocations, *bytes) = (*allocations - a0, *bytes - b0);
+        }
+        let costs = self.costs(route, &run, &used, calls, &Counted { perf, heap });
         let cell = cell_of(workload, route, connections, allowed, &run, costs);
         eprintln!(
             "    {:<7} {:<16} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  non-2xx {}{}",
@@ -143,8 +176,38 @@ impl Meter<'_> {
         scrape::sum(Some(metrics), "http_requests_total", r#"route="/auth/validate""#).await
     }
 
-    /// What each watched process spent per request of `run`, from the counters it `used`.
-    fn costs(&self, route: &Route, run: &wrk::Run, used: &BTreeMap<String, ProcessCounters>, calls: f64) -> Costs {
+    /// The processes perf counts during a cell: the path's edges and the service behind them.
+    fn counted(&self, workload: &str, route: &Route) -> Vec<(String, u32)> {
+        let service = match workload {
+            w if w.starts_with("login") => "auth-svc",
+            "get-vpc" => "task-svc-vpc",
+            _ => "task-svc",
+        };
+        let names: Vec<&str> = route.edges.iter().copied().chain([service]).collect();
+        self.watched.iter().filter(|w| names.contains(&w.name)).map(|w| (w.name.to_owned(), w.pid)).collect()
+    }
+
+    /// The heap counters of the path's edges that serve them.
+    async fn heaps(&self, route: &Route) -> BTreeMap<String, (f64, f64)> {
+        let mut out = BTreeMap::new();
+        for w in self.watched.iter().filter(|w| route.edges.contains(&w.name)) {
+            if let Some(counts) = heap(w.metrics).await {
+                out.insert(w.name.to_owned(), counts);
+            }
+        }
+        out
+    }
+
+    /// What each watched process spent per request of `run`, from the counters it `used` and
+    /// those `counted` besides.
+    fn costs(
+        &self,
+        route: &Route,
+        run: &wrk::Run,
+        used: &BTreeMap<String, ProcessCounters>,
+        calls: f64,
+        counted: &Counted,
+    ) -> Costs {
         let per_1k = |x: f64| if run.requests == 0 { 0.0 } else { x * 1000.0 / run.requests as f64 };
         let cpu_s_per_1k: BTreeMap<String, f64> =
             used.iter().map(|(k, c)| (k.clone(), per_1k(c.cpu_ticks() as f64 / self.ticks))).collect();
@@ -152,7 +215,17 @@ impl Meter<'_> {
         let per_request: BTreeMap<String, PerRequest> = used
             .iter()
             .filter(|(k, _)| *k != "wrk")
-            .map(|(k, c)| (k.clone(), PerRequest::from_counters(c, run.requests)))
+            .map(|(k, c)| {
+                let n = run.requests;
+                let perf = counted.perf.get(k).copied().unwrap_or_default();
+                let heap = counted.heap.get(k).map(|&(a, b)| (a.max(0.0) as u64, b.max(0.0) as u64));
+                let per = PerRequest::from_counters(c, n)
+                    .with_count(perf.syscalls, n, |p, v| p.syscalls = v)
+                    .with_count(perf.instructions, n, |p, v| p.instructions = v)
+                    .with_count(heap.map(|h| h.0), n, |p, v| p.heap_allocations = v)
+                    .with_count(heap.map(|h| h.1), n, |p, v| p.heap_bytes = v);
+                (k.clone(), per)
+            })
             .collect();
         let peak_rss_mib = self
             .watched

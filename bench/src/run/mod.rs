@@ -10,15 +10,19 @@ mod sample;
 mod setup;
 mod tasks;
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 
+use crate::callgrind::CallgrindFigure;
 use crate::options::Options;
+use crate::perf;
 use crate::procstat;
 use crate::relay;
 use crate::report;
 use crate::results::Results;
+use crate::stack::BenchStack;
 
 use cell::Meter;
 use sample::Watched;
@@ -33,13 +37,18 @@ pub async fn run(o: Options) -> Result<()> {
     setup::seed(&o, &stack, &dirs.run_dir).await?;
 
     let postgres = stack.postgres_pid(&dirs.run_dir);
-    let watched = stack.services().iter().map(|s| Watched { name: s.name, pid: s.pid() }).collect();
+    let watched = stack.services().iter().map(|s| Watched { name: s.name, pid: s.pid(), metrics: s.metrics }).collect();
     let pulled = revocation_cost::pulled(&stack.revoked).await?;
     eprintln!(
         "    gateway-revoked holds {} revocations ({} bytes pulled in {} pulls)",
         pulled.live, pulled.bytes, pulled.pulls
     );
     let tokio_sleep_ms = relay::tokio_sleep_overshoot(o.vpc_delay, if o.quick { 50 } else { 400 }).await;
+    let counting = if o.no_perf {
+        perf::Availability { syscalls: "--no-perf".into(), instructions: "--no-perf".into() }
+    } else {
+        perf::Availability::probe()
+    };
     let meter = Meter {
         o: &o,
         lua_dir: dirs.lua_dir.clone(),
@@ -48,10 +57,12 @@ pub async fn run(o: Options) -> Result<()> {
         watched,
         postgres,
         ticks: procstat::clock_ticks(),
+        perf: counting.clone(),
     };
 
     let routes = routes::routes(&o, &stack);
     let (mut cells, network) = tasks::run(&meter, &routes, tokio_sleep_ms).await?;
+    let callgrind = callgrind(&o, &stack, &dirs.run_dir).await?;
     let mut login = None;
     if o.wants_workload("login") {
         let (figures, login_cells) = login::run(&meter).await?;
@@ -77,6 +88,8 @@ pub async fn run(o: Options) -> Result<()> {
         login,
         network,
         revocations: Some(revocation_cost),
+        counting,
+        callgrind,
         targets,
         problems,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -90,4 +103,29 @@ pub async fn run(o: Options) -> Result<()> {
         let _ = std::fs::remove_dir_all(&dirs.run_dir);
     }
     Ok(())
+}
+
+/// `--callgrind N`: each edge under callgrind serves N requests; its instructions per request.
+async fn callgrind(o: &Options, stack: &BenchStack, run_dir: &Path) -> Result<Vec<CallgrindFigure>> {
+    if stack.callgrind.is_empty() {
+        return Ok(Vec::new());
+    }
+    let seeded = std::fs::read_to_string(run_dir.join("tasks.txt"))?;
+    let requests: Vec<(String, String)> = seeded
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3).then(|| (f[0].to_owned(), f[2].to_owned()))
+        })
+        .collect();
+    eprintln!("==> callgrind: {} requests one at a time through each edge", o.callgrind);
+    let mut figures = Vec::new();
+    for (path, edge) in &stack.callgrind {
+        let figure =
+            crate::callgrind::measure(run_dir, edge.name, path, edge.pid(), &edge.url(), &requests, o.callgrind)
+                .await?;
+        eprintln!("    {:<16} {:>12.0} instructions/request", path, figure.instructions_per_request);
+        figures.push(figure);
+    }
+    Ok(figures)
 }

@@ -8,6 +8,8 @@ use crate::procstat::{self, ProcessCounters};
 pub struct Watched {
     pub name: &'static str,
     pub pid: u32,
+    /// Its Prometheus endpoint, if any (the gateways' heap counters are read there).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Every watched process's [`ProcessCounters`] at one moment, with PostgreSQL's processes

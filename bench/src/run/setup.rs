@@ -82,6 +82,7 @@ pub async fn start(o: &Options, dirs: &Dirs) -> Result<(BenchStack, BTreeMap<Str
         revocations: o.revocations,
         vpc_delay: o.vpc_delay,
         unix_upstream: o.unix_upstream,
+        callgrind: o.callgrind > 0,
     };
     let stack = stack::start(&start)
         .await

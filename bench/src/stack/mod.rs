@@ -42,6 +42,9 @@ pub struct BenchStack {
     pub front_door: RunningService,
     pub revoked: Revoked,
     pub vpc: Vpc,
+    /// `--callgrind`: a gateway and a JWT-checking HAProxy under valgrind's callgrind, by the
+    /// path they stand for.
+    pub callgrind: Vec<(&'static str, RunningService)>,
 }
 
 /// A gateway whose auth-svc holds many live revocations (its own database), reached through a
@@ -117,6 +120,7 @@ pub async fn start(o: &StartOptions<'_>) -> Result<BenchStack> {
 
     let revoked = start_revoked(&st, &cluster, &task, sock).await?;
     let vpc = start_vpc(&st, &cluster, &database_url).await?;
+    let callgrind = if o.callgrind { start_callgrind(&st, &task, sock, &auth_url).await? } else { Vec::new() };
 
     Ok(BenchStack {
         cluster,
@@ -133,7 +137,24 @@ pub async fn start(o: &StartOptions<'_>) -> Result<BenchStack> {
         front_door,
         revoked,
         vpc,
+        callgrind,
     })
+}
+
+/// The gateway and HAProxy with its JWT check, each under callgrind (their own processes:
+/// valgrind slows them tens of times).
+async fn start_callgrind(
+    st: &Starter<'_>,
+    task: &RunningService,
+    sock: Option<&Path>,
+    auth_url: &str,
+) -> Result<Vec<(&'static str, RunningService)>> {
+    let run_dir = st.o.run_dir;
+    let gateway = crate::callgrind::wrapper(run_dir, "gateway-callgrind", &st.o.bin_dir.join("gateway"))?;
+    let gateway = st.gateway("gateway-callgrind", &gateway, task, sock, auth_url, |_| {}).await?;
+    let haproxy = crate::callgrind::wrapper(run_dir, "haproxy-jwt-callgrind", st.o.haproxy)?;
+    let haproxy = st.haproxy_program("haproxy-jwt-callgrind", &haproxy, task, sock, true).await?;
+    Ok(vec![("gateway", gateway), ("haproxy-jwt", haproxy)])
 }
 
 /// auth-svc on a database of its own holding `o.revocations` live revocations, and a gateway
@@ -201,9 +222,11 @@ impl BenchStack {
             front_door,
             revoked,
             vpc,
+            callgrind,
             ..
         } = self;
-        let mut all = vec![vpc.haproxy_jwt, vpc.validate_proxy, vpc.gateway, vpc.task, vpc.auth];
+        let mut all: Vec<RunningService> = callgrind.into_iter().map(|(_, s)| s).collect();
+        all.extend([vpc.haproxy_jwt, vpc.validate_proxy, vpc.gateway, vpc.task, vpc.auth]);
         all.extend([revoked.gateway, revoked.auth, front_door, validate_proxy, haproxy_jwt, haproxy]);
         all.extend(gateway_before);
         all.extend([gateway_nocache, gateway_uds, gateway, task, auth]);

@@ -65,6 +65,8 @@ pub struct StartOptions<'a> {
     pub vpc_delay: Duration,
     /// The gateways and HAProxy peers reach task-svc over its Unix socket (else TCP).
     pub unix_upstream: bool,
+    /// Also start a gateway and a JWT-checking HAProxy under callgrind (`--callgrind`).
+    pub callgrind: bool,
 }
 
 /// `--env PROC:KEY=VALUE` for the process named `name`.
@@ -179,6 +181,18 @@ impl<'a> Starter<'a> {
         socket: Option<&Path>,
         jwt: bool,
     ) -> Result<RunningService> {
+        self.haproxy_program(name, self.o.haproxy, task, socket, jwt).await
+    }
+
+    /// [`Starter::haproxy`] running `program` (HAProxy itself, or a wrapper that runs it).
+    pub async fn haproxy_program(
+        &self,
+        name: &'static str,
+        program: &Path,
+        task: &RunningService,
+        socket: Option<&Path>,
+        jwt: bool,
+    ) -> Result<RunningService> {
         let listen = loopback(free_port()?);
         let settings = Haproxy {
             listen,
@@ -191,7 +205,7 @@ impl<'a> Starter<'a> {
                 self.sidecar.server.threads
             },
         };
-        let launch = settings.launch(name, self.o.haproxy, &self.o.run_dir.join(format!("{name}.cfg")))?;
+        let launch = settings.launch(name, program, &self.o.run_dir.join(format!("{name}.cfg")))?;
         let (process, ready) = start_timed(extra(self.o, name, launch), &self.logs).await?;
         Ok(RunningService { name, process, addr: listen, metrics: None, ready })
     }
