@@ -102,7 +102,10 @@ pub fn test_sidecar() -> SidecarFile {
     f.upstream.connect_timeout_ms = 5000;
     f.upstream.total_connect_timeout_ms = 10_000;
     f.auth.resolve_interval_secs = 1;
-    f.auth.deadline_ms = 1000;
+    // Generous for the same reason: a busy machine's auth-svc can take over a second to answer
+    // /auth/validate, which would turn fallback tests about call counts into 503s. The test of
+    // the deadline itself sets its own.
+    f.auth.deadline_ms = 5000;
     f.auth.rate_limit_per_sec = 20;
     f.auth.rate_limit_burst = 40;
     f.auth.retry_after_secs = 1;

@@ -79,7 +79,9 @@ pub async fn run(o: Options) -> Result<()> {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         mode: if o.quick { "quick" } else { "full" },
-        bin_dir: dirs.bin_dir.display().to_string(),
+        // Relative to the checkout when inside it: the results are committed, and where one
+        // person's clone lives says nothing to the next reader.
+        bin_dir: dirs.bin_dir.strip_prefix(devstack::stack::repo_root()).unwrap_or(&dirs.bin_dir).display().to_string(),
         commit: finish::commit(),
         machine: finish::machine(),
         settings: finish::settings(&o, &load_before),
