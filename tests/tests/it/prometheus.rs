@@ -24,6 +24,9 @@ const TARGET_DOWN_FOR: Duration = Duration::from_secs(120);
 /// Room for the scrape and evaluation that notice the dead target (2 s each locally) and a
 /// loaded machine.
 const SLACK: Duration = Duration::from_secs(60);
+/// How far the wall clock Prometheus times `for:` with may be stepped against the test's
+/// monotonic clock during the wait.
+const CLOCK_STEP_TOLERANCE: Duration = Duration::from_secs(15);
 
 /// `GET {prometheus}{path}`, the `data` of a successful answer.
 async fn api(c: &reqwest::Client, prometheus: &str, path: &str, query: &[(&str, &str)]) -> Value {
@@ -160,7 +163,11 @@ async fn every_process_is_scraped_and_a_dead_task_svc_fires_target_down() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let firing_after = killed.elapsed();
-    assert!(firing_after >= TARGET_DOWN_FOR, "fired after {firing_after:?}, before its for: 2m");
+    // Prometheus times `for:` by the wall clock and this test by the monotonic one; a VM's time
+    // sync can step the wall clock by seconds (seen here: firing 114.5 s after the kill). The
+    // rule's exact `for:` is promtool's to check (ecs/prometheus/tests); this asserts the alert
+    // waited about that long after the kill instead of firing at once.
+    assert!(firing_after + CLOCK_STEP_TOLERANCE >= TARGET_DOWN_FOR, "fired after {firing_after:?}, before its for: 2m");
     println!("TargetDown pending {pending_after:?} and firing {firing_after:?} after the kill:");
     println!("{alert}");
 
