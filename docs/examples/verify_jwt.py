@@ -43,7 +43,7 @@ def verify(jwks_url: str, token: str) -> dict:
 
 def main(argv: list) -> int:
     if len(argv) != 3:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print("usage: " + __doc__.strip().splitlines()[3].strip(), file=sys.stderr)
         return 2
     try:
         claims = verify(argv[1], argv[2])

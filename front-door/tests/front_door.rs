@@ -284,8 +284,11 @@ async fn requests_the_alb_rejects_get_a_json_error_and_never_reach_a_target() {
     let (door, base) = door().await;
     let addr = door.public_addr().unwrap();
     let before = task_requests(&door);
-    let cases: [(&[u8], StatusCode); 7] = [
+    let cases: [(&[u8], StatusCode); 9] = [
         (b"GET /tasks HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", StatusCode::BAD_REQUEST),
+        // Request targets that are not a path (RFC 9112 section 3.2).
+        (b"GET auth/health HTTP/1.1\r\nHost: a\r\n\r\n", StatusCode::BAD_REQUEST),
+        (b"GET ?x HTTP/1.1\r\nHost: a\r\n\r\n", StatusCode::BAD_REQUEST),
         (b"GET /tasks HTTP/1.1\r\n\r\n", StatusCode::BAD_REQUEST),
         (
             b"POST /tasks HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",

@@ -16,9 +16,11 @@ use platform::config::Env;
     version,
     disable_help_subcommand = true,
     after_help = "Environment variables override single keys per task (GATEWAY_LISTEN, METRICS_ADDR, \
-                  UPSTREAM_ADDR, UPSTREAM_SOCKET, UPSTREAM_METRICS_ADDR, AUTH_SERVICE_URL); the keyring \
-                  comes from JWT_SECRET [+ JWT_SECRET_PREVIOUS] or JWT_SECRET_ARN. An empty variable is \
-                  unset. The list with what each overrides is at the top of sidecar.toml."
+                  UPSTREAM_ADDR, UPSTREAM_SOCKET, UPSTREAM_METRICS_ADDR, AUTH_SERVICE_URL). JWT_ALG picks the \
+                  signing mode: HS256 (default; the keyring comes from JWT_SECRET [+ JWT_SECRET_PREVIOUS] \
+                  or JWT_SECRET_ARN) or RS256/EdDSA (auth-svc's JWKS over AUTH_SERVICE_URL, no secret). \
+                  LOG_FORMAT=json|compact, RUST_LOG the filter. An empty variable is unset. The list with \
+                  what each overrides is at the top of sidecar.toml."
 )]
 struct Cli {
     /// The config file [default: $SIDECAR_CONFIG, else ./sidecar.toml, where a missing file
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
     // The access log is one line per request: written by a background thread, not by the
     // worker with a system call per line. The guard writes the last lines at exit.
     let _log_guard = platform::telemetry::init_non_blocking("gateway");
-    let config = match Config::load(&at, &Env) {
+    let config = match platform::telemetry::check_log_format(&Env).and_then(|()| Config::load(&at, &Env)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(key = %e.key, "{e}");

@@ -55,7 +55,7 @@ impl Service {
         Fut: Future<Output = anyhow::Result<()>>,
     {
         crate::telemetry::init(self.name);
-        let config = match load() {
+        let config = match crate::telemetry::check_log_format(&crate::config::Env).and_then(|()| load()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(key = %e.key, "{e}");

@@ -5,6 +5,17 @@ use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+/// Checks `LOG_FORMAT`: unset, empty, `compact` (the default) or `json`, any case. Called by
+/// every binary before its other settings, so a typo stops it with exit 78 naming the key
+/// instead of logging in a format CloudWatch does not parse.
+pub fn check_log_format(source: &impl crate::config::Source) -> Result<(), crate::config::ConfigError> {
+    match source.get("LOG_FORMAT") {
+        None => Ok(()),
+        Some(v) if v.is_empty() || v.eq_ignore_ascii_case("json") || v.eq_ignore_ascii_case("compact") => Ok(()),
+        Some(v) => Err(crate::config::ConfigError::new("LOG_FORMAT", format!("expected json or compact, got {v:?}"))),
+    }
+}
+
 /// Logs to stdout, written on the calling thread (one `write` per line).
 pub fn init(service: &'static str) {
     install(service, std::io::stdout);
@@ -37,4 +48,22 @@ where
         builder.compact().try_init()
     };
     tracing::debug!(service, "telemetry initialised");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_log_format;
+    use std::collections::HashMap;
+
+    #[test]
+    fn log_format_is_json_or_compact() {
+        let env = |v: &str| HashMap::from([("LOG_FORMAT".to_owned(), v.to_owned())]);
+        for ok in ["json", "JSON", "compact", ""] {
+            assert!(check_log_format(&env(ok)).is_ok(), "{ok:?}");
+        }
+        assert!(check_log_format(&HashMap::<String, String>::new()).is_ok());
+        let e = check_log_format(&env("xml")).unwrap_err();
+        assert_eq!(e.key, "LOG_FORMAT");
+        assert!(e.reason.contains("xml"), "{}", e.reason);
+    }
 }

@@ -34,6 +34,18 @@ pub(super) fn partial_too_long(input: &[u8]) -> Option<Rejection> {
     None
 }
 
+/// Whether `target` is a request target the HTTP server behind this check accepts for a method
+/// other than CONNECT (RFC 9112 section 3.2): origin-form (`/tasks?x=1`), absolute-form
+/// (`http://host/tasks`) or asterisk-form (`*`). httparse takes any token here (`tasks`, `?x`),
+/// which the server would refuse with an empty 400; refusing it here gives the JSON one.
+fn is_request_target(target: &str) -> bool {
+    match axum::http::Uri::try_from(target) {
+        Ok(uri) if target.starts_with('/') => uri.scheme().is_none(),
+        Ok(uri) => target == "*" || (uri.scheme().is_some() && uri.authority().is_some()),
+        Err(_) => false,
+    }
+}
+
 /// The checks on a complete head; the body framing that follows it.
 pub(super) fn check(req: &httparse::Request<'_, '_>) -> Result<Framing, Rejection> {
     let http11 = req.version == Some(1);
@@ -44,6 +56,9 @@ pub(super) fn check(req: &httparse::Request<'_, '_>) -> Result<Framing, Rejectio
     }
     if let Some(h) = req.headers.iter().find(|h| h.name.len() + h.value.len() + 2 > MAX_LINE) {
         return Err(Rejection::bad(format!("The {} header line is longer than 16 KiB", h.name)));
+    }
+    if !method.eq_ignore_ascii_case("CONNECT") && !is_request_target(path) {
+        return Err(Rejection::bad("The request target must be a path such as /tasks (RFC 9112 section 3.2)"));
     }
     let values = |name: &str| -> Vec<&[u8]> {
         req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value).collect()
@@ -90,6 +105,21 @@ pub(super) fn check(req: &httparse::Request<'_, '_>) -> Result<Framing, Rejectio
                 .and_then(|d| d.parse::<u64>().ok())
                 .map(Framing::Length)
                 .ok_or_else(|| Rejection::bad("Content-Length is too large"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_request_target;
+
+    #[test]
+    fn request_targets_are_the_forms_rfc_9112_allows() {
+        for ok in ["/", "//", "/tasks", "/tasks/1?limit=2", "*", "http://a/tasks", "https://a:8080/"] {
+            assert!(is_request_target(ok), "{ok:?}");
+        }
+        for bad in ["auth/health", "?x", "tasks", "", "a:b", "/ta sks", "http://"] {
+            assert!(!is_request_target(bad), "{bad:?}");
         }
     }
 }

@@ -170,6 +170,16 @@ fn bad_configuration_exits_78_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("PORT"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // The log format too: a typo is not silently compact text.
+    let out = std::process::Command::new(BIN)
+        .env_clear()
+        .env("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db")
+        .env("LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LOG_FORMAT"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
