@@ -44,10 +44,18 @@ impl fmt::Debug for DbConfig {
 impl DbConfig {
     pub fn from_source(src: &dyn Source, application_name: &str) -> Result<Self, ConfigError> {
         let connect = match config::raw(src, "DATABASE_URL") {
-            Some(url) => url
-                .parse::<PgConnectOptions>()
-                // The URL may hold a password: do not echo it.
-                .map_err(|_| ConfigError::new("DATABASE_URL", "is not a valid postgres:// URL"))?,
+            Some(url) => {
+                let options = url
+                    .parse::<PgConnectOptions>()
+                    // The URL may hold a password: do not echo it.
+                    .map_err(|_| ConfigError::new("DATABASE_URL", "is not a valid postgres:// URL"))?;
+                // DB_SSLMODE beside a URL overrides the URL's sslmode: an operator who sets
+                // verify-full must get it, not a silently ignored setting.
+                match config::raw(src, "DB_SSLMODE") {
+                    Some(_) => options.ssl_mode(config::parse_or(src, "DB_SSLMODE", PgSslMode::Prefer)?),
+                    None => options,
+                }
+            }
             None => {
                 let ssl: PgSslMode = config::parse_or(src, "DB_SSLMODE", PgSslMode::Prefer)?;
                 PgConnectOptions::new()
@@ -141,5 +149,16 @@ mod tests {
         let err = DbConfig::from_source(&src(&[("DATABASE_URL", "postgres://x/y"), ("DB_MAX_CONNECTIONS", "0")]), "t")
             .unwrap_err();
         assert_eq!(err.key, "DB_MAX_CONNECTIONS");
+    }
+
+    #[test]
+    fn db_sslmode_applies_to_a_database_url_too() {
+        let url = ("DATABASE_URL", "postgres://u:pw@db.local/n?sslmode=disable");
+        let cfg = DbConfig::from_source(&src(&[url, ("DB_SSLMODE", "verify-full")]), "t").unwrap();
+        assert!(format!("{:?}", cfg.connect).contains("VerifyFull"), "{:?}", cfg.connect);
+        let cfg = DbConfig::from_source(&src(&[url]), "t").unwrap();
+        assert!(format!("{:?}", cfg.connect).contains("Disable"), "the URL's own sslmode without DB_SSLMODE");
+        let err = DbConfig::from_source(&src(&[url, ("DB_SSLMODE", "bogus")]), "t").unwrap_err();
+        assert_eq!(err.key, "DB_SSLMODE");
     }
 }
