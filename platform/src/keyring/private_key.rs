@@ -71,7 +71,11 @@ impl PrivateKey {
             }
             Alg::EdDSA => {
                 let key = SigningKey::generate(&mut rng);
-                let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|_| PrivateKeyError::Encoding)?;
+                // PKCS#8 v1 (RFC 8410 section 7: the private key alone), as `openssl genpkey
+                // -algorithm ed25519` writes it: OpenSSL 3.0 and Python's cryptography refuse the
+                // v2 form with the public key that `SigningKey::to_pkcs8_pem` writes.
+                let v1 = ed25519_dalek::pkcs8::KeypairBytes { secret_key: key.to_bytes(), public_key: None };
+                let pem = v1.to_pkcs8_pem(LineEnding::LF).map_err(|_| PrivateKeyError::Encoding)?;
                 Ok((Self::ed25519(&key)?, Secret::new(pem.as_str())))
             }
         }
@@ -135,6 +139,19 @@ mod tests {
             assert!(!format!("{read:?}").contains("PRIVATE"));
         }
         assert_eq!(PrivateKey::generate(Alg::HS256).unwrap_err(), PrivateKeyError::Symmetric);
+    }
+
+    /// The generated Ed25519 key is PKCS#8 v1 (RFC 8410 section 7), the form `openssl genpkey`
+    /// writes and OpenSSL 3.0 reads: SEQUENCE { INTEGER 0, AlgorithmIdentifier, OCTET STRING },
+    /// 48 bytes, no public key attached.
+    #[test]
+    fn generated_ed25519_keys_are_pkcs8_v1() {
+        use base64::Engine;
+        let (_, pem) = PrivateKey::generate(Alg::EdDSA).unwrap();
+        let body: String = pem.expose().lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
+        assert_eq!(der.len(), 48, "{der:02x?}");
+        assert_eq!(&der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00], "version 0 (v1)");
     }
 
     #[test]
