@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use http::HeaderValue;
-use platform::keyring::{Claims, Rejection};
+use platform::keyring::{Claims, Rejection, ScopeSet};
 use sha2::{Digest, Sha256};
 
-/// A `jti` as the revocation list keys it: the first 16 bytes of SHA-256 of the claim, so
-/// every `jti` (ours are 32 hex digits, a forged one can be anything) has one fixed size.
+/// A `jti` (or an API key's `client_id`) as the revocation list keys it: the first 16 bytes of
+/// SHA-256 of the claim, so every value (ours are 32 hex digits, a forged one can be anything)
+/// has one fixed size.
 pub type JtiKey = [u8; 16];
 
 /// The [`JtiKey`] of a `jti` claim.
@@ -32,6 +33,11 @@ pub struct Identity {
     /// The token's `iat` (unix seconds), for per-user revocation cut-offs.
     pub iat: i64,
     pub jti: JtiKey,
+    /// What the token may do (its `scope` claim).
+    pub scopes: ScopeSet,
+    /// The [`jti_key`] of the token's `client_id` claim: the API key it was issued to (client
+    /// credentials grant); `None` for a login token. Revoking the key revokes the token.
+    pub client: Option<JtiKey>,
     /// The key id that verified the token here; `None` when auth-svc vouched for it (fallback).
     /// A cached identity whose key has left the keyring is not served again.
     pub local_kid: Option<Box<str>>,
@@ -52,6 +58,8 @@ impl Identity {
             exp: claims.exp,
             iat: claims.iat,
             jti: jti_key(&claims.jti),
+            scopes: claims.scopes(),
+            client: claims.client_id.as_deref().map(jti_key),
             local_kid: local_kid.map(Box::from),
         })
     }

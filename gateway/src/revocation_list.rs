@@ -68,16 +68,20 @@ pub struct RevocationSet {
     tokens: HashMap<JtiKey, i64>,
     /// User id → (`issued_before`, entry `exp`): tokens with `iat < issued_before` are revoked.
     users: HashMap<i64, (i64, i64)>,
+    /// Revoked API keys ([`jti_key`] of the `client_id`) → the `exp` of their last token.
+    api_keys: HashMap<JtiKey, i64>,
 }
 
 impl RevocationSet {
     /// Whether `id`'s token is revoked.
     pub fn is_revoked(&self, id: &Identity) -> bool {
-        self.tokens.contains_key(&id.jti) || self.users.get(&id.user_id).is_some_and(|(before, _)| id.iat < *before)
+        self.tokens.contains_key(&id.jti)
+            || self.users.get(&id.user_id).is_some_and(|(before, _)| id.iat < *before)
+            || id.client.is_some_and(|client| self.api_keys.contains_key(&client))
     }
 
     pub fn len(&self) -> usize {
-        self.tokens.len() + self.users.len()
+        self.tokens.len() + self.users.len() + self.api_keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -96,6 +100,10 @@ impl RevocationSet {
                     *slot = (*issued_before, (*exp).max(slot.1));
                 }
             }
+            Revocation::ApiKey { client_id, exp, .. } => {
+                let slot = self.api_keys.entry(jti_key(client_id)).or_insert(*exp);
+                *slot = (*slot).max(*exp);
+            }
         }
     }
 
@@ -106,8 +114,10 @@ impl RevocationSet {
         let live = |exp: i64| exp.saturating_add(RETAIN_AFTER_EXP_SECS) > now;
         self.tokens.retain(|_, exp| live(*exp));
         self.users.retain(|_, (_, exp)| live(*exp));
+        self.api_keys.retain(|_, exp| live(*exp));
         self.tokens.shrink_to(self.tokens.len() * 2);
         self.users.shrink_to(self.users.len() * 2);
+        self.api_keys.shrink_to(self.api_keys.len() * 2);
         before - self.len()
     }
 }
@@ -306,6 +316,24 @@ mod tests {
         assert!(list.is_revoked(&b), "iat 1000 < cut-off 1001");
         assert!(!list.is_revoked(&b_later), "issued after the cut-off");
         assert_eq!(list.len(), 2);
+    }
+
+    #[test]
+    fn an_api_key_revocation_refuses_every_token_naming_the_key_and_only_those() {
+        let list = RevocationList::default();
+        let token = |client: Option<&str>, iat| {
+            let mut claims = Claims::new(3, "u", "u@example.com", iat, 600);
+            claims.client_id = client.map(str::to_owned);
+            Identity::from_claims(&claims, None).unwrap()
+        };
+        let (old, new, other, login) =
+            (token(Some("k1"), 1000), token(Some("k1"), 9000), token(Some("k2"), 1000), token(None, 1000));
+        list.update(&[Revocation::ApiKey { seq: 1, user_id: 3, client_id: "k1".into(), exp: 5000 }]);
+        assert!(list.is_revoked(&old) && list.is_revoked(&new), "every token of the key, whenever issued");
+        assert!(!list.is_revoked(&other) && !list.is_revoked(&login), "other keys and the user's login tokens stay");
+        list.purge_expired(5000 + RETAIN_AFTER_EXP_SECS - 1);
+        assert!(list.is_revoked(&old));
+        assert_eq!(list.purge_expired(5000 + RETAIN_AFTER_EXP_SECS), 1);
     }
 
     /// A token is accepted until `exp + leeway` (leeway at most 60 s): its revocation must

@@ -2,7 +2,8 @@
 //! serves and the gateways apply. One definition, so both sides agree on the wire shape.
 //!
 //! A token is revoked when its `jti` was revoked (`POST /auth/logout`) or when its user
-//! revoked every token issued up to a cut-off (`POST /auth/logout-all`): `iat < issued_before`.
+//! revoked every token issued up to a cut-off (`POST /auth/logout-all`): `iat < issued_before`,
+//! or when the API key its `client_id` claim names was revoked (`DELETE /auth/api-keys/{id}`).
 //! Entries are ordered by `seq`, a cursor that only grows; a gateway asks for entries after the
 //! last `seq` it applied, so each pull transfers only what changed.
 
@@ -30,12 +31,16 @@ pub enum Revocation {
     /// Every token of `user_id` with `iat < issued_before`; `exp` is when the last of them
     /// expires (`issued_before` + the maximum token lifetime).
     User { seq: i64, user_id: i64, issued_before: i64, exp: i64 },
+    /// Every token naming the API key `client_id` (its `client_id` claim), whenever issued: the
+    /// key of `user_id` was revoked. `exp` is when the last of its tokens expires (the
+    /// revocation time + the longest client credentials token lifetime).
+    ApiKey { seq: i64, user_id: i64, client_id: String, exp: i64 },
 }
 
 impl Revocation {
     pub fn seq(&self) -> i64 {
         match self {
-            Self::Token { seq, .. } | Self::User { seq, .. } => *seq,
+            Self::Token { seq, .. } | Self::User { seq, .. } | Self::ApiKey { seq, .. } => *seq,
         }
     }
 
@@ -43,7 +48,7 @@ impl Revocation {
     /// still accepted after `exp + RETAIN_AFTER_EXP_SECS`.
     pub fn exp(&self) -> i64 {
         match self {
-            Self::Token { exp, .. } | Self::User { exp, .. } => *exp,
+            Self::Token { exp, .. } | Self::User { exp, .. } | Self::ApiKey { exp, .. } => *exp,
         }
     }
 }
@@ -70,14 +75,17 @@ mod tests {
             revocations: vec![
                 Revocation::Token { seq: 1, user_id: 5, jti: "ab".into(), exp: 10 },
                 Revocation::User { seq: 2, user_id: 5, issued_before: 7, exp: 20 },
+                Revocation::ApiKey { seq: 3, user_id: 5, client_id: "tmk_x".into(), exp: 30 },
             ],
-            next_cursor: 2,
-            latest: 2,
+            next_cursor: 3,
+            latest: 3,
         };
         let json = serde_json::to_value(&page).unwrap();
         assert_eq!(json["revocations"][0]["kind"], "token");
         assert_eq!(json["revocations"][1]["kind"], "user");
         assert_eq!(json["revocations"][1]["issued_before"], 7);
+        assert_eq!(json["revocations"][2]["kind"], "api_key");
+        assert_eq!(json["revocations"][2]["client_id"], "tmk_x");
         assert_eq!(serde_json::from_value::<RevocationPage>(json).unwrap(), page);
     }
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Rejection;
+use super::scope::{LOGIN_SCOPE, ScopeSet};
 
 /// `iss` of every token auth-svc issues.
 pub const ISSUER: &str = "task-mgmt-auth";
@@ -29,10 +30,21 @@ pub struct Claims {
     pub aud: String,
     /// Unique token id (32 lowercase hex digits from auth-svc); what logout revokes.
     pub jti: String,
+    /// What the token may do: space-separated scopes (RFC 8693 §4.2), see [`super::scope`].
+    /// Login tokens carry [`LOGIN_SCOPE`]; absent in tokens issued before scopes existed, which
+    /// verifiers read as every scope ([`ScopeSet::from_claim`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The API key's `client_id` when the token came from the client credentials grant
+    /// (RFC 6749 §4.4; the claim of RFC 9068 §2.2); absent in login tokens. Revoking the key
+    /// revokes every token naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 impl Claims {
-    /// Claims for a token issued `now` (unix seconds) that lives `lifetime_secs`.
+    /// Claims for a login token issued `now` (unix seconds) that lives `lifetime_secs`, with
+    /// every scope ([`LOGIN_SCOPE`]) and no `client_id`.
     pub fn new(user_id: i64, username: &str, email: &str, now: i64, lifetime_secs: i64) -> Self {
         Self {
             sub: user_id.to_string(),
@@ -45,7 +57,14 @@ impl Claims {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             jti: uuid::Uuid::new_v4().simple().to_string(),
+            scope: Some(LOGIN_SCOPE.to_owned()),
+            client_id: None,
         }
+    }
+
+    /// The scopes the token grants ([`ScopeSet::from_claim`]).
+    pub fn scopes(&self) -> ScopeSet {
+        ScopeSet::from_claim(self.scope.as_deref())
     }
 }
 

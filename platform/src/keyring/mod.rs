@@ -15,6 +15,7 @@ pub mod jwk;
 pub mod jwks_source;
 mod private_key;
 mod rejection;
+pub mod scope;
 pub mod secrets_manager;
 pub mod signing_key;
 pub mod store;
@@ -33,6 +34,7 @@ pub use config::{JWKS_PATH, KeyringConfig, read_alg};
 pub use jwk::{JwkError, Jwks, PublicJwk};
 pub use private_key::{PrivateKey, PrivateKeyError};
 pub use rejection::Rejection;
+pub use scope::{LOGIN_SCOPE, Scope, ScopeSet, TASKS_READ, TASKS_WRITE, UnknownScope};
 pub use token::{MAX_KID_BYTES, MAX_TOKEN_BYTES, UnverifiedToken, bearer_token};
 
 use crate::Secret;
