@@ -4,6 +4,8 @@
 // Test helpers: a failed expectation should stop the test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod rotation_load;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

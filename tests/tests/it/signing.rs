@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use devstack::launch::{AwsEndpoint, KeyringSource};
 use devstack::stack::Stack;
+use e2e::rotation_load::{RotationLoad, failed, requests_with};
 use e2e::{Http, call, client, login, options, register};
 use platform::keyring::{Alg, Jwks, Keyring, PrivateKey, TokenRules, UnverifiedToken};
 use reqwest::{Method, StatusCode};
@@ -143,30 +142,9 @@ async fn an_rs256_key_rotation_under_steady_load_fails_no_request() {
     for u in users {
         tokens.push(login(&Http::new(&c, &base), u).await);
     }
-    let old_kid = header(&tokens[0]).1;
-    let pool = Arc::new(RwLock::new(tokens));
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = tokio::task::JoinSet::new();
-    for worker in 0..6usize {
-        let (c, base, pool, stop) = (c.clone(), base.clone(), pool.clone(), stop.clone());
-        load.spawn(async move {
-            let mut seen: BTreeMap<(String, u16), u32> = BTreeMap::new();
-            let mut i = worker;
-            while !stop.load(Ordering::Relaxed) {
-                let token = {
-                    let pool = pool.read().unwrap();
-                    pool[i % pool.len()].clone()
-                };
-                let r = call(&c, Method::GET, &format!("{base}/tasks"), Some(&token), None).await;
-                *seen.entry((header(&token).1, r.status.as_u16())).or_default() += 1;
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            seen
-        });
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let load = RotationLoad::start(&base, tokens);
+    let old_kid = load.old_kid().to_owned();
+    load.wait_for_old_key_load(20).await;
 
     // The rotation: one put-secret-value of a new RS256 key.
     sm.put_secret_value().secret_id(KEY_NAME).secret_string(key_document(Alg::RS256)).send().await.unwrap();
@@ -184,22 +162,18 @@ async fn an_rs256_key_rotation_under_steady_load_fails_no_request() {
             );
         }
         *issued_after.entry(kid).or_default() += 1;
-        pool.write().unwrap().push(token);
+        load.add_token(token);
         if issued_after.len() == 2 && issued_after.iter().any(|(k, n)| *k != old_kid && *n >= 4) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut seen: BTreeMap<(String, u16), u32> = BTreeMap::new();
-    while let Some(r) = load.join_next().await {
-        for (k, n) in r.unwrap() {
-            *seen.entry(k).or_default() += n;
-        }
-    }
-    let by_key = |k: &str| seen.iter().filter(|((kid, _), _)| kid == k).map(|(_, n)| n).sum::<u32>();
-    let failed: u32 = seen.iter().filter(|((_, s), _)| *s != 200).map(|(_, n)| n).sum();
+    // Load keeps running with both keys' tokens in the pool: for 3 s, and until each key has
+    // carried at least 20 requests since.
+    load.run_both_keys_for(Duration::from_secs(3), 20).await;
+    let seen = load.finish().await;
+    let by_key = |k: &str| requests_with(&seen, k);
+    let failed = failed(&seen);
     let new_kid = issued_after.keys().find(|k| **k != old_kid).cloned().unwrap_or_default();
     eprintln!(
         "RS256 rotation under load: {} requests with old-key tokens, {} with new-key tokens, {failed} failed; \
