@@ -4,7 +4,8 @@
 # (scripts/setup.sh run), then builds and starts it in the release profile.
 #
 #   scripts/run.sh [devstack flags]      e.g. scripts/run.sh --data-dir ./data --port 8081
-#   scripts/run.sh --help                the flags (docs/local-run.md explains them)
+#   scripts/run.sh --help                the flags (docs/local-run.md explains them); a debug
+#                                        build of the run command only, nothing started
 #
 # One build: `cargo run --release --bin devstack` selects the whole workspace for feature
 # resolution, and devstack's own build of the services does too, so the release dependency
@@ -12,9 +13,15 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-# Without Prometheus, the set-up step need not install it.
+# Without Prometheus, the set-up step need not install it. Asking for the flags needs no
+# release build: the run command's debug build prints them and exits.
 for arg in "$@"; do
     [ "$arg" = --no-prometheus ] && export SETUP_WITHOUT_PROMETHEUS=1
+    if [ "$arg" = --help ] || [ "$arg" = -h ] || [ "$arg" = --version ] || [ "$arg" = -V ]; then
+        export SETUP_WITHOUT_PROMETHEUS=1
+        "$ROOT/scripts/setup.sh" run
+        exec cargo run --quiet --bin devstack -- "$arg"
+    fi
 done
 "$ROOT/scripts/setup.sh" run
 exec cargo run --release --bin devstack -- "$@"
