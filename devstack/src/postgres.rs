@@ -164,7 +164,13 @@ impl Cluster {
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.join("data")
+        Self::data_dir(&self.dir)
+    }
+
+    /// Where the cluster created in `dir` keeps its data (`PGDATA`): `dir/data`, beside its
+    /// log file and socket directory.
+    pub fn data_dir(dir: &Path) -> PathBuf {
+        dir.join("data")
     }
 
     pub fn log_file(&self) -> PathBuf {
