@@ -61,7 +61,7 @@ fn field_check(constraint: &str) -> Option<ApiError> {
     Some(ApiError::BadRequest(message.to_owned()))
 }
 
-/// Creates a task for `user_id`. A user id with no user row is [`ApiError::Unauthenticated`]
+/// Creates a task for `user_id`. A user id with no user row is [`ApiError::UnknownUser`]
 /// (the identity outlived its user).
 pub async fn insert(db: impl PgExecutor<'_>, user_id: i64, t: &NewTask) -> Result<Task, ApiError> {
     sqlx::query_as::<_, Task>(concat!(
@@ -80,7 +80,7 @@ pub async fn insert(db: impl PgExecutor<'_>, user_id: i64, t: &NewTask) -> Resul
     .await
     .query("tasks: insert")
     .on_constraint(|constraint| match constraint {
-        "tasks_user_id_fkey" => Some(ApiError::Unauthenticated),
+        "tasks_user_id_fkey" => Some(ApiError::UnknownUser),
         other => field_check(other),
     })
 }

@@ -16,10 +16,14 @@ pub enum ApiError {
     /// The message is shown to the client.
     #[error("{0}")]
     BadRequest(String),
-    /// No valid identity header: the request did not come through the gateway, or its user no
-    /// longer exists. Fail closed.
+    /// No valid identity header: the request did not come through the gateway. Fail closed.
+    /// 401, reason `no_identity`.
     #[error("No authenticated identity")]
     Unauthenticated,
+    /// The identity's user no longer exists (its token outlived the account): a write for it
+    /// hit the `tasks.user_id` foreign key. 401, reason `unknown_user`.
+    #[error("The token's user no longer exists")]
+    UnknownUser,
     #[error("You do not have permission to access this resource")]
     Forbidden,
     /// The task id as the client sent it (shortened).
@@ -35,8 +39,10 @@ impl IntoResponse for ApiError {
         let status = match self {
             Self::Database(e) => return e.into_response(),
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated => {
-                let mut response = ErrorBody::response(StatusCode::UNAUTHORIZED, self.to_string());
+            Self::Unauthenticated | Self::UnknownUser => {
+                let reason = if matches!(self, Self::UnknownUser) { "unknown_user" } else { "no_identity" };
+                let body = ErrorBody::new(StatusCode::UNAUTHORIZED, self.to_string()).with_reason(reason);
+                let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }

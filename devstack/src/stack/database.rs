@@ -47,7 +47,11 @@ pub(super) async fn start(opts: &Options, ports: &mut Ports, run_dir: &RunDir, l
     let dir = run_dir.path.join("postgres");
     logs.line(
         "devstack",
-        &format!("starting PostgreSQL on 127.0.0.1:{port} ({}; data in {})", storage.describe(), Cluster::data_dir(&dir).display()),
+        &format!(
+            "starting PostgreSQL on 127.0.0.1:{port} ({}; data in {})",
+            storage.describe(),
+            Cluster::data_dir(&dir).display()
+        ),
     );
     let cluster = tokio::task::spawn_blocking(move || Cluster::start(&dir, port, durability))
         .await

@@ -91,6 +91,7 @@ async fn no_or_invalid_identity_is_401_fail_closed() {
         let r = api.call(method.clone(), &uri, None, Some(json!({"title": "x"}))).await;
         r.assert_error(StatusCode::UNAUTHORIZED);
         assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{method} {uri}");
+        assert_eq!(r.json["reason"], "no_identity", "{method} {uri}");
     }
     for bad in ["", "abc", "0", "-3", "1.5", " 1", "99999999999999999999"] {
         let r = send(&api.app, request(Method::GET, "/tasks", &[("x-user-id", bad)], None)).await;
@@ -99,8 +100,11 @@ async fn no_or_invalid_identity_is_401_fail_closed() {
     // Two identity headers are ambiguous: refused.
     let r = send(&api.app, request(Method::GET, "/tasks", &[("x-user-id", &alice), ("x-user-id", "999")], None)).await;
     r.assert_error(StatusCode::UNAUTHORIZED);
-    // An identity for a user that does not exist cannot create tasks.
-    api.create("424242", json!({"title": "ghost"})).await.assert_error(StatusCode::UNAUTHORIZED);
+    // An identity for a user that does not exist cannot create tasks, and is told why.
+    let ghost = api.create("424242", json!({"title": "ghost"})).await;
+    ghost.assert_error(StatusCode::UNAUTHORIZED);
+    assert_eq!(ghost.json["reason"], "unknown_user", "{:?}", ghost.json);
+    assert_eq!(ghost.header("www-authenticate"), Some("Bearer"));
 }
 
 #[tokio::test]

@@ -223,7 +223,7 @@ async fn check_constraint_violations_are_400s_named_where_the_query_runs() {
     }
     assert!(bad_request(db::insert(&api.db.pool, alice, &new("t", Some(year_10000))).await).contains("due_date"));
     assert!(bad_request(db::insert(&api.db.pool, alice, &new("", None)).await).contains("title"));
-    assert!(matches!(db::insert(&api.db.pool, 424_242, &new("t", None)).await, Err(ApiError::Unauthenticated)));
+    assert!(matches!(db::insert(&api.db.pool, 424_242, &new("t", None)).await, Err(ApiError::UnknownUser)));
 
     let task = db::insert(&api.db.pool, alice, &new("t", None)).await.unwrap();
     let changes = TaskChanges { due_date: Some(Some(year_10000)), ..TaskChanges::default() };
