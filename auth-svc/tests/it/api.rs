@@ -210,6 +210,27 @@ async fn validate_rejects_missing_invalid_expired_and_foreign_tokens() {
     api.validate(Some(&format!("Bearer {token}"))).await.assert_error(StatusCode::UNAUTHORIZED);
 }
 
+/// The gateway refuses identities it cannot forward; /auth/validate (its fallback) applies the
+/// same rule, so a validly signed token is never accepted by one and refused by the other.
+#[tokio::test]
+async fn validate_refuses_identities_the_gateway_cannot_forward_as_malformed() {
+    let api = api().await;
+    let ring = Keyring::new(&Secret::new(SECRET), None).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let mut negative = Claims::new(5, "u", "u@example.com", now, 600);
+    negative.user_id = -5;
+    negative.sub = "-5".into();
+    let crlf = Claims::new(5, "u\r\nX-User-Id: 1", "u@example.com", now, 600);
+    let mut other_sub = Claims::new(5, "u", "u@example.com", now, 600);
+    other_sub.sub = "6".into();
+    for claims in [negative, crlf, other_sub] {
+        let token = ring.issue(&claims).unwrap();
+        let r = api.validate(Some(&format!("Bearer {token}"))).await;
+        r.assert_error(StatusCode::UNAUTHORIZED);
+        assert_eq!(r.json["reason"], "malformed", "{claims:?}");
+    }
+}
+
 #[tokio::test]
 async fn previous_secret_still_validates_during_rotation() {
     let old = "old-secret-0123456789-abcdefghijklmnopq";

@@ -62,6 +62,21 @@ impl Claims {
         }
     }
 
+    /// The identity rules every verifier applies after the signature, so auth-svc's
+    /// `/auth/validate` and the gateway accept the same tokens: `user_id` is positive and `sub`
+    /// is its decimal form, and `username` and `email` are non-empty and can be forwarded as
+    /// HTTP header values (visible ASCII and space only: RFC 9110 §5.5 field values without
+    /// obs-text, which every name registration admits passes). Anything else is
+    /// [`Rejection::Malformed`].
+    pub fn check_identity(&self) -> Result<(), Rejection> {
+        let forwardable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x20..=0x7e).contains(&b));
+        let ok = self.user_id > 0
+            && self.sub == self.user_id.to_string()
+            && forwardable(&self.username)
+            && forwardable(&self.email);
+        if ok { Ok(()) } else { Err(Rejection::Malformed) }
+    }
+
     /// The scopes the token grants ([`ScopeSet::from_claim`]).
     pub fn scopes(&self) -> ScopeSet {
         ScopeSet::from_claim(self.scope.as_deref())
@@ -115,6 +130,30 @@ mod tests {
         assert_eq!(rules.check_times(&c, now), Err(Rejection::IssuedInFuture));
         c = Claims::new(1, "u", "e@x.io", now + 365 * 86400, 60);
         assert_eq!(rules.check_times(&c, now), Err(Rejection::IssuedInFuture));
+    }
+
+    #[test]
+    fn identities_that_cannot_be_forwarded_or_disagree_are_malformed() {
+        let good = Claims::new(7, "alice", "a@example.com", 0, 60);
+        assert_eq!(good.check_identity(), Ok(()));
+        let bad: [fn(&mut Claims); 8] = [
+            |c| c.user_id = 0,
+            |c| {
+                c.user_id = -5;
+                c.sub = "-5".into();
+            },
+            |c| c.sub = "8".into(),
+            |c| c.sub = "07".into(),
+            |c| c.username = "al\r\nX-User-Id: 1".into(),
+            |c| c.username = String::new(),
+            |c| c.email = "a\u{7f}@example.com".into(),
+            |c| c.username = "jos\u{e9}".into(),
+        ];
+        for (i, spoil) in bad.into_iter().enumerate() {
+            let mut c = good.clone();
+            spoil(&mut c);
+            assert_eq!(c.check_identity(), Err(Rejection::Malformed), "case {i}: {c:?}");
+        }
     }
 
     #[test]

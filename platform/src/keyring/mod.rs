@@ -175,6 +175,7 @@ impl Keyring {
                 _ => Rejection::Malformed,
             })?;
         rules.check_times(&claims, now)?;
+        claims.check_identity()?;
         Ok(claims)
     }
 
