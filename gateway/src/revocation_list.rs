@@ -257,6 +257,7 @@ impl RevocationPoller {
 impl BackgroundService for RevocationPoller {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut cursor = 0;
+        let began = std::time::Instant::now();
         loop {
             match self.pull(cursor).await {
                 Ok(next) => {
@@ -266,7 +267,14 @@ impl BackgroundService for RevocationPoller {
                 }
                 Err(e) => {
                     self.metrics.revocation_pulls.with_label_values(&["failure"]).inc();
-                    tracing::warn!(error = %e, "revocation pull failed; keeping the last list");
+                    if self.list.is_pulled() {
+                        tracing::warn!(error = %e, "revocation pull failed; keeping the last list");
+                    } else if began.elapsed() < platform::keyring::store::STARTUP_GRACE {
+                        // auth-svc is usually starting beside us: not worth a warning yet.
+                        tracing::info!(error = %e, "revocation list not pulled yet; retrying (requests with a token get 503)");
+                    } else {
+                        tracing::warn!(error = %e, "revocation list still not pulled; requests with a token get 503");
+                    }
                 }
             }
             // Expired entries go whether or not the pull worked, so the list does not outlive

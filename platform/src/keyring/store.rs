@@ -187,23 +187,42 @@ pub struct Refresher {
     pub refreshes: Option<IntCounterVec>,
 }
 
+/// How long after start a keyring source that cannot be read yet is expected (its service is
+/// starting too: auth-svc behind its discovery name): failures are logged at INFO until then.
+pub const STARTUP_GRACE: Duration = Duration::from_secs(30);
+
 /// Default smallest gap between two keyring refreshes.
 pub const DEFAULT_MIN_REFRESH_GAP: Duration = Duration::from_secs(2);
 
 impl Refresher {
     /// One read of the source; true when it succeeded and the store was updated.
     pub async fn refresh_once(&self) -> bool {
+        self.refresh(false).await
+    }
+
+    /// One read; a failure before the first keyring was loaded is logged at INFO when
+    /// `starting` (the source, e.g. auth-svc's JWKS, may simply not be up yet), else at WARN.
+    async fn refresh(&self, starting: bool) -> bool {
         let started = Instant::now();
         self.store.log.send_modify(|l| l.last_attempt_started = Some(started));
         let result = self.source.load().await;
         let ok = result.is_ok();
         match result {
             Ok(ring) => self.store.set(ring),
+            Err(e) if self.store.is_ready() => tracing::warn!(
+                source = %self.source.describe(),
+                error = %e,
+                "keyring refresh failed; keeping the last good keyring"
+            ),
+            Err(e) if starting => tracing::info!(
+                source = %self.source.describe(),
+                error = %e,
+                "keyring not loaded yet; retrying (requests with a token get 503 until it loads)"
+            ),
             Err(e) => tracing::warn!(
                 source = %self.source.describe(),
                 error = %e,
-                ready = self.store.is_ready(),
-                "keyring refresh failed; keeping the last good keyring"
+                "keyring still not loaded; requests with a token get 503 until it loads"
             ),
         }
         if let Some(c) = &self.refreshes {
@@ -223,9 +242,10 @@ impl Refresher {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failures: u32 = 0;
+        let began = Instant::now();
         loop {
             let started = Instant::now();
-            if self.refresh_once().await {
+            if self.refresh(began.elapsed() < STARTUP_GRACE).await {
                 failures = 0;
             } else {
                 failures = failures.saturating_add(1);
@@ -331,6 +351,55 @@ mod tests {
         let kid = store.current().unwrap().current_kid().to_owned();
         assert!(!r.refresh_once().await);
         assert_eq!(store.current().unwrap().current_kid(), kid);
+    }
+
+    /// Records (level, message) of every event.
+    #[derive(Clone, Default)]
+    struct Events(Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    if field.name() == "message" {
+                        self.0 = format!("{value:?}");
+                    }
+                }
+            }
+            let mut m = Message(String::new());
+            event.record(&mut m);
+            self.0.lock().unwrap().push((*event.metadata().level(), m.0));
+        }
+    }
+
+    /// A source that is not up yet at start is normal (auth-svc starts beside the gateway):
+    /// INFO during the start-up grace, WARN after it, and "keeping the last good keyring" only
+    /// when there is one.
+    #[tokio::test]
+    async fn failures_before_the_first_load_are_info_while_starting_and_never_claim_a_last_good_keyring() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let events = Events::default();
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+        let (r, _store) = refresher(vec![None, None, Some('a'), None], Duration::ZERO);
+        assert!(!r.refresh(true).await);
+        assert!(!r.refresh(false).await);
+        assert!(r.refresh(true).await);
+        assert!(!r.refresh(true).await);
+        let seen: Vec<_> = events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m.contains("not loaded") || m.contains("failed"))
+            .cloned()
+            .collect();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[0].0, tracing::Level::INFO, "{seen:?}");
+        assert!(seen[0].1.starts_with("keyring not loaded yet"), "{seen:?}");
+        assert_eq!(seen[1].0, tracing::Level::WARN, "{seen:?}");
+        assert!(seen[1].1.starts_with("keyring still not loaded"), "{seen:?}");
+        assert_eq!(seen[2], (tracing::Level::WARN, "keyring refresh failed; keeping the last good keyring".into()));
     }
 
     #[tokio::test]
