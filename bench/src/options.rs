@@ -97,6 +97,41 @@ impl FromStr for SidecarOverride {
     }
 }
 
+/// `--variant NAME:KEY=VALUE`: one more gateway, measured as path `gateway-NAME`, with one
+/// sidecar.toml key changed (repeat with the same NAME to change several). Each lever's before
+/// (`gateway`) and after (`gateway-NAME`) then run in the same run, against the same peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub name: String,
+    pub set: SidecarOverride,
+}
+
+impl FromStr for Variant {
+    type Err = anyhow::Error;
+
+    fn from_str(raw: &str) -> anyhow::Result<Self> {
+        let (name, kv) = raw.split_once(':').context("wants NAME:KEY=VALUE")?;
+        anyhow::ensure!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "variant name {name:?}: letters, digits and '-' only"
+        );
+        Ok(Variant { name: name.to_owned(), set: kv.parse()? })
+    }
+}
+
+/// The variants by path name (`gateway-NAME`), each with its overrides, in first-seen order.
+pub fn variant_paths(variants: &[Variant]) -> Vec<(String, Vec<SidecarOverride>)> {
+    let mut out: Vec<(String, Vec<SidecarOverride>)> = Vec::new();
+    for v in variants {
+        let path = format!("gateway-{}", v.name);
+        match out.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, sets)) => sets.push(v.set.clone()),
+            None => out.push((path, vec![v.set.clone()])),
+        }
+    }
+    out
+}
+
 /// A non-negative, finite number of seconds (fractions allowed).
 fn seconds(raw: &str) -> Result<Duration, String> {
     let secs: f64 = raw.parse().map_err(|e| format!("{e}"))?;
@@ -201,6 +236,11 @@ pub struct Flags {
     /// TOML; repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     sidecar_set: Vec<SidecarOverride>,
+    /// One more gateway, path `gateway-NAME`, with a sidecar.toml key changed on top of
+    /// --sidecar-set, e.g. --variant t1:server.threads=1 (repeat a NAME to change several
+    /// keys); it visits health, get, put and post: a lever's before and after in one run.
+    #[arg(long, value_name = "NAME:KEY=VALUE")]
+    variant: Vec<Variant>,
     /// Also measure the gateway's and HAProxy's (JWT check) instructions per request under
     /// valgrind's callgrind, with this many `GET /tasks/{id}` sent one at a time (0: not;
     /// e.g. 2000). Slow: valgrind runs them tens of times slower.
@@ -247,6 +287,7 @@ pub struct Options {
     pub callgrind: u64,
     pub env: Vec<EnvOverride>,
     pub sidecar_set: Vec<SidecarOverride>,
+    pub variants: Vec<Variant>,
 }
 
 /// `a, b,,c` as `[a, b, c]`.
@@ -291,6 +332,7 @@ impl From<Flags> for Options {
             callgrind: f.callgrind,
             env: f.env,
             sidecar_set: f.sidecar_set,
+            variants: f.variant,
         }
     }
 }
@@ -300,8 +342,11 @@ impl Options {
         self.workloads.as_ref().is_none_or(|w| w.iter().any(|x| x == name))
     }
 
+    /// Whether `--paths` includes `name` (every path without `--paths`; a `--variant`'s path
+    /// is always measured: asking for it is naming it).
     pub fn wants_path(&self, name: &str) -> bool {
         self.paths.as_ref().is_none_or(|p| p.iter().any(|x| x == name))
+            || self.variants.iter().any(|v| name.strip_prefix("gateway-") == Some(v.name.as_str()))
     }
 }
 
@@ -351,6 +396,30 @@ mod tests {
         assert_eq!(o.vpc_delay, Duration::from_millis(1));
         assert_eq!(o.baseline_bin, Some(PathBuf::from("/tmp/b")));
         assert!(o.unix_upstream);
+    }
+
+    #[test]
+    fn variants_group_their_keys_by_name_and_are_always_measured() {
+        let o = parse(&[
+            "--paths",
+            "gateway",
+            "--variant",
+            "t1:server.threads=1",
+            "--variant",
+            "quiet:log.sample=0",
+            "--variant",
+            "t1:cache.enabled=false",
+        ]);
+        let set = |k: &str, v: &str| SidecarOverride { key: k.into(), value: v.into() };
+        assert_eq!(
+            variant_paths(&o.variants),
+            [
+                ("gateway-t1".to_owned(), vec![set("server.threads", "1"), set("cache.enabled", "false")]),
+                ("gateway-quiet".to_owned(), vec![set("log.sample", "0")]),
+            ]
+        );
+        assert!(o.wants_path("gateway") && o.wants_path("gateway-t1") && !o.wants_path("haproxy"));
+        assert!("t 1:a=b".parse::<Variant>().is_err() && "t1".parse::<Variant>().is_err());
     }
 
     #[test]

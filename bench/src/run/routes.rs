@@ -38,6 +38,10 @@ pub fn routes(o: &Options, stack: &BenchStack) -> Vec<Route> {
     if let Some(before) = &stack.gateway_before {
         routes.push(bearer("gateway-before", before.url(), &["gateway-before"], &["health", "get", "put", "post"]));
     }
+    for (name, gateway) in &stack.variants {
+        let edges: &'static [&'static str] = Box::leak(Box::new([*name]));
+        routes.push(bearer(name, gateway.url(), edges, &["health", "get", "put", "post"]));
+    }
     let door_url = o.front_door.as_ref().map_or_else(|| stack.front_door.url(), |u| u.trim_end_matches('/').to_owned());
     routes.extend([
         bearer("gateway-revoked", stack.revoked.gateway.url(), &["gateway-revoked"], &["get"]),

@@ -77,6 +77,7 @@ pub async fn start(o: &Options, dirs: &Dirs) -> Result<(BenchStack, BTreeMap<Str
         durability: if o.durable { Durability::Durable } else { Durability::Fast },
         extra_env: &o.env,
         sidecar_set: &o.sidecar_set,
+        variants: &crate::options::variant_paths(&o.variants),
         baseline_bin: o.baseline_bin.as_deref(),
         haproxy: &o.haproxy,
         revocations: o.revocations,

@@ -36,6 +36,8 @@ pub struct BenchStack {
     pub gateway_nocache: RunningService,
     /// The `--baseline-bin` gateway (another build), over TCP: before/after in one run.
     pub gateway_before: Option<RunningService>,
+    /// The `--variant` gateways, by path name (`gateway-NAME`).
+    pub variants: Vec<(&'static str, RunningService)>,
     pub haproxy: RunningService,
     pub haproxy_jwt: RunningService,
     pub validate_proxy: RunningService,
@@ -112,6 +114,13 @@ pub async fn start(o: &StartOptions<'_>) -> Result<BenchStack> {
         Some(dir) => Some(st.gateway("gateway-before", &dir.join("gateway"), &task, None, &auth_url, |_| {}).await?),
         None => None,
     };
+    let mut variants = Vec::new();
+    for (path, sets) in o.variants {
+        // A handful per run, alive for the whole run: leaking the names is simpler than
+        // owning them everywhere a service name is a `&'static str`.
+        let name: &'static str = Box::leak(path.clone().into_boxed_str());
+        variants.push((name, st.variant(name, sets, &task, sock, &auth_url).await?));
+    }
     let haproxy = st.haproxy("haproxy", &task, sock, false).await?;
     let haproxy_jwt = st.haproxy("haproxy-jwt", &task, sock, true).await?;
     let validate_proxy = st.validate_proxy("validate-proxy", &auth_url, &task).await?;
@@ -131,6 +140,7 @@ pub async fn start(o: &StartOptions<'_>) -> Result<BenchStack> {
         gateway_uds,
         gateway_nocache,
         gateway_before,
+        variants,
         haproxy,
         haproxy_jwt,
         validate_proxy,
@@ -199,6 +209,7 @@ impl BenchStack {
     pub fn services(&self) -> Vec<&RunningService> {
         let mut all = vec![&self.auth, &self.task, &self.gateway, &self.gateway_uds, &self.gateway_nocache];
         all.extend(self.gateway_before.as_ref());
+        all.extend(self.variants.iter().map(|(_, s)| s));
         all.extend([&self.haproxy, &self.haproxy_jwt, &self.validate_proxy, &self.front_door]);
         all.extend([&self.revoked.auth, &self.revoked.gateway]);
         let v = &self.vpc;
@@ -216,6 +227,7 @@ impl BenchStack {
             gateway_uds,
             gateway_nocache,
             gateway_before,
+            variants,
             haproxy,
             haproxy_jwt,
             validate_proxy,
@@ -229,6 +241,7 @@ impl BenchStack {
         all.extend([vpc.haproxy_jwt, vpc.validate_proxy, vpc.gateway, vpc.task, vpc.auth]);
         all.extend([revoked.gateway, revoked.auth, front_door, validate_proxy, haproxy_jwt, haproxy]);
         all.extend(gateway_before);
+        all.extend(variants.into_iter().rev().map(|(_, s)| s));
         all.extend([gateway_nocache, gateway_uds, gateway, task, auth]);
         for mut s in all {
             let _ = s.process.stop(Duration::from_secs(5));

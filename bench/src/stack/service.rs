@@ -56,6 +56,8 @@ pub struct StartOptions<'a> {
     pub extra_env: &'a [EnvOverride],
     /// Edits of the repository's sidecar.toml for every gateway.
     pub sidecar_set: &'a [SidecarOverride],
+    /// `--variant`s: one more gateway per path name, with these keys changed.
+    pub variants: &'a [(String, Vec<SidecarOverride>)],
     /// A directory with another build's `gateway` (the "before" of a change).
     pub baseline_bin: Option<&'a Path>,
     pub haproxy: &'a Path,
@@ -122,6 +124,31 @@ impl<'a> Starter<'a> {
         let launch = extra(self.o, name, settings.launch(name, &self.binaries.dir.join("task-svc")));
         let (process, ready) = start_timed(launch, &self.logs).await?;
         Ok(RunningService { name, process, addr: settings.service.listen, metrics: settings.service.metrics, ready })
+    }
+
+    /// A `--variant` gateway: `name` (`gateway-NAME`) with `sets` applied on top of the common
+    /// sidecar, over TCP (or the socket, as the main gateway). Errors: a key or value the
+    /// sidecar file does not take, named.
+    pub async fn variant(
+        &self,
+        name: &'static str,
+        sets: &[SidecarOverride],
+        task: &RunningService,
+        socket: Option<&Path>,
+        auth_url: &str,
+    ) -> Result<RunningService> {
+        let mut checked = self.sidecar.clone();
+        for e in sets {
+            checked.set(&e.key, &e.value).map_err(|err| anyhow::anyhow!("--variant {name}: {err}"))?;
+        }
+        let program = self.o.bin_dir.join("gateway");
+        self.gateway(name, &program, task, socket, auth_url, |s| {
+            for e in sets {
+                // Checked above on the same file.
+                let _ = s.set(&e.key, &e.value);
+            }
+        })
+        .await
     }
 
     /// A gateway in front of `task`: over its Unix socket when `socket` is given, else TCP.
