@@ -9,9 +9,13 @@
 //!   every task; unknown and existing names are counted and refused alike.
 //! - per account on logout ([`Throttle::check_logout`]): logout and logout-all requests per user
 //!   id, a GCRA bucket in this task's memory (`LOGOUT_RATE_PER_MIN`, `LOGOUT_BURST`).
+//! - per API key on `POST /auth/token` ([`Throttle::check_api_key`]): exchanges per `client_id`,
+//!   a GCRA bucket in this task's memory (`TOKEN_RATE_PER_MIN`, `TOKEN_BURST`). Taken after the
+//!   client authenticated, so nobody who merely knows a `client_id` (it is public) can use up
+//!   its budget; token requests also take from their source's per-client budget, like logins.
 //!
-//! Refusals count in `auth_login_throttled_total{scope="account"|"client"|"logout"}` (the client
-//! scope covers register as well: both endpoints hash).
+//! Refusals count in `auth_login_throttled_total{scope="account"|"client"|"logout"|"token"}`
+//! (the client scope covers register and token requests as well).
 //!
 //! The throttle answers in its own terms ([`Throttled`], [`ThrottleError`], [`LoginOutcome`]);
 //! the route layer turns them into responses and tells it how a login ended.
@@ -43,16 +47,18 @@ pub enum Scope {
     Account,
     Client,
     Logout,
+    Token,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Self::Account, Self::Client, Self::Logout];
+    pub const ALL: [Scope; 4] = [Self::Account, Self::Client, Self::Logout, Self::Token];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Account => "account",
             Self::Client => "client",
             Self::Logout => "logout",
+            Self::Token => "token",
         }
     }
 }
@@ -73,9 +79,10 @@ impl Throttled {
         match self.scope {
             Scope::Account => format!("Too many failed logins for this username, retry in {secs} seconds"),
             Scope::Client => {
-                format!("Too many login or registration requests from this address, retry in {secs} seconds")
+                format!("Too many login, registration or token requests from this address, retry in {secs} seconds")
             }
             Scope::Logout => format!("Too many logout requests for this account, retry in {secs} seconds"),
+            Scope::Token => format!("Too many token requests for this API key, retry in {secs} seconds"),
         }
     }
 }
@@ -111,6 +118,8 @@ pub struct Throttle {
     account: AccountLimiter,
     /// Logout and logout-all requests per user id.
     logout: KeyedLimiter<i64>,
+    /// Token requests per API key `client_id`.
+    token: KeyedLimiter<String>,
     throttled: IntCounterVec,
 }
 
@@ -121,7 +130,8 @@ impl Throttle {
             Opts::new(
                 "auth_login_throttled_total",
                 "Requests answered 429, by the limit that refused them: account (failed logins per \
-                 username), client (login/register requests per source address) or logout (logouts per account)",
+                 username), client (login/register/token requests per source address), logout (logouts per \
+                 account) or token (token requests per API key)",
             ),
             &["scope"],
         )
@@ -137,6 +147,7 @@ impl Throttle {
             client: config.client.map(ClientLimiter::new),
             account: AccountLimiter::new(config.login_failure_limit, config.login_failure_window),
             logout: KeyedLimiter::new(config.logout),
+            token: KeyedLimiter::new(config.token),
             throttled,
         }
     }
@@ -158,6 +169,12 @@ impl Throttle {
     /// Takes one logout (or logout-all) from `user_id`'s budget; refused when it is used up.
     pub fn check_logout(&self, user_id: i64) -> Result<(), Throttled> {
         self.logout.check(user_id).map_err(|wait| self.refuse(Scope::Logout, wait))
+    }
+
+    /// Takes one token request from the API key `client_id`'s budget (call it once the client
+    /// has authenticated); refused when it is used up.
+    pub fn check_api_key(&self, client_id: &str) -> Result<(), Throttled> {
+        self.token.check(client_id.to_owned()).map_err(|wait| self.refuse(Scope::Token, wait))
     }
 
     /// Counts a login attempt for `username` (by its [`UsernameKey`]) before its password is
@@ -189,6 +206,7 @@ impl Throttle {
             limiter.retain_recent();
         }
         self.logout.retain_recent();
+        self.token.retain_recent();
         match self.account.delete_expired(db).await {
             Ok(n) => tracing::debug!(deleted = n, "expired login failure counts deleted"),
             Err(e) => {
@@ -238,7 +256,12 @@ mod tests {
         let account = Throttled { scope: Scope::Account, retry_after_secs: 60 };
         assert_eq!(account.to_string(), "Too many failed logins for this username, retry in 60 seconds");
         let client = Throttled { scope: Scope::Client, retry_after_secs: 2 };
-        assert_eq!(client.to_string(), "Too many login or registration requests from this address, retry in 2 seconds");
+        assert_eq!(
+            client.to_string(),
+            "Too many login, registration or token requests from this address, retry in 2 seconds"
+        );
+        let token = Throttled { scope: Scope::Token, retry_after_secs: 5 };
+        assert_eq!(token.to_string(), "Too many token requests for this API key, retry in 5 seconds");
         let logout = Throttled { scope: Scope::Logout, retry_after_secs: 10 };
         assert_eq!(logout.to_string(), "Too many logout requests for this account, retry in 10 seconds");
     }
