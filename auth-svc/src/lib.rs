@@ -78,7 +78,7 @@ pub fn router(state: AppState) -> Router {
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
 /// grace period. Starts the background work first: the Secrets Manager keyring refresher
 /// (waiting up to a minute for the first keyring; no keyring is an error), the pruning of
-/// expired revocations and long-revoked API keys, and the throttles' clean-up; logs a warning
+/// expired revocations and of long-revoked or long-expired API keys, and the throttles' clean-up; logs a warning
 /// if renamed accounts await an operator.
 pub async fn run(
     listener: TcpListener,
@@ -102,8 +102,8 @@ pub async fn run(
     Ok(served?)
 }
 
-/// Every [`PRUNE_INTERVAL`]: deletes expired revocations and API keys revoked more than
-/// [`api_key::store::KEEP_REVOKED_DAYS`] ago. Failures are logged and retried next time.
+/// Every [`PRUNE_INTERVAL`]: deletes expired revocations and API keys revoked or expired more
+/// than [`api_key::store::KEEP_REVOKED_DAYS`] ago. Failures are logged and retried next time.
 async fn prune_forever(pool: sqlx::PgPool) {
     let mut every = tokio::time::interval(PRUNE_INTERVAL);
     loop {
@@ -117,9 +117,9 @@ async fn prune_forever(pool: sqlx::PgPool) {
         }
         match api_key::store::prune_revoked(&pool).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "long-revoked API keys deleted"),
+            Ok(n) => tracing::info!(deleted = n, "long-revoked or long-expired API keys deleted"),
             Err(e) => {
-                tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "could not delete long-revoked API keys");
+                tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "could not delete long-revoked or long-expired API keys");
             }
         }
     }

@@ -10,8 +10,10 @@ use super::{ApiKeyView, MAX_LIVE_KEYS_PER_USER, NewApiKey, NewCredentials, Secre
 use crate::error::ApiError;
 use crate::revocation;
 
-/// Revoked keys are deleted this many days after their revocation (a token naming a key that
-/// no longer exists is refused like a revoked one, see [`revocation::is_revoked`]).
+/// Revoked and expired keys are deleted this many days after their revocation or expiry, so
+/// neither the table nor an owner's list grows without bound (a token naming a key that no
+/// longer exists is refused like a revoked one, see [`revocation::is_revoked`]; by then every
+/// token of the key has expired anyway).
 pub const KEEP_REVOKED_DAYS: i64 = 30;
 
 #[derive(sqlx::FromRow)]
@@ -189,12 +191,15 @@ pub async fn touch(pool: &PgPool, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Deletes keys revoked more than [`KEEP_REVOKED_DAYS`] ago; returns how many.
+/// Deletes keys revoked or expired more than [`KEEP_REVOKED_DAYS`] ago; returns how many.
 pub async fn prune_revoked(pool: &PgPool) -> Result<u64, platform::db::QueryError> {
-    Ok(sqlx::query("DELETE FROM api_keys WHERE revoked_at < now() - make_interval(days => $1)")
-        .bind(KEEP_REVOKED_DAYS as i32)
-        .execute(pool)
-        .await
-        .query("api_keys: prune revoked")?
-        .rows_affected())
+    Ok(sqlx::query(
+        "DELETE FROM api_keys
+         WHERE revoked_at < now() - make_interval(days => $1) OR expires_at < now() - make_interval(days => $1)",
+    )
+    .bind(KEEP_REVOKED_DAYS as i32)
+    .execute(pool)
+    .await
+    .query("api_keys: prune revoked")?
+    .rows_affected())
 }

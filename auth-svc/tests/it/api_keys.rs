@@ -217,25 +217,41 @@ async fn deleting_a_key_revokes_its_tokens_on_the_feed_and_at_validate() {
     assert_eq!((r.status, r.json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
 }
 
-/// Revoked keys are deleted after `KEEP_REVOKED_DAYS`; a token naming a key that no longer
-/// exists is refused like a revoked one (its feed entry is long gone by then).
+/// Revoked and expired keys are deleted `KEEP_REVOKED_DAYS` after; a token naming a key that no
+/// longer exists is refused like a revoked one (its feed entry is long gone by then).
 #[tokio::test]
-async fn long_revoked_keys_are_deleted_and_their_tokens_stay_refused() {
+async fn long_revoked_or_expired_keys_are_deleted_and_their_tokens_stay_refused() {
     let (app, db) = app().await;
     let (login, _) = sign_up(&app, "henry").await;
     let (client_id, secret, id) = new_key(&app, &login, &["tasks:read"]).await;
     let (_, _, live) = new_key(&app, &login, &["tasks:read"]).await;
+    let (_, _, expired) = new_key(&app, &login, &["tasks:read"]).await;
+    let (_, _, recently_expired) = new_key(&app, &login, &["tasks:read"]).await;
+    for (key, days_ago) in [(&expired, 31), (&recently_expired, 29)] {
+        sqlx::query(
+            "UPDATE api_keys SET created_at = now() - interval '40 days', expires_at = now() - make_interval(days => $2)
+             WHERE id = $1::uuid",
+        )
+        .bind(key)
+        .bind(days_ago)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
     let token = exchange(&app, &client_id, &secret).await;
     assert_eq!(delete(&app, &login, &id).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(auth_svc::api_key::store::prune_revoked(&db.pool).await.unwrap(), 0, "revoked just now: kept");
+    assert_eq!(auth_svc::api_key::store::prune_revoked(&db.pool).await.unwrap(), 1, "revoked just now: kept");
     sqlx::query("UPDATE api_keys SET revoked_at = now() - interval '31 days' WHERE id = $1::uuid")
         .bind(&id)
         .execute(&db.pool)
         .await
         .unwrap();
     assert_eq!(auth_svc::api_key::store::prune_revoked(&db.pool).await.unwrap(), 1);
-    let left: Vec<String> = sqlx::query_scalar("SELECT id::text FROM api_keys").fetch_all(&db.pool).await.unwrap();
-    assert_eq!(left, [live]);
+    let mut left: Vec<String> = sqlx::query_scalar("SELECT id::text FROM api_keys").fetch_all(&db.pool).await.unwrap();
+    left.sort();
+    let mut expected = [live, recently_expired];
+    expected.sort();
+    assert_eq!(left, expected, "the live key and the one expired 29 days ago stay");
     let r = app.call(Method::POST, "/auth/validate", Some(&token), None).await;
     r.assert_error(StatusCode::UNAUTHORIZED);
     assert_eq!(r.json["reason"], "revoked");
