@@ -44,6 +44,8 @@ pub struct ApiKeyList {
     (status = 401, body = ErrorBody, description = "missing, malformed, expired, revoked or foreign token; see `reason`"),
     (status = 403, body = ErrorBody, description = "a token from an API key (`reason` `insufficient_scope`): keys are managed with a login token"),
     (status = 409, body = ErrorBody, description = "the account already has 20 active keys (`reason` `api_key_limit`)"),
+    (status = 429, body = ErrorBody, description = "too many API key changes for this account; see Retry-After",
+        headers(("Retry-After" = u64, description = "seconds until the limit allows again"))),
     (status = 503, body = ErrorBody, description = "database or keys unavailable; see Retry-After"),
 ))]
 pub async fn create(
@@ -53,6 +55,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreateApiKeyResponse>), ApiError> {
     let claims = authenticate_login(&state, &headers).await?;
     let new = NewApiKey::parse(body, Utc::now())?;
+    state.throttle.check_api_key_change(claims.user_id)?;
     let credentials = NewCredentials::generate();
     let key = store::create(&state.pool, claims.user_id, &new, &credentials).await?;
     tracing::info!(user_id = claims.user_id, client_id = %key.client_id, scopes = %new.scopes, "API key created");
@@ -83,6 +86,8 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<J
     (status = 401, body = ErrorBody, description = "missing, malformed, expired, revoked or foreign token; see `reason`"),
     (status = 403, body = ErrorBody, description = "a token from an API key (`reason` `insufficient_scope`)"),
     (status = 404, body = ErrorBody, description = "no such key of the caller (unknown, another user's, or already revoked)"),
+    (status = 429, body = ErrorBody, description = "too many API key changes for this account; see Retry-After",
+        headers(("Retry-After" = u64, description = "seconds until the limit allows again"))),
     (status = 503, body = ErrorBody, description = "database or keys unavailable; see Retry-After"),
 ))]
 pub async fn delete(
@@ -92,6 +97,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let claims = authenticate_login(&state, &headers).await?;
     let id = uuid::Uuid::try_parse(&id).map_err(|_| ApiError::BadRequest("the API key id must be a UUID".into()))?;
+    state.throttle.check_api_key_change(claims.user_id)?;
     // Every token of the key is issued before this moment and lives at most the token lifetime
     // (plus the clock leeway a verifier grants): after that the entry can match nothing.
     let leeway = i64::try_from(state.rules.leeway_secs).unwrap_or(i64::MAX);

@@ -13,8 +13,11 @@
 //!   a GCRA bucket in this task's memory (`TOKEN_RATE_PER_MIN`, `TOKEN_BURST`). Taken after the
 //!   client authenticated, so nobody who merely knows a `client_id` (it is public) can use up
 //!   its budget; token requests also take from their source's per-client budget, like logins.
+//! - per account on API key changes ([`Throttle::check_api_key_change`]): creations and
+//!   deletions per user id (`API_KEY_RATE_PER_MIN`, `API_KEY_BURST`), so a stolen login token
+//!   cannot churn keys, each deletion an entry every gateway holds.
 //!
-//! Refusals count in `auth_login_throttled_total{scope="account"|"client"|"logout"|"token"}`
+//! Refusals count in `auth_login_throttled_total{scope="account"|"client"|"logout"|"token"|"api_keys"}`
 //! (the client scope covers register and token requests as well).
 //!
 //! The throttle answers in its own terms ([`Throttled`], [`ThrottleError`], [`LoginOutcome`]);
@@ -48,10 +51,11 @@ pub enum Scope {
     Client,
     Logout,
     Token,
+    ApiKeys,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Self::Account, Self::Client, Self::Logout, Self::Token];
+    pub const ALL: [Scope; 5] = [Self::Account, Self::Client, Self::Logout, Self::Token, Self::ApiKeys];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +63,7 @@ impl Scope {
             Self::Client => "client",
             Self::Logout => "logout",
             Self::Token => "token",
+            Self::ApiKeys => "api_keys",
         }
     }
 }
@@ -83,6 +88,7 @@ impl Throttled {
             }
             Scope::Logout => format!("Too many logout requests for this account, retry in {secs} seconds"),
             Scope::Token => format!("Too many token requests for this API key, retry in {secs} seconds"),
+            Scope::ApiKeys => format!("Too many API key changes for this account, retry in {secs} seconds"),
         }
     }
 }
@@ -120,6 +126,8 @@ pub struct Throttle {
     logout: KeyedLimiter<i64>,
     /// Token requests per API key `client_id`.
     token: KeyedLimiter<String>,
+    /// API key creations and deletions per user id.
+    api_keys: KeyedLimiter<i64>,
     throttled: IntCounterVec,
 }
 
@@ -131,7 +139,7 @@ impl Throttle {
                 "auth_login_throttled_total",
                 "Requests answered 429, by the limit that refused them: account (failed logins per \
                  username), client (login/register/token requests per source address), logout (logouts per \
-                 account) or token (token requests per API key)",
+                 account), token (token requests per API key) or api_keys (API key changes per account)",
             ),
             &["scope"],
         )
@@ -148,6 +156,7 @@ impl Throttle {
             account: AccountLimiter::new(config.login_failure_limit, config.login_failure_window),
             logout: KeyedLimiter::new(config.logout),
             token: KeyedLimiter::new(config.token),
+            api_keys: KeyedLimiter::new(config.api_keys),
             throttled,
         }
     }
@@ -175,6 +184,11 @@ impl Throttle {
     /// has authenticated); refused when it is used up.
     pub fn check_api_key(&self, client_id: &str) -> Result<(), Throttled> {
         self.token.check(client_id.to_owned()).map_err(|wait| self.refuse(Scope::Token, wait))
+    }
+
+    /// Takes one API key creation or deletion from `user_id`'s budget; refused when it is used up.
+    pub fn check_api_key_change(&self, user_id: i64) -> Result<(), Throttled> {
+        self.api_keys.check(user_id).map_err(|wait| self.refuse(Scope::ApiKeys, wait))
     }
 
     /// Counts a login attempt for `username` (by its [`UsernameKey`]) before its password is
@@ -207,6 +221,7 @@ impl Throttle {
         }
         self.logout.retain_recent();
         self.token.retain_recent();
+        self.api_keys.retain_recent();
         match self.account.delete_expired(db).await {
             Ok(n) => tracing::debug!(deleted = n, "expired login failure counts deleted"),
             Err(e) => {
@@ -262,6 +277,8 @@ mod tests {
         );
         let token = Throttled { scope: Scope::Token, retry_after_secs: 5 };
         assert_eq!(token.to_string(), "Too many token requests for this API key, retry in 5 seconds");
+        let keys = Throttled { scope: Scope::ApiKeys, retry_after_secs: 6 };
+        assert_eq!(keys.to_string(), "Too many API key changes for this account, retry in 6 seconds");
         let logout = Throttled { scope: Scope::Logout, retry_after_secs: 10 };
         assert_eq!(logout.to_string(), "Too many logout requests for this account, retry in 10 seconds");
     }

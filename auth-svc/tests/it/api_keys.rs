@@ -10,9 +10,10 @@ use testkit::{Api as _, Reply, TestDatabase};
 
 use crate::harness::{create_key, exchange, new_key, task};
 
+/// An auth-svc whose per-account limit on key changes is out of the way (tested on its own).
 async fn app() -> (Router, TestDatabase) {
     let db = TestDatabase::new().await;
-    let (app, _, _) = task(&db, &[("HASH_CONCURRENCY", "2")]);
+    let (app, _, _) = task(&db, &[("HASH_CONCURRENCY", "2"), ("API_KEY_BURST", "1000")]);
     (app, db)
 }
 
@@ -255,6 +256,31 @@ async fn long_revoked_or_expired_keys_are_deleted_and_their_tokens_stay_refused(
     let r = app.call(Method::POST, "/auth/validate", Some(&token), None).await;
     r.assert_error(StatusCode::UNAUTHORIZED);
     assert_eq!(r.json["reason"], "revoked");
+}
+
+/// Creations and deletions share a budget per account (API_KEY_BURST at once, then
+/// API_KEY_RATE_PER_MIN): 429 with Retry-After and the contract's body; other accounts are not
+/// affected, and a refused deletion revokes nothing.
+#[tokio::test]
+async fn key_changes_are_throttled_per_account() {
+    let db = TestDatabase::new().await;
+    let (app, _, metrics) = task(&db, &[("API_KEY_BURST", "2"), ("API_KEY_RATE_PER_MIN", "1")]);
+    let (ivan, _) = sign_up(&app, "ivan").await;
+    let (judy, _) = sign_up(&app, "judy").await;
+    new_key(&app, &ivan, &["tasks:read"]).await;
+    let (_, _, id) = new_key(&app, &ivan, &["tasks:read"]).await;
+    for r in [
+        delete(&app, &ivan, &id).await,
+        create_key(&app, &ivan, json!({"name": "third", "scopes": ["tasks:read"]})).await,
+    ] {
+        let message = r.assert_error(StatusCode::TOO_MANY_REQUESTS);
+        let secs: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+        assert!((1..=60).contains(&secs), "{secs}");
+        assert_eq!(message, format!("Too many API key changes for this account, retry in {secs} seconds"));
+    }
+    assert_eq!(ids(&list(&app, &ivan).await).len(), 2, "nothing changed; listing is not limited");
+    new_key(&app, &judy, &["tasks:read"]).await;
+    assert!(metrics.render().contains("auth_login_throttled_total{scope=\"api_keys\"} 2"));
 }
 
 #[tokio::test]
