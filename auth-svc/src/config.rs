@@ -19,6 +19,9 @@ pub struct Config {
     pub keyring_refresh_interval: Duration,
     /// Token lifetime (`JWT_EXPIRATION`, seconds).
     pub token_lifetime_secs: i64,
+    /// Lifetime of the access tokens of the client credentials grant (`API_TOKEN_LIFETIME_SECS`,
+    /// seconds, default [`DEFAULT_API_TOKEN_LIFETIME_SECS`]).
+    pub api_token_lifetime_secs: i64,
     /// Leeway (`JWT_LEEWAY_SECS`) and maximum lifetime (`JWT_MAX_LIFETIME_SECS`) when verifying.
     pub rules: TokenRules,
     pub listen: SocketAddr,
@@ -35,14 +38,24 @@ pub struct Config {
 }
 
 pub const DEFAULT_PORT: u16 = 3000;
+/// Default `API_TOKEN_LIFETIME_SECS`: 15 minutes, so a leaked access token of a machine client
+/// is short-lived; the client exchanges its key again for the next one.
+pub const DEFAULT_API_TOKEN_LIFETIME_SECS: i64 = 900;
+/// Token lifetimes (`JWT_EXPIRATION`, `API_TOKEN_LIFETIME_SECS`) lie in this range, in seconds.
+const TOKEN_LIFETIME_RANGE: std::ops::RangeInclusive<i64> = 60..=7 * 24 * 3600;
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9101";
 
 impl Config {
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let keyring = KeyringConfig::from_source(src)?;
         let token_lifetime_secs: i64 = config::parse_or(src, "JWT_EXPIRATION", 3600)?;
-        if !(60..=7 * 24 * 3600).contains(&token_lifetime_secs) {
+        if !TOKEN_LIFETIME_RANGE.contains(&token_lifetime_secs) {
             return Err(ConfigError::new("JWT_EXPIRATION", "must be between 60 and 604800 seconds"));
+        }
+        let api_token_lifetime_secs: i64 =
+            config::parse_or(src, "API_TOKEN_LIFETIME_SECS", DEFAULT_API_TOKEN_LIFETIME_SECS)?;
+        if !TOKEN_LIFETIME_RANGE.contains(&api_token_lifetime_secs) {
+            return Err(ConfigError::new("API_TOKEN_LIFETIME_SECS", "must be between 60 and 604800 seconds"));
         }
         let max_lifetime_secs: u64 = config::parse_or(src, "JWT_MAX_LIFETIME_SECS", DEFAULT_MAX_LIFETIME_SECS)?;
         if max_lifetime_secs < token_lifetime_secs as u64 {
@@ -50,6 +63,14 @@ impl Config {
                 "JWT_MAX_LIFETIME_SECS",
                 format!(
                     "{max_lifetime_secs} is shorter than JWT_EXPIRATION ({token_lifetime_secs}): every token issued would be refused"
+                ),
+            ));
+        }
+        if max_lifetime_secs < api_token_lifetime_secs as u64 {
+            return Err(ConfigError::new(
+                "JWT_MAX_LIFETIME_SECS",
+                format!(
+                    "{max_lifetime_secs} is shorter than API_TOKEN_LIFETIME_SECS ({api_token_lifetime_secs}): every API key token would be refused"
                 ),
             ));
         }
@@ -71,6 +92,7 @@ impl Config {
             keyring,
             keyring_refresh_interval: config::seconds_or(src, "JWT_KEYRING_REFRESH_SECS", 60, 5..=3600)?,
             token_lifetime_secs,
+            api_token_lifetime_secs,
             rules: TokenRules { leeway_secs, max_lifetime_secs },
             listen: SocketAddr::new(bind, port),
             metrics,
@@ -99,6 +121,7 @@ mod tests {
     fn defaults_follow_the_guide() {
         let cfg = Config::from_source(&base()).unwrap();
         assert_eq!(cfg.token_lifetime_secs, 3600);
+        assert_eq!(cfg.api_token_lifetime_secs, 900);
         assert_eq!(cfg.listen.port(), 3000);
         assert!(cfg.metrics.is_some());
     }
@@ -123,6 +146,21 @@ mod tests {
         let mut env = base();
         env.remove("JWT_SECRET");
         assert_eq!(Config::from_source(&env).unwrap_err().key, "JWT_SECRET");
+    }
+
+    #[test]
+    fn the_api_token_lifetime_is_bounded_like_jwt_expiration() {
+        for bad in ["59", "604801", "-1", "soon"] {
+            let mut env = base();
+            env.insert("API_TOKEN_LIFETIME_SECS".into(), bad.into());
+            assert_eq!(Config::from_source(&env).unwrap_err().key, "API_TOKEN_LIFETIME_SECS", "{bad}");
+        }
+        let mut env = base();
+        env.insert("API_TOKEN_LIFETIME_SECS".into(), "60".into());
+        assert_eq!(Config::from_source(&env).unwrap().api_token_lifetime_secs, 60);
+        env.insert("API_TOKEN_LIFETIME_SECS".into(), "7200".into());
+        env.insert("JWT_MAX_LIFETIME_SECS".into(), "3600".into());
+        assert_eq!(Config::from_source(&env).unwrap_err().key, "JWT_MAX_LIFETIME_SECS");
     }
 
     #[test]

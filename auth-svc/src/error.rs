@@ -34,6 +34,20 @@ pub enum ApiError {
     InvalidToken(Rejection),
     #[error("Username or email already exists")]
     Conflict,
+    /// A token from an API key at an endpoint that manages the account: 403 with
+    /// `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 §3.1) and `reason`
+    /// `insufficient_scope`.
+    #[error("This endpoint needs a login token; a token from an API key cannot manage the account")]
+    LoginTokenRequired,
+    /// The account already holds the most live API keys it may: 409, `reason` `api_key_limit`.
+    #[error(
+        "This account already has {} active API keys, the maximum; delete one first",
+        crate::api_key::MAX_LIVE_KEYS_PER_USER
+    )]
+    TooManyApiKeys,
+    /// An API key the caller does not own, or that does not exist (one answer for both).
+    #[error("API key not found")]
+    ApiKeyNotFound,
     /// No keyring loaded yet, or a refresh needed to decide did not complete in time.
     #[error("Authentication keys are temporarily unavailable, retry later")]
     KeysUnavailable,
@@ -86,6 +100,12 @@ impl IntoResponse for ApiError {
             Self::BadRequest(_) | Self::InvalidField => StatusCode::BAD_REQUEST,
             Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::ApiKeyNotFound => StatusCode::NOT_FOUND,
+            Self::LoginTokenRequired => return insufficient_scope(&self.to_string()),
+            Self::TooManyApiKeys => {
+                let body = ErrorBody::new(StatusCode::CONFLICT, self.to_string()).with_reason("api_key_limit");
+                return (StatusCode::CONFLICT, axum::Json(body)).into_response();
+            }
         };
         ErrorBody::response(status, self.to_string())
     }
@@ -96,6 +116,20 @@ fn invalid_token(rejection: Rejection) -> Response {
     let body = ErrorBody::new(StatusCode::UNAUTHORIZED, rejection.to_string()).with_reason(rejection.reason());
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// 403 with `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 §3.1) and `reason`
+/// `insufficient_scope`.
+fn insufficient_scope(message: &str) -> Response {
+    let body = ErrorBody::new(StatusCode::FORBIDDEN, message).with_reason("insufficient_scope");
+    let mut response = (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(
+            r#"Bearer error="insufficient_scope", error_description="a login token is required, not a token from an API key""#,
+        ),
+    );
     response
 }
 
@@ -126,6 +160,17 @@ mod tests {
             (ApiError::InvalidField, StatusCode::BAD_REQUEST, "A field is invalid or too long"),
             (ApiError::InvalidCredentials, StatusCode::UNAUTHORIZED, "Invalid username or password"),
             (ApiError::Conflict, StatusCode::CONFLICT, "Username or email already exists"),
+            (ApiError::ApiKeyNotFound, StatusCode::NOT_FOUND, "API key not found"),
+            (
+                ApiError::TooManyApiKeys,
+                StatusCode::CONFLICT,
+                "This account already has 20 active API keys, the maximum; delete one first",
+            ),
+            (
+                ApiError::LoginTokenRequired,
+                StatusCode::FORBIDDEN,
+                "This endpoint needs a login token; a token from an API key cannot manage the account",
+            ),
             (ApiError::Throttled(throttled), StatusCode::TOO_MANY_REQUESTS, &throttled.to_string()),
             (
                 HashError::from(PoolError::Busy).into(),

@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use crate::error::ApiError;
 use crate::revocation;
 use crate::state::AppState;
-use crate::token::authenticate;
+use crate::token::{authenticate, authenticate_login};
 
 /// Revokes the presented token until its `exp` (kept `RETAIN_AFTER_EXP_SECS` longer, the
 /// largest leeway). An already revoked token is refused like at every endpoint (401,
@@ -35,17 +35,20 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Revokes every token of the caller issued up to now (a per-user cut-off); tokens issued
-/// afterwards work. The presented token must itself be valid and not revoked (401 otherwise).
+/// Revokes every token of the caller issued up to now (a per-user cut-off), API key tokens
+/// included; tokens issued afterwards work. The presented token must itself be valid and not
+/// revoked (401 otherwise), and a login token: a token from an API key gets 403 (`reason`
+/// `insufficient_scope`), so a machine client cannot end its owner's sessions.
 #[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])), responses(
     (status = 204, description = "every token issued so far is revoked"),
     (status = 401, body = ErrorBody, description = "missing, malformed, expired, revoked or foreign token; see `reason`"),
+    (status = 403, body = ErrorBody, description = "a token from an API key (`reason` `insufficient_scope`)"),
     (status = 429, body = ErrorBody, description = "too many logouts for this account; see Retry-After",
         headers(("Retry-After" = u64, description = "seconds until the limit allows again"))),
     (status = 503, body = ErrorBody, description = "database or keys unavailable; see Retry-After"),
 ))]
 pub async fn logout_all(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    let claims = authenticate(&state, &headers).await?;
+    let claims = authenticate_login(&state, &headers).await?;
     state.throttle.check_logout(claims.user_id)?;
     // iat has whole-second resolution: revoke everything issued in this second too. Login
     // issues this user's next token no earlier than the following second (see

@@ -1,5 +1,6 @@
 //! Revocations in PostgreSQL: logout revokes one token (its `jti`, until its `exp`), logout-all
-//! every token of a user issued before a cut-off. See the migration
+//! every token of a user issued before a cut-off, revoking an API key every token naming its
+//! `client_id` (the entry is written by `api_key::store::revoke`). See the migration
 //! `20261129000020_revocations.sql` for the ordering guarantee of `seq`.
 
 use chrono::{DateTime, Utc};
@@ -15,10 +16,11 @@ const WRITER_LOCK: i64 = 0x7265_766f_6361_7469;
 
 /// The database enum `revocation_kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[sqlx(type_name = "revocation_kind", rename_all = "lowercase")]
+#[sqlx(type_name = "revocation_kind", rename_all = "snake_case")]
 pub enum RevocationKind {
     Token,
     User,
+    ApiKey,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -28,6 +30,7 @@ struct Row {
     user_id: i64,
     jti: Option<String>,
     issued_before: Option<i64>,
+    client_id: Option<String>,
     expires_at: DateTime<Utc>,
 }
 
@@ -41,12 +44,16 @@ impl Row {
             RevocationKind::User => {
                 Some(Revocation::User { seq: self.seq, user_id: self.user_id, issued_before: self.issued_before?, exp })
             }
+            RevocationKind::ApiKey => {
+                Some(Revocation::ApiKey { seq: self.seq, user_id: self.user_id, client_id: self.client_id?, exp })
+            }
         }
     }
 }
 
-/// A transaction holding the writers' lock ([`WRITER_LOCK`]).
-async fn begin_writing(pool: &PgPool) -> Result<Transaction<'static, Postgres>, QueryError> {
+/// A transaction holding the writers' lock ([`WRITER_LOCK`]): every write to the log runs in
+/// one, so `seq` order is commit order.
+pub async fn begin_writing(pool: &PgPool) -> Result<Transaction<'static, Postgres>, QueryError> {
     let mut tx = pool.begin().await.query("revocations: begin")?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(WRITER_LOCK)
@@ -98,15 +105,48 @@ pub async fn revoke_user_tokens(
     Ok(tx.commit().await.query("revocations: commit")?)
 }
 
-/// Whether a token (`jti`, `user_id`, `iat`) is revoked.
-pub async fn is_revoked(db: impl PgExecutor<'_>, jti: &str, user_id: i64, iat: i64) -> Result<bool, ApiError> {
+/// Appends the `api_key` entry of `client_id` (a key of `user_id`), live until `expires_at`
+/// (unix seconds), in `tx`, a transaction of [`begin_writing`].
+pub async fn append_api_key(
+    tx: &mut Transaction<'static, Postgres>,
+    user_id: i64,
+    client_id: &str,
+    expires_at: i64,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO revocations (kind, user_id, client_id, expires_at)
+         VALUES ('api_key', $1, $2, to_timestamp($3))",
+    )
+    .bind(user_id)
+    .bind(client_id)
+    .bind(expires_at as f64)
+    .execute(&mut **tx)
+    .await
+    .query("revocations: revoke api key")
+    .on_constraint(|constraint| (constraint == "revocations_shape").then_some(ApiError::InvalidField))?;
+    Ok(())
+}
+
+/// Whether a token (`jti`, `user_id`, `iat`, and the `client_id` of a token from an API key)
+/// is revoked. A `client_id` whose key is revoked, or no longer exists, is revoked: the key's
+/// row outlives its feed entry, so this check needs no entry.
+pub async fn is_revoked(
+    db: impl PgExecutor<'_>,
+    jti: &str,
+    user_id: i64,
+    iat: i64,
+    client_id: Option<&str>,
+) -> Result<bool, ApiError> {
     let revoked = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 'token' AND jti = $1)
-             OR EXISTS (SELECT 1 FROM revocations WHERE kind = 'user' AND user_id = $2 AND issued_before > $3)",
+             OR EXISTS (SELECT 1 FROM revocations WHERE kind = 'user' AND user_id = $2 AND issued_before > $3)
+             OR ($4::text IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM api_keys WHERE client_id = $4 AND revoked_at IS NULL))",
     )
     .bind(jti)
     .bind(user_id)
     .bind(iat)
+    .bind(client_id)
     .fetch_one(db)
     .await
     .query("revocations: is revoked")?;
@@ -129,7 +169,7 @@ pub async fn user_cutoff(db: impl PgExecutor<'_>, user_id: i64) -> Result<Option
 /// [`RETAIN_AFTER_EXP_SECS`] ago (a token is accepted until `exp + leeway`).
 pub async fn page(db: &PgPool, after: i64, limit: u32) -> Result<RevocationPage, ApiError> {
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, kind, user_id, jti, issued_before, expires_at
+        "SELECT seq, kind, user_id, jti, issued_before, client_id, expires_at
          FROM revocations WHERE seq > $1 AND expires_at > now() - make_interval(secs => $3)
          ORDER BY seq LIMIT $2",
     )

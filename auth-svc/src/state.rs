@@ -23,6 +23,8 @@ pub struct AppState {
     pub hasher: Hasher,
     pub throttle: Arc<Throttle>,
     pub token_lifetime_secs: i64,
+    /// Lifetime of client credentials access tokens (`API_TOKEN_LIFETIME_SECS`).
+    pub api_token_lifetime_secs: i64,
     pub rules: TokenRules,
     pub metrics: HttpMetrics,
     pub request_timeout: Duration,
@@ -58,6 +60,7 @@ impl AppState {
             hasher,
             throttle: Arc::new(Throttle::new(&config.throttle, metrics.registry())),
             token_lifetime_secs: config.token_lifetime_secs,
+            api_token_lifetime_secs: config.api_token_lifetime_secs,
             rules: config.rules,
             metrics,
             request_timeout: config.request_timeout,

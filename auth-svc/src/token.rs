@@ -1,5 +1,5 @@
-//! Tokens in auth-svc. Issuing (login): signed with the current key, never covered by a
-//! logout-all of the same second. Authenticating a presented bearer token (`/auth/validate`,
+//! Tokens in auth-svc. Issuing (login, and the client credentials grant of an API key): signed
+//! with the current key, never covered by a logout-all of the same second. Authenticating a presented bearer token (`/auth/validate`,
 //! logout, logout-all: [`authenticate`], revocation included): the same keyring and [`TokenRules`](platform::keyring::TokenRules) as the gateway,
 //! with one addition: a key id this task does not hold makes it re-read its keyring (bounded
 //! wait) before answering, so during a rotation a task that has not refreshed yet does not
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, header};
 use chrono::Utc;
 use platform::keyring::store::Freshness;
-use platform::keyring::{Claims, Rejection, UnverifiedToken, bearer_token};
+use platform::keyring::{Claims, Rejection, ScopeSet, UnverifiedToken, bearer_token};
 
 use crate::db::Credentials;
 use crate::error::ApiError;
@@ -39,8 +39,23 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// revoked), `KeysUnavailable` and `Database` (503).
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
     let claims = verify(state, bearer(headers)?).await?;
-    if revocation::is_revoked(&state.pool, &claims.jti, claims.user_id, claims.iat).await? {
+    let revoked =
+        revocation::is_revoked(&state.pool, &claims.jti, claims.user_id, claims.iat, claims.client_id.as_deref())
+            .await?;
+    if revoked {
         return Err(ApiError::InvalidToken(Rejection::Revoked));
+    }
+    Ok(claims)
+}
+
+/// [`authenticate`], for endpoints that manage the account (API keys, logout-all): the token
+/// must be a login token. A token from an API key (it has a `client_id` claim) is refused with
+/// [`ApiError::LoginTokenRequired`] (403, RFC 6750 §3.1 `insufficient_scope`), whatever its
+/// scopes: a machine client's key never creates keys or ends its owner's sessions.
+pub async fn authenticate_login(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let claims = authenticate(state, headers).await?;
+    if claims.client_id.is_some() {
+        return Err(ApiError::LoginTokenRequired);
     }
     Ok(claims)
 }
@@ -68,13 +83,41 @@ pub async fn verify(state: &AppState, raw: &str) -> Result<Claims, ApiError> {
 /// no longer than this; a token issued anyway is refused, never wrongly accepted).
 const CUTOFF_WAIT_MAX: Duration = Duration::from_secs(2);
 
-/// A signed token for `user`, valid for `JWT_EXPIRATION` from its `iat`. Errors:
+/// A signed login token for `user`, valid for `JWT_EXPIRATION` from its `iat`. Errors:
 /// `KeysUnavailable` (503) while no keyring is loaded, `Signing` (500).
 pub async fn issue(state: &AppState, user: &Credentials) -> Result<String, ApiError> {
     let iat = revocation_safe_issue_time(state, user.id).await?;
-    let claims = Claims::new(user.id, &user.username, &user.email, iat, state.token_lifetime_secs);
+    sign(state, &Claims::new(user.id, &user.username, &user.email, iat, state.token_lifetime_secs))
+}
+
+/// The owner of an API key, as its tokens name it.
+pub struct KeyOwner<'a> {
+    pub user_id: i64,
+    pub username: &'a str,
+    pub email: &'a str,
+}
+
+/// A signed access token from the API key `client_id` (client credentials grant, RFC 6749
+/// §4.4.3): the owner's identity claims, `scope` = `scopes`, `client_id`, valid for
+/// `API_TOKEN_LIFETIME_SECS` from its `iat`. Returns the token and its lifetime in seconds.
+/// Errors as [`issue`].
+pub async fn issue_for_key(
+    state: &AppState,
+    owner: &KeyOwner<'_>,
+    client_id: &str,
+    scopes: ScopeSet,
+) -> Result<(String, i64), ApiError> {
+    let iat = revocation_safe_issue_time(state, owner.user_id).await?;
+    let lifetime = state.api_token_lifetime_secs;
+    let mut claims = Claims::new(owner.user_id, owner.username, owner.email, iat, lifetime);
+    claims.scope = Some(scopes.to_string());
+    claims.client_id = Some(client_id.to_owned());
+    Ok((sign(state, &claims)?, lifetime))
+}
+
+fn sign(state: &AppState, claims: &Claims) -> Result<String, ApiError> {
     let keyring = state.keyring.current().ok_or(ApiError::KeysUnavailable)?;
-    keyring.issue(&claims).map_err(ApiError::Signing)
+    keyring.issue(claims).map_err(ApiError::Signing)
 }
 
 /// The `iat` for a new token of `user_id`: now, or, right after a logout-all in this same

@@ -118,6 +118,9 @@ mod tests {
     fn routes_like_the_alb_rules() {
         assert_eq!(PoolKind::route("/auth"), Some(PoolKind::Auth));
         assert_eq!(PoolKind::route("/auth/login"), Some(PoolKind::Auth));
+        for api_key_path in ["/auth/token", "/auth/api-keys", "/auth/api-keys/0b6f5f8e-3c1e-4d7a-9a59-1f0e7c2d4b8a"] {
+            assert_eq!(PoolKind::route(api_key_path), Some(PoolKind::Auth), "{api_key_path}");
+        }
         assert_eq!(PoolKind::route("/tasks"), Some(PoolKind::Tasks));
         assert_eq!(PoolKind::route("/tasks/12"), Some(PoolKind::Tasks));
         assert_eq!(PoolKind::route("/tasksx"), None);

@@ -25,6 +25,20 @@ pub const DEFAULT_LOGOUT_RATE_PER_MIN: u32 = 6;
 /// Default `LOGOUT_BURST`: logouts an account may make at once before the rate applies.
 pub const DEFAULT_LOGOUT_BURST: u32 = 3;
 
+/// Default `TOKEN_RATE_PER_MIN`: token requests per API key and minute, per auth-svc task. A
+/// client needs one token per `API_TOKEN_LIFETIME_SECS` (15 minutes by default); one every 5 s
+/// leaves room for a fleet of workers sharing a key, and stops one that asks in a loop.
+pub const DEFAULT_TOKEN_RATE_PER_MIN: u32 = 12;
+/// Default `TOKEN_BURST`: token requests a key may make at once before the rate applies.
+pub const DEFAULT_TOKEN_BURST: u32 = 5;
+
+/// Default `API_KEY_RATE_PER_MIN`: API key creations and deletions per account and minute, per
+/// auth-svc task. A person changes keys a few times a month; each deletion is a revocation entry
+/// every gateway holds for the token lifetime.
+pub const DEFAULT_API_KEY_RATE_PER_MIN: u32 = 10;
+/// Default `API_KEY_BURST`: key changes an account may make at once (cleaning up several keys).
+pub const DEFAULT_API_KEY_BURST: u32 = 10;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThrottleConfig {
     /// Failed logins per normalised username within one window before 429 (`LOGIN_FAILURE_LIMIT`).
@@ -35,10 +49,16 @@ pub struct ThrottleConfig {
     pub client: Option<ClientQuota>,
     /// The per-account limit on logout and logout-all (`LOGOUT_RATE_PER_MIN`, `LOGOUT_BURST`).
     pub logout: ClientQuota,
+    /// The per-key limit on `POST /auth/token` (`TOKEN_RATE_PER_MIN`, `TOKEN_BURST`).
+    pub token: ClientQuota,
+    /// The per-account limit on API key creations and deletions (`API_KEY_RATE_PER_MIN`,
+    /// `API_KEY_BURST`).
+    pub api_keys: ClientQuota,
 }
 
 /// A GCRA quota: `per_minute` requests a minute on average, `burst` at once (per source for
-/// [`ThrottleConfig::client`], per account for [`ThrottleConfig::logout`]).
+/// [`ThrottleConfig::client`], per account for [`ThrottleConfig::logout`], per API key for
+/// [`ThrottleConfig::token`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientQuota {
     pub per_minute: NonZeroU32,
@@ -48,7 +68,9 @@ pub struct ClientQuota {
 impl ThrottleConfig {
     /// Reads `LOGIN_FAILURE_LIMIT` (1..=1000000), `LOGIN_FAILURE_WINDOW_SECS` (1..=86400),
     /// `CLIENT_RATE_PER_MIN` (1..=60000 or `off`), `CLIENT_BURST` (1..=10000),
-    /// `LOGOUT_RATE_PER_MIN` (1..=60000) and `LOGOUT_BURST` (1..=10000).
+    /// `LOGOUT_RATE_PER_MIN` (1..=60000), `LOGOUT_BURST` (1..=10000), `TOKEN_RATE_PER_MIN`
+    /// (1..=60000), `TOKEN_BURST` (1..=10000), `API_KEY_RATE_PER_MIN` (1..=60000) and
+    /// `API_KEY_BURST` (1..=10000).
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let login_failure_limit = in_range(src, "LOGIN_FAILURE_LIMIT", DEFAULT_LOGIN_FAILURE_LIMIT, 1_000_000)?;
         let login_failure_window =
@@ -66,7 +88,22 @@ impl ThrottleConfig {
             per_minute: in_range(src, "LOGOUT_RATE_PER_MIN", DEFAULT_LOGOUT_RATE_PER_MIN, 60_000)?,
             burst: in_range(src, "LOGOUT_BURST", DEFAULT_LOGOUT_BURST, 10_000)?,
         };
-        Ok(Self { login_failure_limit: login_failure_limit.get(), login_failure_window, client, logout })
+        let token = ClientQuota {
+            per_minute: in_range(src, "TOKEN_RATE_PER_MIN", DEFAULT_TOKEN_RATE_PER_MIN, 60_000)?,
+            burst: in_range(src, "TOKEN_BURST", DEFAULT_TOKEN_BURST, 10_000)?,
+        };
+        let api_keys = ClientQuota {
+            per_minute: in_range(src, "API_KEY_RATE_PER_MIN", DEFAULT_API_KEY_RATE_PER_MIN, 60_000)?,
+            burst: in_range(src, "API_KEY_BURST", DEFAULT_API_KEY_BURST, 10_000)?,
+        };
+        Ok(Self {
+            login_failure_limit: login_failure_limit.get(),
+            login_failure_window,
+            client,
+            logout,
+            token,
+            api_keys,
+        })
     }
 }
 
@@ -94,6 +131,8 @@ mod tests {
         let client = cfg.client.unwrap();
         assert_eq!((client.per_minute.get(), client.burst.get()), (30, 10));
         assert_eq!((cfg.logout.per_minute.get(), cfg.logout.burst.get()), (6, 3));
+        assert_eq!((cfg.token.per_minute.get(), cfg.token.burst.get()), (12, 5));
+        assert_eq!((cfg.api_keys.per_minute.get(), cfg.api_keys.burst.get()), (10, 10));
         let cfg = ThrottleConfig::from_source(&src(&[("LOGOUT_RATE_PER_MIN", "12"), ("LOGOUT_BURST", "1")])).unwrap();
         assert_eq!((cfg.logout.per_minute.get(), cfg.logout.burst.get()), (12, 1));
     }
@@ -120,6 +159,12 @@ mod tests {
             ("LOGOUT_RATE_PER_MIN", "60001"),
             ("LOGOUT_BURST", "0"),
             ("LOGOUT_BURST", "x"),
+            ("TOKEN_RATE_PER_MIN", "0"),
+            ("TOKEN_RATE_PER_MIN", "60001"),
+            ("TOKEN_BURST", "0"),
+            ("TOKEN_BURST", "10001"),
+            ("API_KEY_RATE_PER_MIN", "0"),
+            ("API_KEY_BURST", "10001"),
         ] {
             let err = ThrottleConfig::from_source(&src(&[(key, value)])).unwrap_err();
             assert_eq!(err.key, key, "{key}={value}: {err}");

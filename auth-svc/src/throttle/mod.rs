@@ -9,9 +9,16 @@
 //!   every task; unknown and existing names are counted and refused alike.
 //! - per account on logout ([`Throttle::check_logout`]): logout and logout-all requests per user
 //!   id, a GCRA bucket in this task's memory (`LOGOUT_RATE_PER_MIN`, `LOGOUT_BURST`).
+//! - per API key on `POST /auth/token` ([`Throttle::check_api_key`]): exchanges per `client_id`,
+//!   a GCRA bucket in this task's memory (`TOKEN_RATE_PER_MIN`, `TOKEN_BURST`). Taken after the
+//!   client authenticated, so nobody who merely knows a `client_id` (it is public) can use up
+//!   its budget; token requests also take from their source's per-client budget, like logins.
+//! - per account on API key changes ([`Throttle::check_api_key_change`]): creations and
+//!   deletions per user id (`API_KEY_RATE_PER_MIN`, `API_KEY_BURST`), so a stolen login token
+//!   cannot churn keys, each deletion an entry every gateway holds.
 //!
-//! Refusals count in `auth_login_throttled_total{scope="account"|"client"|"logout"}` (the client
-//! scope covers register as well: both endpoints hash).
+//! Refusals count in `auth_login_throttled_total{scope="account"|"client"|"logout"|"token"|"api_keys"}`
+//! (the client scope covers register and token requests as well).
 //!
 //! The throttle answers in its own terms ([`Throttled`], [`ThrottleError`], [`LoginOutcome`]);
 //! the route layer turns them into responses and tells it how a login ended.
@@ -43,16 +50,20 @@ pub enum Scope {
     Account,
     Client,
     Logout,
+    Token,
+    ApiKeys,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Self::Account, Self::Client, Self::Logout];
+    pub const ALL: [Scope; 5] = [Self::Account, Self::Client, Self::Logout, Self::Token, Self::ApiKeys];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Account => "account",
             Self::Client => "client",
             Self::Logout => "logout",
+            Self::Token => "token",
+            Self::ApiKeys => "api_keys",
         }
     }
 }
@@ -73,9 +84,11 @@ impl Throttled {
         match self.scope {
             Scope::Account => format!("Too many failed logins for this username, retry in {secs} seconds"),
             Scope::Client => {
-                format!("Too many login or registration requests from this address, retry in {secs} seconds")
+                format!("Too many login, registration or token requests from this address, retry in {secs} seconds")
             }
             Scope::Logout => format!("Too many logout requests for this account, retry in {secs} seconds"),
+            Scope::Token => format!("Too many token requests for this API key, retry in {secs} seconds"),
+            Scope::ApiKeys => format!("Too many API key changes for this account, retry in {secs} seconds"),
         }
     }
 }
@@ -111,6 +124,10 @@ pub struct Throttle {
     account: AccountLimiter,
     /// Logout and logout-all requests per user id.
     logout: KeyedLimiter<i64>,
+    /// Token requests per API key `client_id`.
+    token: KeyedLimiter<String>,
+    /// API key creations and deletions per user id.
+    api_keys: KeyedLimiter<i64>,
     throttled: IntCounterVec,
 }
 
@@ -121,7 +138,8 @@ impl Throttle {
             Opts::new(
                 "auth_login_throttled_total",
                 "Requests answered 429, by the limit that refused them: account (failed logins per \
-                 username), client (login/register requests per source address) or logout (logouts per account)",
+                 username), client (login/register/token requests per source address), logout (logouts per \
+                 account), token (token requests per API key) or api_keys (API key changes per account)",
             ),
             &["scope"],
         )
@@ -137,6 +155,8 @@ impl Throttle {
             client: config.client.map(ClientLimiter::new),
             account: AccountLimiter::new(config.login_failure_limit, config.login_failure_window),
             logout: KeyedLimiter::new(config.logout),
+            token: KeyedLimiter::new(config.token),
+            api_keys: KeyedLimiter::new(config.api_keys),
             throttled,
         }
     }
@@ -158,6 +178,17 @@ impl Throttle {
     /// Takes one logout (or logout-all) from `user_id`'s budget; refused when it is used up.
     pub fn check_logout(&self, user_id: i64) -> Result<(), Throttled> {
         self.logout.check(user_id).map_err(|wait| self.refuse(Scope::Logout, wait))
+    }
+
+    /// Takes one token request from the API key `client_id`'s budget (call it once the client
+    /// has authenticated); refused when it is used up.
+    pub fn check_api_key(&self, client_id: &str) -> Result<(), Throttled> {
+        self.token.check(client_id.to_owned()).map_err(|wait| self.refuse(Scope::Token, wait))
+    }
+
+    /// Takes one API key creation or deletion from `user_id`'s budget; refused when it is used up.
+    pub fn check_api_key_change(&self, user_id: i64) -> Result<(), Throttled> {
+        self.api_keys.check(user_id).map_err(|wait| self.refuse(Scope::ApiKeys, wait))
     }
 
     /// Counts a login attempt for `username` (by its [`UsernameKey`]) before its password is
@@ -189,6 +220,8 @@ impl Throttle {
             limiter.retain_recent();
         }
         self.logout.retain_recent();
+        self.token.retain_recent();
+        self.api_keys.retain_recent();
         match self.account.delete_expired(db).await {
             Ok(n) => tracing::debug!(deleted = n, "expired login failure counts deleted"),
             Err(e) => {
@@ -238,7 +271,14 @@ mod tests {
         let account = Throttled { scope: Scope::Account, retry_after_secs: 60 };
         assert_eq!(account.to_string(), "Too many failed logins for this username, retry in 60 seconds");
         let client = Throttled { scope: Scope::Client, retry_after_secs: 2 };
-        assert_eq!(client.to_string(), "Too many login or registration requests from this address, retry in 2 seconds");
+        assert_eq!(
+            client.to_string(),
+            "Too many login, registration or token requests from this address, retry in 2 seconds"
+        );
+        let token = Throttled { scope: Scope::Token, retry_after_secs: 5 };
+        assert_eq!(token.to_string(), "Too many token requests for this API key, retry in 5 seconds");
+        let keys = Throttled { scope: Scope::ApiKeys, retry_after_secs: 6 };
+        assert_eq!(keys.to_string(), "Too many API key changes for this account, retry in 6 seconds");
         let logout = Throttled { scope: Scope::Logout, retry_after_secs: 10 };
         assert_eq!(logout.to_string(), "Too many logout requests for this account, retry in 10 seconds");
     }

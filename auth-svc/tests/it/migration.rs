@@ -19,6 +19,7 @@ use testkit::process::Output;
 const BIN: &str = env!("CARGO_BIN_EXE_auth-svc");
 const CASE_INSENSITIVE: i64 = 20261129000001;
 const USERNAME_KEY: i64 = 20261203000001;
+const API_KEY_REVOCATIONS: i64 = 20261203000010;
 
 /// A database with the schema as it was before migration `version`.
 async fn database_before(version: i64) -> TestDatabase {
@@ -100,6 +101,50 @@ async fn names_equal_under_the_username_key_keep_the_oldest_and_the_others_are_r
     .unwrap_err();
     let err = err.as_database_error().unwrap();
     assert_eq!((err.code().as_deref(), err.constraint()), (Some("23505"), Some("users_username_key_key")));
+}
+
+/// The API key migrations on a database with live revocations: the enum value is committed
+/// before the constraint that uses it (two migrations, since PostgreSQL cannot use a value added
+/// in the same transaction), existing entries keep their shape, and the new kind needs its
+/// `client_id` and nothing else.
+#[tokio::test]
+async fn the_api_key_revocation_kind_joins_a_log_that_already_has_entries() {
+    let db = database_before(API_KEY_REVOCATIONS).await;
+    sqlx::query(
+        "INSERT INTO revocations (kind, user_id, jti, issued_before, expires_at)
+         VALUES ('token', 1, 'abc', NULL, now() + interval '1 hour'),
+                ('user', 1, NULL, 1700000000, now() + interval '1 hour')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    MIGRATOR.run(&db.pool).await.expect("the API key migrations apply to a log with entries");
+
+    let kinds: Vec<String> =
+        sqlx::query_scalar("SELECT kind::text FROM revocations ORDER BY seq").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(kinds, ["token", "user"]);
+    let insert = |kind: &'static str, jti: Option<&'static str>, client_id: Option<&'static str>| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO revocations (kind, user_id, jti, client_id, expires_at)
+                 VALUES ($1::revocation_kind, 1, $2, $3, now())",
+            )
+            .bind(kind)
+            .bind(jti)
+            .bind(client_id)
+            .execute(&pool)
+            .await
+        }
+    };
+    insert("api_key", None, Some("tmk_AAAAAAAAAAAAAAAAAAAAAA")).await.expect("an api_key entry");
+    for (kind, jti, client_id) in
+        [("api_key", None, None), ("api_key", Some("abd"), Some("tmk_x")), ("token", Some("abe"), Some("tmk_x"))]
+    {
+        let err = insert(kind, jti, client_id).await.unwrap_err();
+        let err = err.as_database_error().unwrap();
+        assert_eq!(err.constraint(), Some("revocations_shape"), "{kind} {jti:?} {client_id:?}");
+    }
 }
 
 /// (id, username, created_at, password)
