@@ -9,6 +9,7 @@ mod fallback;
 mod forwarding;
 mod keepalive;
 mod metrics;
+mod pipelining_and_limits;
 mod raw_http;
 mod revocation;
 mod rotation;
