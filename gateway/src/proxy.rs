@@ -138,7 +138,6 @@ impl Gateway {
 
     /// Answers a request over a limit and closes the connection (an unread body is not drained).
     async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<()> {
-        ctx.decision = ("refused", refusal.reason);
         session.set_keepalive(None);
         let body = ErrorBody::new(refusal.status, refusal.message).with_reason(refusal.reason);
         self.respond(session, ctx, refusal.status.as_u16(), body, &[]).await
@@ -182,7 +181,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id = request_id(req.headers.get(REQUEST_ID), &self.request_ids);
-        if let Some(refusal) = self.config.server.limits.check(req) {
+        if let Some(refusal) = self.config.server.limits.check_head(req) {
             self.refuse(session, ctx, refusal).await?;
             return Ok(true);
         }
@@ -228,6 +227,15 @@ impl ProxyHttp for Gateway {
                 self.respond(session, ctx, 503, body, &[("retry-after", retry)]).await?;
                 Ok(true)
             }
+        }
+    }
+
+    /// A body announced over `max_body_bytes` is refused here, after authentication, so a
+    /// request without a valid token still gets its 401 whatever its size.
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        match self.config.server.limits.check_body_length(session.req_header()) {
+            None => Ok(true),
+            Some(refusal) => self.refuse(session, ctx, refusal).await.map(|()| false),
         }
     }
 

@@ -19,6 +19,8 @@ use platform::config::ConfigError;
 use crate::config::file::ServerSection;
 use crate::config::values::in_range;
 
+/// The longest request target the `http` crate's `Uri` holds.
+const MAX_URI_LEN: usize = 65_534;
 /// Default `[server] max_header_count`.
 pub const DEFAULT_MAX_HEADER_COUNT: usize = 64;
 /// Most header fields the config accepts: task-svc's 100 less room for the gateway's own.
@@ -48,7 +50,7 @@ impl TryFrom<&ServerSection> for RequestLimits {
             max_header_count: count("[server] max_header_count", s.max_header_count, MAX_HEADER_COUNT_LIMIT)?,
             // hyper's head buffer is about 400 KiB; 256 KiB leaves room for the gateway's fields.
             max_header_bytes: count("[server] max_header_bytes", s.max_header_bytes, 256 * 1024)?,
-            max_uri_bytes: count("[server] max_uri_bytes", s.max_uri_bytes, 65_534)?,
+            max_uri_bytes: count("[server] max_uri_bytes", s.max_uri_bytes, MAX_URI_LEN)?,
             max_body_bytes: in_range("[server] max_body_bytes", s.max_body_bytes, 0..=DEFAULT_MAX_BODY_BYTES)?,
         })
     }
@@ -95,10 +97,10 @@ impl Refusal {
 }
 
 impl RequestLimits {
-    /// The refusal for a parsed head over a limit; `None` when it is within all of them. The
-    /// header section's size counts each field's name and value plus 4 bytes (`: ` and CRLF).
-    /// Allocates nothing.
-    pub fn check(&self, req: &RequestHeader) -> Option<Refusal> {
+    /// The refusal for a parsed head over a header or target limit; `None` when it is within
+    /// them. The header section's size counts each field's name and value plus 4 bytes (`: ` and
+    /// CRLF). Allocates nothing.
+    pub fn check_head(&self, req: &RequestHeader) -> Option<Refusal> {
         let target = req.raw_path().len();
         if target > self.max_uri_bytes {
             return Some(Refusal::URI_TOO_LONG);
@@ -110,6 +112,12 @@ impl RequestLimits {
         if bytes > self.max_header_bytes {
             return Some(Refusal::HEADERS_TOO_LARGE);
         }
+        None
+    }
+
+    /// [`Refusal::BODY_TOO_LARGE`] when the head announces a `Content-Length` over
+    /// `max_body_bytes`. (A chunked body is counted as it arrives.)
+    pub fn check_body_length(&self, req: &RequestHeader) -> Option<Refusal> {
         let length = req.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
         if length.and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > self.max_body_bytes) {
             return Some(Refusal::BODY_TOO_LARGE);
@@ -119,13 +127,20 @@ impl RequestLimits {
 }
 
 /// The refusal for a request head pingora failed to read: 431 when httparse ran out of header
-/// slots (pingora's own limit, 256) or the head outgrew pingora's buffer, else 400.
+/// slots (pingora's own limit, 256) or the head outgrew pingora's buffer, 414 when the target is
+/// longer than the `http` crate's `Uri` holds (65 534 bytes), else 400.
 pub fn for_parse_error(e: &Error) -> Refusal {
-    let cause = e.root_cause().downcast_ref::<httparse::Error>();
-    if matches!(cause, Some(httparse::Error::TooManyHeaders)) {
+    let cause = e.root_cause();
+    if matches!(cause.downcast_ref::<httparse::Error>(), Some(httparse::Error::TooManyHeaders)) {
         return Refusal::TOO_MANY_HEADERS;
     }
-    let too_large = e.context.as_ref().is_some_and(|c| c.as_str().starts_with("Request header larger than"));
+    // pingora-http drops the `http` crate's error and keeps "invalid uri <target>": a target
+    // longer than a `Uri` holds (65 534 bytes) is the only invalid one of that length.
+    let context = e.context.as_ref().map_or("", |c| c.as_str());
+    if context.strip_prefix("invalid uri ").is_some_and(|target| target.len() > MAX_URI_LEN) {
+        return Refusal::URI_TOO_LONG;
+    }
+    let too_large = context.starts_with("Request header larger than");
     if matches!(e.etype(), ErrorType::InvalidHTTPHeader) && too_large {
         return Refusal::HEADERS_TOO_LARGE;
     }
@@ -151,16 +166,16 @@ mod tests {
     #[test]
     fn each_limit_is_checked_at_its_edge() {
         let l = limits();
-        assert_eq!(l.check(&request("/tasks", 64, 1)), None);
-        assert_eq!(l.check(&request("/tasks", 65, 1)), Some(Refusal::TOO_MANY_HEADERS));
-        assert_eq!(l.check(&request(&format!("/{}", "a".repeat(8191)), 0, 0)), None);
-        assert_eq!(l.check(&request(&format!("/{}", "a".repeat(8192)), 0, 0)), Some(Refusal::URI_TOO_LONG));
-        assert_eq!(l.check(&request("/tasks", 2, 16 * 1024)), Some(Refusal::HEADERS_TOO_LARGE));
+        assert_eq!(l.check_head(&request("/tasks", 64, 1)), None);
+        assert_eq!(l.check_head(&request("/tasks", 65, 1)), Some(Refusal::TOO_MANY_HEADERS));
+        assert_eq!(l.check_head(&request(&format!("/{}", "a".repeat(8191)), 0, 0)), None);
+        assert_eq!(l.check_head(&request(&format!("/{}", "a".repeat(8192)), 0, 0)), Some(Refusal::URI_TOO_LONG));
+        assert_eq!(l.check_head(&request("/tasks", 2, 16 * 1024)), Some(Refusal::HEADERS_TOO_LARGE));
         let mut post = request("/tasks", 0, 0);
         post.insert_header("content-length", "65536").unwrap();
-        assert_eq!(l.check(&post), None);
+        assert_eq!(l.check_body_length(&post), None);
         post.insert_header("content-length", "65537").unwrap();
-        assert_eq!(l.check(&post), Some(Refusal::BODY_TOO_LARGE));
+        assert_eq!(l.check_body_length(&post), Some(Refusal::BODY_TOO_LARGE));
     }
 
     #[test]
@@ -173,11 +188,16 @@ mod tests {
     }
 
     #[test]
-    fn parse_errors_map_to_431_or_400() {
+    fn parse_errors_map_to_431_414_or_400() {
         let many = Error::because(ErrorType::InvalidHTTPHeader, "buf", httparse::Error::TooManyHeaders);
         assert_eq!(for_parse_error(&many), Refusal::TOO_MANY_HEADERS);
         let large = Error::explain(ErrorType::InvalidHTTPHeader, "Request header larger than 1048575");
         assert_eq!(for_parse_error(&large), Refusal::HEADERS_TOO_LARGE);
+        // What pingora-http returns for a target a `Uri` cannot hold (the `http` error dropped).
+        let long = Error::explain(ErrorType::InvalidHTTPHeader, format!("invalid uri /{}", "a".repeat(70_000)));
+        assert_eq!(for_parse_error(&long), Refusal::URI_TOO_LONG);
+        let bad_uri = Error::explain(ErrorType::InvalidHTTPHeader, "invalid uri /a b");
+        assert_eq!(for_parse_error(&bad_uri), Refusal::MALFORMED);
         let bad = Error::because(ErrorType::InvalidHTTPHeader, "buf", httparse::Error::Token);
         assert_eq!(for_parse_error(&bad), Refusal::MALFORMED);
         assert_eq!(for_parse_error(&Error::explain(ErrorType::InvalidHTTPHeader, "dup host")), Refusal::MALFORMED);
