@@ -11,6 +11,7 @@ mod keepalive;
 mod metrics;
 mod pipelining_and_limits;
 mod raw_http;
+mod response_bodies;
 mod revocation;
 mod rotation;
 mod secrets_manager;
