@@ -413,3 +413,51 @@ async fn the_jwks_reaches_auth_svc_publicly() {
     assert_eq!(status, StatusCode::OK);
     assert!(j["target"].as_str().unwrap().starts_with("auth-"), "{j}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_all_answered_in_order() {
+    let (door, _) = door().await;
+    let addr = door.public_addr().unwrap();
+    // Written at once (RFC 9112 section 9.3.2): GETs, a POST with a body, one the front door
+    // answers itself (404), and a last one that closes the connection.
+    let mut request = String::new();
+    for i in 1..=3 {
+        request.push_str(&format!("GET /tasks/{i} HTTP/1.1\r\nHost: a\r\n\r\n"));
+    }
+    request.push_str("POST /tasks/4 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    request.push_str("GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n");
+    request.push_str("GET /tasks/6 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let text = raw_text(addr, request.as_bytes()).await;
+    let answers: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+    let statuses: Vec<&str> = answers.iter().map(|a| &a[..3]).collect();
+    assert_eq!(statuses, ["200", "200", "200", "200", "404", "200"], "{text}");
+    for (i, answer) in answers.iter().enumerate().filter(|(_, a)| a.starts_with("200")) {
+        assert!(answer.contains(&format!(r#""uri":"/tasks/{}""#, i + 1)), "answer {i} out of order: {text}");
+    }
+    assert!(answers[3].contains(r#""body_len":5"#), "{text}");
+    assert!(answers[4].contains(r#""error":"Not Found""#), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_albs_limits_or_malformed_get_a_json_400() {
+    let (door, _) = door().await;
+    let addr = door.public_addr().unwrap();
+    let before = task_requests(&door);
+    let fields =
+        |n: usize, size: usize| -> String { (0..n).map(|i| format!("X-H{i}: {}\r\n", "v".repeat(size))).collect() };
+    let cases: Vec<(&str, String)> = vec![
+        ("101 header fields", format!("GET /tasks HTTP/1.1\r\nHost: a\r\n{}\r\n", fields(100, 1))),
+        ("a 17 KiB header line", format!("GET /tasks HTTP/1.1\r\nHost: a\r\n{}\r\n", fields(1, 17 * 1024))),
+        ("a 17 KiB request line", format!("GET /tasks?q={} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(17 * 1024))),
+        ("a 70 KiB head", format!("GET /tasks HTTP/1.1\r\nHost: a\r\n{}\r\n", fields(5, 14 * 1024))),
+        ("no request line", "HELLO\r\n\r\n".into()),
+        ("a request line without a version", "GET /tasks\r\nHost: a\r\n\r\n".into()),
+        ("a header line without a colon", "GET /tasks HTTP/1.1\r\nHost: a\r\nX-A\r\n\r\n".into()),
+    ];
+    for (name, request) in cases {
+        let (status, head, json) = raw(addr, request.as_bytes()).await;
+        assert_json_error(status, &head, &json, StatusCode::BAD_REQUEST);
+        assert!(!json["message"].as_str().unwrap().is_empty(), "{name}: {json}");
+    }
+    assert_eq!(task_requests(&door), before, "nothing reached the target");
+}

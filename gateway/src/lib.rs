@@ -16,6 +16,7 @@ pub mod heap_count;
 pub mod metrics;
 pub mod proxy;
 pub mod request_id;
+pub mod request_limits;
 pub mod resolver;
 pub mod revocation_list;
 pub mod routes;

@@ -11,6 +11,7 @@ use http::{HeaderValue, StatusCode, header};
 use pingora::ErrorType;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, Result};
 use platform::ErrorBody;
@@ -21,6 +22,7 @@ use crate::config::Config;
 use crate::decision::{Decision, Identity};
 use crate::metrics::{Metrics, RequestMetrics, status_class};
 use crate::request_id::{REQUEST_ID, RequestIds, request_id};
+use crate::request_limits::{self, Refusal};
 
 /// Headers pingora needs for framing or routing; never removed even if `Connection` names them.
 const KEEP: &[&str] = &["host", "content-length", "transfer-encoding"];
@@ -56,6 +58,8 @@ pub struct RequestCtx {
     /// Status of a response the gateway wrote itself (401, 503, 502, ...).
     responded: Option<u16>,
     upstream_status: Option<u16>,
+    /// Request body bytes seen so far (`[server] max_body_bytes`).
+    body_bytes: u64,
 }
 
 /// Removes every client-sent identity header (any spelling, see
@@ -131,6 +135,13 @@ impl Gateway {
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await
     }
+
+    /// Answers a request over a limit and closes the connection (an unread body is not drained).
+    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<()> {
+        session.set_keepalive(None);
+        let body = ErrorBody::new(refusal.status, refusal.message).with_reason(refusal.reason);
+        self.respond(session, ctx, refusal.status.as_u16(), body, &[]).await
+    }
 }
 
 #[async_trait]
@@ -146,6 +157,7 @@ impl ProxyHttp for Gateway {
             decision: ("none", "none"),
             responded: None,
             upstream_status: None,
+            body_bytes: 0,
         }
     }
 
@@ -154,7 +166,12 @@ impl ProxyHttp for Gateway {
     /// between HTTP/1.1 requests (parsing a request resets the timeout to "infinite"), so it is
     /// set again on every request. A client's `Connection: close` and pingora's shutdown (both
     /// turn keep-alive off) are left alone.
+    ///
+    /// Also turns on pingora's HTTP/1.1 pipelining for the connection: without it, bytes of a
+    /// next request that arrive with this one close the connection after this response and the
+    /// next request is never answered. With it they are served in order (RFC 9112 section 9.3.2).
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
+        session.as_downstream_mut().set_pipelining_enabled(true);
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(self.config.server.keepalive_timeout_secs));
         }
@@ -164,6 +181,10 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id = request_id(req.headers.get(REQUEST_ID), &self.request_ids);
+        if let Some(refusal) = self.config.server.limits.check_head(req) {
+            self.refuse(session, ctx, refusal).await?;
+            return Ok(true);
+        }
         ctx.public = self.config.routes.is_public(req.uri.path());
         if ctx.public {
             ctx.decision = ("public", "public");
@@ -207,6 +228,59 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
         }
+    }
+
+    /// A body announced over `max_body_bytes` is refused here, after authentication, so a
+    /// request without a valid token still gets its 401 whatever its size.
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        match self.config.server.limits.check_body_length(session.req_header()) {
+            None => Ok(true),
+            Some(refusal) => self.refuse(session, ctx, refusal).await.map(|()| false),
+        }
+    }
+
+    /// Counts a body that announced no length (chunked) against `max_body_bytes`; an announced
+    /// one was checked in `request_filter`. Over the limit: 413 through `fail_to_proxy`.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if ctx.body_bytes > self.config.server.limits.max_body_bytes {
+            return Error::e_explain(ErrorType::HTTPStatus(413), "request body over max_body_bytes");
+        }
+        Ok(())
+    }
+
+    /// A request pingora refused before any phase (see `request_limits::for_parse_error`, and
+    /// CONNECT): the contract's JSON instead of pingora's empty 400 or 405.
+    async fn request_error_filter(&self, session: &mut ServerSession, e: &Error) -> bool {
+        let refusal = match e.etype() {
+            ErrorType::HTTPStatus(405) => Refusal::CONNECT,
+            _ => request_limits::for_parse_error(e),
+        };
+        let mut ctx = self.new_ctx();
+        ctx.request_id = request_id(None, &self.request_ids);
+        let body = ErrorBody::new(refusal.status, refusal.message).with_reason(refusal.reason);
+        let status = refusal.status.as_u16();
+        let Ok((resp, body)) = Self::json_response(status, body, &ctx, &[]) else { return false };
+        self.hot.count(false, status, ctx.start.elapsed().as_secs_f64());
+        // The error's context quotes the request's bytes (tokens too): only its type is logged.
+        tracing::info!(
+            target: "access",
+            status,
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
+            reason = refusal.reason,
+            error = e.etype().as_str(),
+            "request refused before parsing"
+        );
+        if let Err(err) = session.write_error_response(resp, body).await {
+            tracing::debug!(error = %err, "could not write the error response");
+        }
+        true
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
@@ -279,7 +353,11 @@ impl ProxyHttp for Gateway {
             let message = message.unwrap_or_else(|| ErrorBody::default_message(status));
             let extra: Vec<(&'static str, String)> =
                 if code == 503 { vec![("retry-after", self.config.auth.retry_after_secs.to_string())] } else { vec![] };
-            match Self::json_response(code, ErrorBody::new(status, message), ctx, &extra) {
+            let mut body = ErrorBody::new(status, message);
+            if code == 413 {
+                body = body.with_reason(Refusal::BODY_TOO_LARGE.reason);
+            }
+            match Self::json_response(code, body, ctx, &extra) {
                 Ok((resp, body)) => {
                     ctx.responded = Some(code);
                     if let Err(err) = session.as_downstream_mut().write_error_response(resp, body).await {

@@ -8,6 +8,7 @@ use platform::config::ConfigError;
 
 use crate::config::file::{ServerSection, ShutdownSection};
 use crate::config::values::{in_range, socket_addr};
+use crate::request_limits::RequestLimits;
 
 /// `[server]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub struct ServerSettings {
     pub threads: usize,
     /// How long an idle downstream keep-alive connection is kept, whole seconds (pingora's unit).
     pub keepalive_timeout_secs: u64,
+    /// The limits on one request's head and body (`max_header_count` ... `max_body_bytes`).
+    pub limits: RequestLimits,
 }
 
 impl TryFrom<&ServerSection> for ServerSettings {
@@ -35,6 +38,7 @@ impl TryFrom<&ServerSection> for ServerSettings {
             },
             // ALB idle timeouts range 1..=4000 s; the gateway's must be able to exceed any of them.
             keepalive_timeout_secs: in_range("[server] keepalive_timeout_secs", s.keepalive_timeout_secs, 1..=4001)?,
+            limits: RequestLimits::try_from(s)?,
         })
     }
 }

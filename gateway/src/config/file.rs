@@ -79,6 +79,15 @@ pub struct ServerSection {
     /// and answer 502 (AWS: "configure the idle timeout of your application to be larger than
     /// the idle timeout configured for the load balancer").
     pub keepalive_timeout_secs: u64,
+    /// Most header fields in one request; more -> 431 (see [`crate::request_limits`]).
+    pub max_header_count: usize,
+    /// Largest header section (every field's name and value plus 4 bytes of framing each),
+    /// bytes; larger -> 431.
+    pub max_header_bytes: usize,
+    /// Longest request target, bytes; longer -> 414.
+    pub max_uri_bytes: usize,
+    /// Largest request body, bytes (`Content-Length`, or the chunks as they arrive); larger -> 413.
+    pub max_body_bytes: u64,
 }
 
 /// Default downstream keep-alive timeout: above the ALB's default idle timeout of 60 s.
@@ -91,6 +100,10 @@ impl Default for ServerSection {
             metrics: "0.0.0.0:9100".into(),
             threads: 0,
             keepalive_timeout_secs: DEFAULT_KEEPALIVE_TIMEOUT_SECS,
+            max_header_count: crate::request_limits::DEFAULT_MAX_HEADER_COUNT,
+            max_header_bytes: crate::request_limits::DEFAULT_MAX_HEADER_BYTES,
+            max_uri_bytes: crate::request_limits::DEFAULT_MAX_URI_BYTES,
+            max_body_bytes: crate::request_limits::DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
