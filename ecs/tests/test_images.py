@@ -108,6 +108,21 @@ def test_multistage_dockerfile_caches_dependencies_of_every_member():
     assert set(touched) == members
 
 
+def test_multistage_dockerfile_copies_the_patched_crates_before_the_dependency_build():
+    """A `[patch.crates-io]` path is a dependency the dependency layer builds: its directory is
+    copied whole before that build, or cargo cannot load the workspace there."""
+    manifest = (REPO / "Cargo.toml").read_text()
+    patch = manifest.split("[patch.crates-io]", 1)[1].split("\n[", 1)[0] if "[patch.crates-io]" in manifest else ""
+    paths = set(re.findall(r'path\s*=\s*"([^"]+)"', patch))
+    found = parse(IMAGES / "Dockerfile")
+    copies = [a for w, a in found if w == "COPY"]
+    before_build = copies[: copies.index(". .")]
+    copied = {a.split()[0].rstrip("/") for a in before_build}
+    for path in paths:
+        top = path.split("/")[0]
+        assert path in copied or top in copied, f"{path} is not copied before the dependency build"
+
+
 def test_gateway_images_carry_its_config(containers):
     _, gw = containers["gateway"]
     path = env(gw)["SIDECAR_CONFIG"]
