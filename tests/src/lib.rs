@@ -66,10 +66,8 @@ pub fn options() -> Options {
     opts.prometheus = None;
     // Load tests send hundreds of requests a second as one user: far above the per-user rate
     // limit, which the gateway's own tests cover.
-    opts.sidecar_set = vec![
-        ("rate_limit.fleet_rate_per_sec".into(), "1000000".into()),
-        ("rate_limit.burst".into(), "1000000".into()),
-    ];
+    opts.sidecar_set =
+        vec![("rate_limit.fleet_rate_per_sec".into(), "1000000".into()), ("rate_limit.burst".into(), "1000000".into())];
     opts
 }
 
