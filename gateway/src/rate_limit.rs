@@ -11,7 +11,8 @@
 //! when all of them land on one gateway (each gateway only knows its own share); it never gets
 //! more than `fleet_rate` in the long run, plus at most N - 1 extra requests of burst from
 //! rounding the per-gateway burst up. While N changes, between a task starting or stopping and
-//! every gateway's next lookup (`peers_refresh_secs` + the record TTL), the fleet allows
+//! every gateway's next lookup (Cloud Map's zone update, 30-60 s, + the record TTL +
+//! `peers_refresh_secs`), the fleet allows
 //! `fleet_rate × N_new / N_old`: more than the configured rate while scaling out (×2 from 2 to 4
 //! tasks), less while scaling in. A gateway whose N changes starts its subjects afresh (a full
 //! burst each). Cloud Map answers at most 8 A records per query: with more than 8 tasks N stays
