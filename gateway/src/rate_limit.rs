@@ -279,13 +279,15 @@ impl<C: Clock + Clone> SubjectLimits<C> {
     }
 }
 
-/// The distinct addresses `host` resolves to, with the system resolver (as the auth-svc
-/// resolver looks names up). Errors: the lookup failed.
+/// The distinct IPv4 addresses `host` resolves to (A records), or its IPv6 ones when it has
+/// none, with the system resolver (as the auth-svc resolver looks names up): a task with both
+/// an A and an AAAA record counts once. Errors: the lookup failed.
 pub async fn count_addresses(host: &str) -> std::io::Result<usize> {
     let mut ips: Vec<IpAddr> = tokio::net::lookup_host((host, 0)).await?.map(|a| a.ip()).collect();
     ips.sort_unstable();
     ips.dedup();
-    Ok(ips.len())
+    let v4 = ips.iter().filter(|ip| ip.is_ipv4()).count();
+    Ok(if v4 > 0 { v4 } else { ips.len() })
 }
 
 /// Counts `host`'s addresses into N; a failed or empty lookup keeps the previous N.
