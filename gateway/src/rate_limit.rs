@@ -118,7 +118,7 @@ pub fn gateway_share(fleet_rate: NonZeroU32, burst: NonZeroU32, peers: NonZeroU3
         .allow_burst(NonZeroU32::new(share).unwrap_or(NonZeroU32::MIN))
 }
 
-/// The `RateLimit-Policy` value (draft-ietf-httpapi-ratelimit-headers-10 §3, a Structured
+/// The `RateLimit-Policy` value (draft-ietf-httpapi-ratelimit-headers-11 §3, a Structured
 /// Fields List of one item): the fleet's burst `q` requests per window of `w` seconds, `w` the
 /// time the rate takes to refill a burst, rounded up to a whole second (at least 1).
 pub fn policy_header(fleet_rate: NonZeroU32, burst: NonZeroU32) -> String {
@@ -142,7 +142,7 @@ impl Limited {
     }
 
     /// The 429's extra headers: `Retry-After`, `RateLimit-Policy` (`policy`, see
-    /// [`policy_header`]) and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10 §4: `r`
+    /// [`policy_header`]) and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-11 §4: `r`
     /// remaining requests, 0, and `t` seconds until one is admitted again).
     pub fn headers(self, policy: &str) -> [(&'static str, String); 3] {
         let retry = self.retry_after_secs();
