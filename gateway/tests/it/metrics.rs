@@ -2,6 +2,8 @@
 //! parses.
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use testkit::harness::*;
 
 #[tokio::test]
@@ -22,7 +24,15 @@ async fn metrics_move_by_the_expected_deltas() {
     assert_eq!(c.get(&url).bearer_auth(&valid).send().await.unwrap().status(), 200); // allow, hit
     assert_eq!(c.get(&url).bearer_auth("abc").send().await.unwrap().status(), 401); // malformed, hit (negative cache)
 
-    let text = metrics_text(&stack.gateway).await;
+    // The request counters move in pingora's `logging` phase, after the response is written:
+    // wait until all seven requests are counted.
+    let before_count = sample(&before, r#"gateway_request_duration_seconds_count{route="protected"}"#);
+    let text = testkit::wait::until_some("the six protected requests counted", Duration::from_secs(10), || async {
+        let text = metrics_text(&stack.gateway).await;
+        let counted = sample(&samples(&text), r#"gateway_request_duration_seconds_count{route="protected"}"#);
+        (counted - before_count >= 6.0).then_some(text)
+    })
+    .await;
     let after = samples(&text);
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     let expected = [
