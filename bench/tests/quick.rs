@@ -16,6 +16,9 @@ fn quick_mode_produces_a_valid_run() {
     let bin_dir = std::path::Path::new(bench).parent().unwrap();
     let out = std::env::temp_dir().join(format!("bench-quick-{}.json", std::process::id()));
     let status = Command::new(bench)
+        // The per-subject rate limits off, beside the default gateway that keeps them on: what
+        // they cost, in one run (docs/benchmarks.md).
+        .args(["--variant", "nolimits:rate_limit.enabled=false"])
         .args(["--quick", "--bin-dir"])
         .arg(bin_dir)
         .arg("--out")
@@ -35,6 +38,7 @@ fn quick_mode_produces_a_valid_run() {
         "gateway",
         "gateway-uds",
         "gateway-nocache",
+        "gateway-nolimits",
         "gateway-revoked",
         "haproxy",
         "haproxy-jwt",

@@ -14,7 +14,8 @@ from test_invariants import ref, of_type
 import template_conditions
 
 # The gateway's defaults for keys sidecar.toml does not set (gateway/src/config/file.rs).
-GATEWAY_DEFAULTS = {("server", "keepalive_timeout_secs"): 75, ("auth", "resolve_interval_secs"): 5}
+GATEWAY_DEFAULTS = {("server", "keepalive_timeout_secs"): 75, ("auth", "resolve_interval_secs"): 5,
+                    ("rate_limit", "peers_refresh_secs"): 10}
 
 # Memory of each RDS class in GiB (RDS DB instance class table, "Hardware specifications").
 CLASS_MEMORY_GIB = {
@@ -188,6 +189,18 @@ def test_gateway_re_resolves_auth_svc_within_its_ttl(resources, containers):
     _, gateway = containers["gateway"]
     url = {e["name"]: e["value"] for e in gateway["environment"]}["AUTH_SERVICE_URL"]
     assert url.startswith(f"http://{auth['Name']}.{physical(resources['Namespace']['Properties']['Name'])}:")
+
+
+def test_gateways_count_the_task_service_tasks_for_the_rate_limit(resources, containers):
+    """[rate_limit] divides the fleet rate by the task-service tasks: the gateways count the A
+    records of the task-service Cloud Map name (one per task), re-read within their TTL."""
+    task = resources["TaskDiscoveryService"]["Properties"]
+    (a_record,) = [r for r in task["DnsConfig"]["DnsRecords"] if r["Type"] == "A"]
+    assert task["DnsConfig"]["RoutingPolicy"] == "MULTIVALUE"
+    assert 1 <= sidecar("rate_limit", "peers_refresh_secs") <= a_record["TTL"]
+    _, gateway = containers["gateway"]
+    name = {e["name"]: e["value"] for e in gateway["environment"]}["RATE_LIMIT_PEERS_DNS_NAME"]
+    assert name == f"{task['Name']}.{physical(resources['Namespace']['Properties']['Name'])}"
 
 
 @pytest.mark.parametrize("service,discovery", [("AuthService", "AuthDiscoveryService"), ("TaskService", "TaskDiscoveryService")])

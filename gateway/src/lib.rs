@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod admin;
+pub mod admission;
 pub mod auth_client;
 pub mod authenticator;
 pub mod config;
@@ -15,11 +16,13 @@ pub mod fallback;
 pub mod heap_count;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limit;
 pub mod request_id;
 pub mod request_limits;
 pub mod resolver;
 pub mod revocation_list;
 pub mod routes;
+pub mod scope_check;
 pub mod server;
 pub mod token_cache;
 pub mod upstream;
@@ -41,6 +44,7 @@ use crate::config::Config;
 use crate::fallback::Fallback;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::rate_limit::RateLimitService;
 use crate::resolver::{AuthResolver, ResolverService};
 use crate::revocation_list::{RevocationList, RevocationPoller};
 use crate::token_cache::TokenCache;
@@ -95,7 +99,11 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
     conf.upstream_keepalive_pool_size = config.upstream.keepalive_pool_size;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, Gateway::new(config.clone(), auth, metrics.clone())?);
+    let gateway = Gateway::new(config.clone(), auth, metrics.clone())?;
+    if let Some(limits) = gateway.admission.limits.clone() {
+        server.add_service(background_service("rate limits", RateLimitService { limits }));
+    }
+    let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.server.listen.to_string());
     server.add_service(proxy);
     if let Some(refresher) = refresher {

@@ -16,7 +16,8 @@ use platform::config::Env;
     version,
     disable_help_subcommand = true,
     after_help = "Environment variables override single keys per task (GATEWAY_LISTEN, METRICS_ADDR, \
-                  UPSTREAM_ADDR, UPSTREAM_SOCKET, UPSTREAM_METRICS_ADDR, AUTH_SERVICE_URL). JWT_ALG picks the \
+                  UPSTREAM_ADDR, UPSTREAM_SOCKET, UPSTREAM_METRICS_ADDR, AUTH_SERVICE_URL, \
+                  RATE_LIMIT_PEERS_DNS_NAME). JWT_ALG picks the \
                   signing mode: HS256 (default; the keyring comes from JWT_SECRET [+ JWT_SECRET_PREVIOUS] \
                   or JWT_SECRET_ARN) or RS256/EdDSA (auth-svc's JWKS over AUTH_SERVICE_URL, no secret). \
                   LOG_FORMAT=json|compact, RUST_LOG the filter. An empty variable is unset. The list with \

@@ -17,6 +17,7 @@ use pingora::{Error, ErrorSource, Result};
 use platform::ErrorBody;
 use platform::identity;
 
+use crate::admission::Admission;
 use crate::authenticator::{Authenticator, credential};
 use crate::config::Config;
 use crate::decision::{Decision, Identity};
@@ -36,6 +37,8 @@ pub struct Gateway {
     /// task-svc as pingora's peer, built once with its timeouts; each request gets a copy.
     peer: HttpPeer,
     request_ids: RequestIds,
+    /// Rate limits and scope checks after authentication (`admission.rs`).
+    pub admission: Admission,
 }
 
 impl Gateway {
@@ -44,7 +47,8 @@ impl Gateway {
     pub fn new(config: Arc<Config>, auth: Arc<Authenticator>, metrics: Metrics) -> Result<Self> {
         let peer = config.upstream.peer()?;
         let hot = RequestMetrics::new(&metrics);
-        Ok(Self { config, auth, metrics, hot, peer, request_ids: RequestIds::new() })
+        let admission = Admission::new(&config.rate_limit, metrics.registry())?;
+        Ok(Self { config, auth, metrics, hot, peer, request_ids: RequestIds::new(), admission })
     }
 }
 
@@ -54,7 +58,7 @@ pub struct RequestCtx {
     request_id: HeaderValue,
     public: bool,
     identity: Option<Arc<Identity>>,
-    decision: (&'static str, &'static str),
+    pub(crate) decision: (&'static str, &'static str),
     /// Status of a response the gateway wrote itself (401, 503, 502, ...).
     responded: Option<u16>,
     upstream_status: Option<u16>,
@@ -122,7 +126,7 @@ impl Gateway {
         Ok((resp, body))
     }
 
-    async fn respond(
+    pub(crate) async fn respond(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
@@ -209,6 +213,9 @@ impl ProxyHttp for Gateway {
         }
         match decision {
             Decision::Allow(id) => {
+                if self.admit(session, ctx, &id).await? {
+                    return Ok(true);
+                }
                 ctx.identity = Some(id);
                 Ok(false)
             }

@@ -89,7 +89,8 @@ pub async fn start_task(db_url: &str) -> RunningService {
 }
 
 /// The gateway's config schema with the tests' values: two proxy threads, quick
-/// re-resolution and retries, no leeway, a 1 s revocation poll, a short shutdown. The public
+/// re-resolution and retries, no leeway, a 1 s revocation poll, a short shutdown, per-subject
+/// rate limits no test reaches unless it sets its own. The public
 /// routes are the gateway's defaults (the repository's sidecar.toml states them).
 pub fn test_sidecar() -> SidecarFile {
     let mut f = SidecarFile::default();
@@ -116,6 +117,9 @@ pub fn test_sidecar() -> SidecarFile {
     f.revocation.poll_interval_secs = 1;
     f.revocation.max_age_secs = 0;
     f.cache.enabled = true;
+    // Many tests send hundreds of requests as one user; the rate-limit tests set their own.
+    f.rate_limit.fleet_rate_per_sec = 1_000_000;
+    f.rate_limit.burst = 1_000_000;
     f.shutdown.grace_period_secs = 2;
     f.shutdown.graceful_shutdown_timeout_secs = 1;
     f

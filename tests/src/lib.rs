@@ -64,6 +64,10 @@ pub fn options() -> Options {
     opts.logs.install_tracing(&[("front_door", "front-door")]);
     // A Prometheus per stack would only add load to tests that do not look at it.
     opts.prometheus = None;
+    // Load tests send hundreds of requests a second as one user: far above the per-user rate
+    // limit, which the gateway's own tests cover.
+    opts.sidecar_set =
+        vec![("rate_limit.fleet_rate_per_sec".into(), "1000000".into()), ("rate_limit.burst".into(), "1000000".into())];
     opts
 }
 

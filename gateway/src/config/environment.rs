@@ -21,13 +21,18 @@ impl std::fmt::Debug for Override {
     }
 }
 
-static OVERRIDES: [Override; 6] = [
+static OVERRIDES: [Override; 7] = [
     Override { var: "GATEWAY_LISTEN", key: "[server] listen", set: |f, v| f.server.listen = v },
     Override { var: "METRICS_ADDR", key: "[server] metrics", set: |f, v| f.server.metrics = v },
     Override { var: "UPSTREAM_ADDR", key: "[upstream] addr", set: |f, v| f.upstream.addr = v },
     Override { var: "UPSTREAM_SOCKET", key: "[upstream] socket", set: |f, v| f.upstream.socket = v },
     Override { var: "UPSTREAM_METRICS_ADDR", key: "[upstream] metrics", set: |f, v| f.upstream.metrics = v },
     Override { var: "AUTH_SERVICE_URL", key: "[auth] url", set: |f, v| f.auth.url = v },
+    Override {
+        var: "RATE_LIMIT_PEERS_DNS_NAME",
+        key: "[rate_limit] peers_dns_name",
+        set: |f, v| f.rate_limit.peers_dns_name = v,
+    },
 ];
 
 /// The overrides that were set, to name their variable in errors.

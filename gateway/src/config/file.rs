@@ -20,6 +20,10 @@ pub struct SidecarFile {
     pub shutdown: ShutdownSection,
     pub routes: RoutesSection,
     pub revocation: RevocationSection,
+    /// Not written out while it holds the defaults, so configs the launchers and the bench write
+    /// stay readable by gateways built before the table existed.
+    #[serde(skip_serializing_if = "RateLimitSection::is_default")]
+    pub rate_limit: RateLimitSection,
 }
 
 impl SidecarFile {
@@ -263,6 +267,49 @@ pub const DEFAULT_PUBLIC_ROUTES: [&str; 2] = ["/tasks/health", "/tasks/openapi.j
 impl Default for RoutesSection {
     fn default() -> Self {
         Self { public: DEFAULT_PUBLIC_ROUTES.map(String::from).to_vec() }
+    }
+}
+
+/// `[rate_limit]`: the per-subject request rate (see `crate::rate_limit`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSection {
+    pub enabled: bool,
+    /// Requests per second one subject (an API key, else a user) may make across every gateway.
+    pub fleet_rate_per_sec: u32,
+    /// Requests one subject may make at once across every gateway before the rate applies.
+    pub burst: u32,
+    /// A DNS name with one A record per task-service task (Cloud Map), counted to split the
+    /// fleet rate between the gateways; empty: this gateway is alone (N = 1).
+    pub peers_dns_name: String,
+    /// Seconds between two lookups of `peers_dns_name`.
+    pub peers_refresh_secs: u64,
+    /// Seconds between two evictions of subjects idle long enough to be back at a full burst.
+    pub evict_interval_secs: u64,
+}
+
+/// Default fleet rate per subject: far above what a person using the API by hand makes.
+pub const DEFAULT_FLEET_RATE_PER_SEC: u32 = 50;
+/// Default burst per subject.
+pub const DEFAULT_BURST: u32 = 100;
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            fleet_rate_per_sec: DEFAULT_FLEET_RATE_PER_SEC,
+            burst: DEFAULT_BURST,
+            peers_dns_name: String::new(),
+            peers_refresh_secs: 10,
+            evict_interval_secs: 60,
+        }
+    }
+}
+
+impl RateLimitSection {
+    /// Whether every key holds its default (then the table is not written out).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }
 

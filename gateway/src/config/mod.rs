@@ -12,6 +12,7 @@
 //! | `[revocation]` | [`RevocationSettings`] | `revocation_list.rs` |
 //! | `[cache]` | [`TokenCacheSettings`] | `token_cache.rs` |
 //! | `[routes]` | [`PublicRoutes`] | `routes.rs` |
+//! | `[rate_limit]` | [`RateLimitSettings`] | `rate_limit.rs` |
 //!
 //! [`Config`] is those settings plus the checks that relate keys of different sections. Errors
 //! name the key as `[section] key` (or the environment variable it came from) and never echo a
@@ -34,6 +35,7 @@ pub use file::*;
 
 use crate::auth_client::AuthSettings;
 use crate::authenticator::JwtSettings;
+use crate::rate_limit::RateLimitSettings;
 use crate::revocation_list::RevocationSettings;
 use crate::routes::PublicRoutes;
 use crate::server::{ServerSettings, ShutdownSettings};
@@ -52,6 +54,7 @@ pub struct Config {
     pub cache: TokenCacheSettings,
     pub shutdown: ShutdownSettings,
     pub routes: PublicRoutes,
+    pub rate_limit: RateLimitSettings,
     /// `JWT_SECRET` (+ `JWT_SECRET_PREVIOUS`) or `JWT_SECRET_ARN`.
     pub keyring: KeyringConfig,
 }
@@ -107,6 +110,7 @@ impl Config {
             cache: TokenCacheSettings::try_from(&f.cache)?,
             shutdown: ShutdownSettings::try_from(&f.shutdown)?,
             routes: PublicRoutes::try_from(&f.routes)?,
+            rate_limit: RateLimitSettings::try_from(&f.rate_limit)?,
             keyring: KeyringConfig::for_gateway(env, &f.auth.url)?,
         };
         config.check_across_sections()?;

@@ -95,12 +95,14 @@ fn environment_overrides_win_and_their_errors_name_the_variable() {
             ("UPSTREAM_ADDR", "127.0.0.1:8082"),
             ("UPSTREAM_METRICS_ADDR", "127.0.0.1:19102"),
             ("AUTH_SERVICE_URL", "http://127.0.0.1:4000/"),
+            ("RATE_LIMIT_PEERS_DNS_NAME", "task-service.x.local"),
         ],
     )
     .unwrap();
     assert_eq!((c.server.listen.port(), c.server.metrics.port(), c.upstream.addr.port()), (8080, 8081, 8082));
     assert_eq!(c.upstream.metrics, Some("127.0.0.1:19102".parse().unwrap()));
     assert_eq!((c.auth.origin.url.as_str(), c.auth.origin.port), ("http://127.0.0.1:4000", 4000));
+    assert_eq!(c.rate_limit.peers_dns_name.as_deref(), Some("task-service.x.local"));
     assert_eq!(
         with_secret(SidecarFile::default(), &[("UPSTREAM_METRICS_ADDR", "off")]).unwrap().upstream.metrics,
         None
@@ -113,6 +115,7 @@ fn environment_overrides_win_and_their_errors_name_the_variable() {
         ("UPSTREAM_SOCKET", "relative.sock"),
         ("UPSTREAM_METRICS_ADDR", "x"),
         ("AUTH_SERVICE_URL", "https://auth"),
+        ("RATE_LIMIT_PEERS_DNS_NAME", "task-service:80"),
     ] {
         let err = with_secret(SidecarFile::default(), &[(var, value)]).unwrap_err();
         assert_eq!(err.key, var, "{err}");
@@ -136,6 +139,7 @@ fn an_empty_variable_is_unset() {
         "UPSTREAM_SOCKET",
         "UPSTREAM_METRICS_ADDR",
         "AUTH_SERVICE_URL",
+        "RATE_LIMIT_PEERS_DNS_NAME",
         "SIDECAR_CONFIG",
     ]
     .into_iter()
@@ -145,6 +149,7 @@ fn an_empty_variable_is_unset() {
     let defaults = with_secret(file, &[]).unwrap();
     assert_eq!(c.upstream, defaults.upstream);
     assert_eq!((c.server, c.auth), (defaults.server, defaults.auth));
+    assert_eq!(c.rate_limit, defaults.rate_limit);
     assert!(!ConfigPath::locate(None, &env(&empty)).named);
 }
 

@@ -36,6 +36,13 @@ fn bad_config_fails_fast_naming_the_key() {
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("UPSTREAM_ADDR"), "{err}");
 
+    let (code, err) = run_gateway("[rate_limit]\nfleet_rate_per_sec = 0\n", &[("JWT_SECRET", OLD_SECRET)]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("[rate_limit] fleet_rate_per_sec: 0 is out of range"), "{err}");
+    let (code, err) = run_gateway("[rate_limit]\npeers_dns_name = \"http://x:1\"\n", &[("JWT_SECRET", OLD_SECRET)]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("[rate_limit] peers_dns_name"), "{err}");
+
     let missing = log_dir().join("does-not-exist.toml");
     let out = std::process::Command::new(bin("gateway"))
         .arg("--config")

@@ -2,6 +2,8 @@
 //! parses.
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use testkit::harness::*;
 
 #[tokio::test]
@@ -22,7 +24,15 @@ async fn metrics_move_by_the_expected_deltas() {
     assert_eq!(c.get(&url).bearer_auth(&valid).send().await.unwrap().status(), 200); // allow, hit
     assert_eq!(c.get(&url).bearer_auth("abc").send().await.unwrap().status(), 401); // malformed, hit (negative cache)
 
-    let text = metrics_text(&stack.gateway).await;
+    // The request counters move in pingora's `logging` phase, after the response is written:
+    // wait until all seven requests are counted.
+    let before_count = sample(&before, r#"gateway_request_duration_seconds_count{route="protected"}"#);
+    let text = testkit::wait::until_some("the six protected requests counted", Duration::from_secs(10), || async {
+        let text = metrics_text(&stack.gateway).await;
+        let counted = sample(&samples(&text), r#"gateway_request_duration_seconds_count{route="protected"}"#);
+        (counted - before_count >= 6.0).then_some(text)
+    })
+    .await;
     let after = samples(&text);
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     let expected = [
@@ -41,6 +51,8 @@ async fn metrics_move_by_the_expected_deltas() {
         (r#"gateway_request_duration_seconds_count{route="public"}"#, 1.0),
         (r#"gateway_fallback_calls_total{outcome="valid"}"#, 0.0),
         ("gateway_fallback_coalesced_waiters_total", 0.0),
+        ("gateway_rate_limited_total", 0.0),
+        (r#"gateway_scope_denials_total{scope="tasks:write"}"#, 0.0),
     ];
     for (series, want) in expected {
         assert_eq!(delta(series), want, "{series}\n{text}");
@@ -49,12 +61,16 @@ async fn metrics_move_by_the_expected_deltas() {
     assert_eq!(sample(&after, "gateway_keyring_loaded"), 1.0);
     assert!(after.contains_key("gateway_keyring_age_seconds"));
     assert!(sample(&after, r#"gateway_keyring_refreshes_total{outcome="success"}"#) >= 1.0);
-    // Low cardinality: only these label names exist (no user, path, kid or token labels).
+    // Low cardinality: only these label names exist (no user, path, kid or token labels;
+    // `scope` is tasks:read or tasks:write).
     for series in after.keys().filter(|k| k.starts_with("gateway_")) {
         let Some(labels) = series.split_once('{').map(|(_, l)| l.trim_end_matches('}')) else { continue };
         for pair in labels.split("\",").filter(|p| !p.is_empty()) {
             let name = pair.split('=').next().unwrap();
-            assert!(["result", "reason", "outcome", "class", "route", "status", "le"].contains(&name), "{series}");
+            assert!(
+                ["result", "reason", "outcome", "class", "route", "status", "le", "scope"].contains(&name),
+                "{series}"
+            );
         }
     }
 }

@@ -17,7 +17,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 fn revocation_options() -> Options {
     let mut opts = options();
-    opts.sidecar_set = vec![("revocation.poll_interval_secs".into(), POLL_INTERVAL.as_secs().to_string())];
+    opts.sidecar_set.push(("revocation.poll_interval_secs".into(), POLL_INTERVAL.as_secs().to_string()));
     opts
 }
 

@@ -130,7 +130,7 @@ async fn an_rs256_key_rotation_under_steady_load_fails_no_request() {
         publish_delay_secs: Some(PUBLISH_DELAY_SECS),
     });
     opts.auth_keyring_refresh_secs = vec![5, 5];
-    opts.sidecar_set = vec![("jwt.refresh_interval_secs".into(), "5".into())];
+    opts.sidecar_set.push(("jwt.refresh_interval_secs".into(), "5".into()));
     let stack = Stack::start(opts).await.expect("the stack starts");
     let base = stack.url();
     let c = client();
