@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod alb_behaviour;
+mod api_keys;
 mod balancing;
 mod durability;
 mod failover;

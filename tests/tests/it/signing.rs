@@ -166,7 +166,10 @@ async fn an_rs256_key_rotation_under_steady_load_fails_no_request() {
         if issued_after.len() == 2 && issued_after.iter().any(|(k, n)| *k != old_kid && *n >= 4) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // One login a second: within auth-svc's default per-address budget (CLIENT_BURST 10,
+        // CLIENT_RATE_PER_MIN 30 per task) for the whole loop, which a faster pace outruns
+        // (every client here is 127.0.0.1).
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // Load keeps running with both keys' tokens in the pool: for 3 s, and until each key has
     // carried at least 20 requests since.
