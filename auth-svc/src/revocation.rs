@@ -99,6 +99,7 @@ pub async fn revoke_user_tokens(
 }
 
 /// Whether a token (`jti`, `user_id`, `iat`) is revoked.
+#[tracing::instrument(name = "SELECT revocations", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "SELECT", db.collection.name = "revocations"))]
 pub async fn is_revoked(db: impl PgExecutor<'_>, jti: &str, user_id: i64, iat: i64) -> Result<bool, ApiError> {
     let revoked = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 'token' AND jti = $1)
@@ -114,6 +115,7 @@ pub async fn is_revoked(db: impl PgExecutor<'_>, jti: &str, user_id: i64, iat: i
 }
 
 /// The latest logout-all cut-off of `user_id` (unix seconds), if any is live.
+#[tracing::instrument(name = "SELECT revocations", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "SELECT", db.collection.name = "revocations"))]
 pub async fn user_cutoff(db: impl PgExecutor<'_>, user_id: i64) -> Result<Option<i64>, ApiError> {
     let cutoff = sqlx::query_scalar(
         "SELECT max(issued_before) FROM revocations WHERE kind = 'user' AND user_id = $1 AND expires_at > now()",

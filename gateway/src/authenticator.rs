@@ -135,15 +135,17 @@ impl Authenticator {
     /// The decision for the bearer token `raw`.
     pub async fn authenticate(&self, raw: &str) -> Decision {
         let key = token_key(raw);
-        let decision = match self.cached(&key).await {
-            Some(hit) => hit,
+        let (decision, cache_hit) = match self.cached(&key).await {
+            Some(hit) => (hit, true),
             None => {
                 let decided = self.decide(key, raw).await;
                 self.cache.insert(key, decided.clone()).await;
-                decided
+                (decided, false)
             }
         };
-        self.check_revocation(decision)
+        let decision = self.check_revocation(decision);
+        crate::trace_context::record_decision(&decision, cache_hit);
+        decision
     }
 
     /// A cache hit still valid under the current keyring.

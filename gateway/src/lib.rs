@@ -21,6 +21,7 @@ pub mod revocation_list;
 pub mod routes;
 pub mod server;
 pub mod token_cache;
+pub mod trace_context;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -15,12 +15,14 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, Result};
 use platform::ErrorBody;
 use platform::identity;
+use tracing::Instrument as _;
 
 use crate::authenticator::{Authenticator, credential};
 use crate::config::Config;
 use crate::decision::{Decision, Identity};
 use crate::metrics::{Metrics, RequestMetrics, status_class};
 use crate::request_id::{REQUEST_ID, RequestIds, request_id};
+use crate::trace_context::RequestTrace;
 
 /// Headers pingora needs for framing or routing; never removed even if `Connection` names them.
 const KEEP: &[&str] = &["host", "content-length", "transfer-encoding"];
@@ -56,6 +58,8 @@ pub struct RequestCtx {
     /// Status of a response the gateway wrote itself (401, 503, 502, ...).
     responded: Option<u16>,
     upstream_status: Option<u16>,
+    /// The request's server span and the upstream call's client span.
+    trace: RequestTrace,
 }
 
 /// Removes every client-sent identity header (any spelling, see
@@ -146,6 +150,7 @@ impl ProxyHttp for Gateway {
             decision: ("none", "none"),
             responded: None,
             upstream_status: None,
+            trace: RequestTrace::default(),
         }
     }
 
@@ -164,6 +169,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id = request_id(req.headers.get(REQUEST_ID), &self.request_ids);
+        ctx.trace.start(req, &ctx.request_id);
         ctx.public = self.config.routes.is_public(req.uri.path());
         if ctx.public {
             ctx.decision = ("public", "public");
@@ -179,7 +185,7 @@ impl ProxyHttp for Gateway {
         };
         let decision = match found {
             Err(r) => Decision::Deny(r),
-            Ok(token) => self.auth.authenticate(token).await,
+            Ok(token) => self.auth.authenticate(token).instrument(ctx.trace.server.clone()).await,
         };
         ctx.decision = decision.labels();
         match &decision {
@@ -226,7 +232,7 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(identity::EMAIL, id.email.clone())?;
         }
         upstream.insert_header(REQUEST_ID, ctx.request_id.clone())?;
-        Ok(())
+        ctx.trace.upstream(upstream)
     }
 
     async fn upstream_response_filter(
@@ -238,6 +244,7 @@ impl ProxyHttp for Gateway {
         let status = resp.status.as_u16();
         if status >= 200 {
             ctx.upstream_status = Some(status);
+            ctx.trace.upstream_status(status);
             if (200..300).contains(&status) {
                 self.hot.upstream_2xx.inc();
             } else {
@@ -297,6 +304,8 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.start.elapsed();
         self.hot.count(ctx.public, status, elapsed.as_secs_f64());
         let req = session.req_header();
+        ctx.trace.finish(status);
+        let _in_request = ctx.trace.server.enter();
         // Path only: query strings can carry anything. Never the token.
         tracing::info!(
             target: "access",

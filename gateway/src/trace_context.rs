@@ -1,0 +1,135 @@
+//! The gateway's spans and trace headers: one server span per request (continuing the caller's
+//! `traceparent` or the ALB's `X-Amzn-Trace-Id`, see [`platform::trace_header::incoming`]), the
+//! authentication decision and its cause as attributes of it, a client span for the call to
+//! task-svc and one for the fallback call to auth-svc. The trace headers sent upstream are
+//! formatted from the client span's ids; whatever the client sent under those names is replaced.
+
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+use platform::keyring::Rejection;
+use platform::trace_header::{TRACEPARENT, TRACESTATE, X_AMZN_TRACE_ID, format_traceparent, format_xray};
+use tracing::Span;
+use tracing::field::Empty;
+
+use crate::decision::Decision;
+
+/// A request's spans; both are disabled (`Span::none()`) until [`RequestTrace::start`].
+pub struct RequestTrace {
+    /// `{method}` server span: the whole request as the gateway saw it.
+    pub server: Span,
+    /// `{method}` client span: the call to task-svc, from the request head sent to the response
+    /// head received (ended in [`RequestTrace::finish`] at the latest).
+    upstream: Span,
+}
+
+impl Default for RequestTrace {
+    fn default() -> Self {
+        Self { server: Span::none(), upstream: Span::none() }
+    }
+}
+
+impl RequestTrace {
+    /// Starts the server span for `req`, in the caller's trace when it sent a valid header.
+    pub fn start(&mut self, req: &RequestHeader, request_id: &HeaderValue) {
+        self.server = tracing::info_span!(
+            "request",
+            otel.name = req.method.as_str(),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = req.method.as_str(),
+            url.path = req.uri.path(),
+            http.response.status_code = Empty,
+            request_id = request_id.to_str().unwrap_or("-"),
+            auth.decision = Empty,
+            auth.reason = Empty,
+            auth.cause = Empty,
+        );
+        let incoming = platform::trace_header::incoming(&req.headers).map(|(i, _)| i);
+        platform::tracing_otel::continue_trace(&self.server, incoming);
+    }
+
+    /// Starts the client span of the call to task-svc and sets its trace headers on `upstream`,
+    /// replacing the client's (and dropping its `tracestate`).
+    pub fn upstream(&mut self, upstream: &mut RequestHeader) -> pingora::Result<()> {
+        self.upstream = tracing::info_span!(
+            parent: &self.server,
+            "upstream",
+            otel.name = upstream.method.as_str(),
+            otel.kind = "client",
+            otel.status_code = Empty,
+            http.request.method = upstream.method.as_str(),
+            url.path = upstream.uri.path(),
+            server.address = "task-svc",
+            http.response.status_code = Empty,
+        );
+        upstream.remove_header(TRACESTATE);
+        match platform::tracing_otel::span_ids(&self.upstream) {
+            Some((trace, span, sampled)) => {
+                upstream.insert_header(TRACEPARENT, format_traceparent(trace, span, sampled))?;
+                upstream.insert_header(X_AMZN_TRACE_ID, format_xray(trace, span, sampled))?;
+            }
+            None => {
+                upstream.remove_header(TRACEPARENT);
+                upstream.remove_header(X_AMZN_TRACE_ID);
+            }
+        }
+        Ok(())
+    }
+
+    /// task-svc's response head arrived: ends the client span with its status.
+    pub fn upstream_status(&mut self, status: u16) {
+        self.upstream.record("http.response.status_code", status);
+        if status >= 500 {
+            self.upstream.record("otel.status_code", "ERROR");
+        }
+        self.upstream = Span::none();
+    }
+
+    /// The response is done: records its status on the server span (which ends when the
+    /// request's context is dropped) and ends a client span still open (an upstream failure).
+    pub fn finish(&mut self, status: u16) {
+        if !self.upstream.is_none() {
+            self.upstream.record("otel.status_code", "ERROR");
+            self.upstream = Span::none();
+        }
+        self.server.record("http.response.status_code", status);
+        if status >= 500 || status == 0 {
+            self.server.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
+/// Records the authentication decision on the current span (the request's server span while
+/// [`crate::authenticator::Authenticator::authenticate`] runs): its labels and its cause:
+/// `revocation_refusal`, `cache_hit`, `fallback` (auth-svc vouched) or `local_verify`.
+pub fn record_decision(decision: &Decision, cache_hit: bool) {
+    let cause = match decision {
+        Decision::Deny(Rejection::Revoked) => "revocation_refusal",
+        _ if cache_hit => "cache_hit",
+        Decision::Allow(id) if id.local_kid.is_none() => "fallback",
+        _ => "local_verify",
+    };
+    let (label, reason) = decision.labels();
+    let span = Span::current();
+    span.record("auth.decision", label);
+    span.record("auth.reason", reason);
+    span.record("auth.cause", cause);
+}
+
+/// The client span of the fallback call to auth-svc (`POST /auth/validate`), and the trace
+/// headers that call carries.
+pub fn fallback_span() -> (Span, http::HeaderMap) {
+    let span = tracing::info_span!(
+        "fallback",
+        otel.name = "POST",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = "POST",
+        url.path = "/auth/validate",
+        server.address = "auth-svc",
+        http.response.status_code = Empty,
+    );
+    let mut headers = http::HeaderMap::new();
+    platform::tracing_otel::inject(&span, &mut headers);
+    (span, headers)
+}
