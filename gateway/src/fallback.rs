@@ -106,6 +106,7 @@ impl Fallback {
 
     async fn exchange(&self, token: &str) -> Result<Decision, Failure> {
         let url = self.client.url("/auth/validate");
+        crate::trace_context::note_fallback();
         let (span, trace_headers) = crate::trace_context::fallback_span();
         let response = self
             .client

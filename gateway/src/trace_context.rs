@@ -4,6 +4,8 @@
 //! task-svc and one for the fallback call to auth-svc. The trace headers sent upstream are
 //! formatted from the client span's ids; whatever the client sent under those names is replaced.
 
+use std::cell::Cell;
+
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 use platform::keyring::Rejection;
@@ -99,15 +101,44 @@ impl RequestTrace {
     }
 }
 
+/// Where a decision came from (before the revocation check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    CacheHit,
+    LocalVerify,
+    /// This request called auth-svc (`/auth/validate`).
+    Fallback,
+}
+
+tokio::task_local! {
+    static FALLBACK_CALLED: Cell<bool>;
+}
+
+/// Runs `decide` (a decision that is not a cache hit) and tells whether it called auth-svc.
+pub async fn deciding(decide: impl Future<Output = Decision>) -> (Decision, Cause) {
+    FALLBACK_CALLED
+        .scope(Cell::new(false), async {
+            let decision = decide.await;
+            let called = FALLBACK_CALLED.try_with(Cell::get).unwrap_or(false);
+            (decision, if called { Cause::Fallback } else { Cause::LocalVerify })
+        })
+        .await
+}
+
+/// Marks the decision being made (inside [`deciding`]) as one that called auth-svc.
+pub fn note_fallback() {
+    let _ = FALLBACK_CALLED.try_with(|c| c.set(true));
+}
+
 /// Records the authentication decision on the current span (the request's server span while
 /// [`crate::authenticator::Authenticator::authenticate`] runs): its labels and its cause:
-/// `revocation_refusal`, `cache_hit`, `fallback` (auth-svc vouched) or `local_verify`.
-pub fn record_decision(decision: &Decision, cache_hit: bool) {
-    let cause = match decision {
-        Decision::Deny(Rejection::Revoked) => "revocation_refusal",
-        _ if cache_hit => "cache_hit",
-        Decision::Allow(id) if id.local_kid.is_none() => "fallback",
-        _ => "local_verify",
+/// `revocation_refusal`, `cache_hit`, `fallback` (auth-svc was asked) or `local_verify`.
+pub fn record_decision(decision: &Decision, cause: Cause) {
+    let cause = match (decision, cause) {
+        (Decision::Deny(Rejection::Revoked), _) => "revocation_refusal",
+        (_, Cause::CacheHit) => "cache_hit",
+        (_, Cause::Fallback) => "fallback",
+        (_, Cause::LocalVerify) => "local_verify",
     };
     let (label, reason) = decision.labels();
     let span = Span::current();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use opentelemetry::Context;
 use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter as _, SpanProcessor};
 use tokio::sync::mpsc;
@@ -25,6 +26,8 @@ enum Control {
     Flush(std_mpsc::Sender<()>),
     /// Export everything queued, shut the exporter down, answer, stop.
     Shutdown(std_mpsc::Sender<()>),
+    /// The provider's resource (`service.name`, ...): the exporter sends it with every batch.
+    Resource(Box<Resource>),
 }
 
 pub(super) struct QueueProcessor {
@@ -75,6 +78,11 @@ impl SpanProcessor for QueueProcessor {
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.ask(Control::Shutdown, timeout)
     }
+
+    /// Called by the provider when it is built, before any span.
+    fn set_resource(&mut self, resource: &Resource) {
+        let _ = self.control.send(Control::Resource(Box::new(resource.clone())));
+    }
 }
 
 async fn run(
@@ -85,7 +93,7 @@ async fn run(
 ) {
     // Built here: tonic's lazy channel needs this runtime. The SDK reads the other
     // OTEL_EXPORTER_OTLP_* settings (timeout, headers, compression) itself.
-    let exporter =
+    let mut exporter =
         match opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build() {
             Ok(e) => Some(e),
             Err(e) => {
@@ -101,6 +109,12 @@ async fn run(
         tokio::select! {
             biased;
             message = control.recv() => {
+                if let Some(Control::Resource(resource)) = &message {
+                    if let Some(e) = exporter.as_mut() {
+                        e.set_resource(resource);
+                    }
+                    continue;
+                }
                 while let Ok(span) = spans.try_recv() {
                     batch.push(span);
                     if batch.len() >= BATCH {
@@ -115,7 +129,7 @@ async fn run(
                         let _ = done.send(());
                         return;
                     }
-                    None => return,
+                    Some(Control::Resource(_)) | None => return,
                 }
             }
             span = spans.recv() => match span {

@@ -135,3 +135,29 @@ fn outgoing_headers_replace_the_clients() {
         assert!(headers.get("tracestate").is_none());
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_otlp_receiver_and_the_guard_flushes_them() {
+    let receiver = testkit::otlp::Receiver::start().await;
+    let settings = Settings {
+        endpoint: Some(receiver.endpoint()),
+        sampler: SamplerChoice { parent_based: true, ratio: 1.0 },
+        service_name: "unit".to_owned(),
+    };
+    let (tracer, guard) = tracer(&settings).unwrap();
+    let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    let trace = tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("unit work", otel.kind = "server");
+        continue_trace(&span, None);
+        let child = tracing::info_span!(parent: &span, "inner");
+        drop(child);
+        span_ids(&span).unwrap().0
+    });
+    // Exported on shutdown at the latest (a thread of its own: fine inside this runtime).
+    tokio::task::spawn_blocking(move || drop(guard)).await.unwrap();
+    let spans = receiver.trace(&trace.to_string());
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(spans.len(), 2, "{names:?} of {:?}", receiver.spans());
+    assert!(spans.iter().all(|s| s.service == "unit"));
+    assert_eq!(metrics().exported.get(), 2);
+}

@@ -14,3 +14,4 @@ mod rotation;
 mod signing;
 mod sigterm;
 mod startup_errors;
+mod traces;
