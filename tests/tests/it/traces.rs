@@ -45,11 +45,17 @@ impl Lines {
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Waits until trace `trace_id` holds a span matching each of `wanted` (service, name).
-async fn wait_for_spans(receiver: &Receiver, trace_id: &str, wanted: &[(&str, &str)]) -> Vec<ReceivedSpan> {
+/// OTLP span kinds.
+const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
+
+/// Waits until trace `trace_id` holds a span matching each of `wanted` (service, name, kind).
+async fn wait_for_spans(receiver: &Receiver, trace_id: &str, wanted: &[(&str, &str, i32)]) -> Vec<ReceivedSpan> {
     wait::until_some(&format!("spans {wanted:?} of trace {trace_id}"), DEADLINE, || {
         let spans = receiver.trace(trace_id);
-        let complete = wanted.iter().all(|(svc, name)| spans.iter().any(|s| s.service == *svc && s.name == *name));
+        let complete = wanted
+            .iter()
+            .all(|(svc, name, kind)| spans.iter().any(|s| s.service == *svc && s.name == *name && s.kind == *kind));
         async move { complete.then_some(spans) }
     })
     .await
@@ -101,18 +107,23 @@ async fn one_request_is_one_trace_from_the_alb_header_to_the_sql_and_its_logs() 
     let spans = wait_for_spans(
         &receiver,
         &trace_id,
-        &[("gateway", "GET"), ("task-svc", "GET /tasks"), ("task-svc", "SELECT tasks")],
+        &[
+            ("gateway", "GET", SERVER),
+            ("gateway", "GET", CLIENT),
+            ("task-svc", "GET /tasks", SERVER),
+            ("task-svc", "SELECT tasks", CLIENT),
+        ],
     )
     .await;
     let tree = render_tree(&spans);
     println!("span tree of trace {trace_id}:\n{tree}");
-    let server = spans.iter().find(|s| s.service == "gateway" && s.kind == 2).expect("gateway server span");
+    let server = spans.iter().find(|s| s.service == "gateway" && s.kind == SERVER).expect("gateway server span");
     assert_eq!(server.parent, "", "the ALB's Root-only header names no parent:\n{tree}");
     assert_eq!(server.attr("request_id"), Some("e2e-traced-1"));
     assert_eq!(server.attr("auth.decision"), Some("allow"), "{tree}");
     assert!(server.attr("auth.cause").is_some_and(|c| ["local_verify", "cache_hit"].contains(&c)), "{tree}");
     assert_eq!(server.attr("http.response.status_code"), Some("200"));
-    let upstream = spans.iter().find(|s| s.service == "gateway" && s.kind == 3).expect("gateway client span");
+    let upstream = spans.iter().find(|s| s.service == "gateway" && s.kind == CLIENT).expect("gateway client span");
     assert_eq!(upstream.parent, server.span_id, "{tree}");
     let handler = one(&spans, "task-svc", "GET /tasks");
     assert_eq!(handler.parent, upstream.span_id, "task-svc continues the gateway's traceparent:\n{tree}");
@@ -154,8 +165,10 @@ async fn one_request_is_one_trace_from_the_alb_header_to_the_sql_and_its_logs() 
     .await;
     assert_eq!(fresh.parent, "", "a new trace, not a continued one");
     assert_ne!(fresh.trace_id, "0af7651916cd43dd8448eb211c80319c");
-    let spans = wait_for_spans(&receiver, &fresh.trace_id, &[("task-svc", "GET /tasks")]).await;
-    let upstream = spans.iter().find(|s| s.service == "gateway" && s.kind == 3).expect("gateway client span");
+    let spans =
+        wait_for_spans(&receiver, &fresh.trace_id, &[("gateway", "GET", CLIENT), ("task-svc", "GET /tasks", SERVER)])
+            .await;
+    let upstream = spans.iter().find(|s| s.service == "gateway" && s.kind == CLIENT).expect("gateway client span");
     assert_eq!(one(&spans, "task-svc", "GET /tasks").parent, upstream.span_id, "{}", render_tree(&spans));
     let task_lines = lines.json_of("task-svc");
     assert!(!task_lines.iter().any(|l| l.to_string().contains("zzzzzzzz") || l.to_string().contains("evil")));
@@ -176,7 +189,7 @@ async fn one_request_is_one_trace_from_the_alb_header_to_the_sql_and_its_logs() 
         let spans = wait_for_spans(
             &receiver,
             caller_trace,
-            &[("gateway", "GET"), ("gateway", "POST"), ("auth-svc", "POST /auth/validate")],
+            &[("gateway", "GET", SERVER), ("gateway", "POST", CLIENT), ("auth-svc", "POST /auth/validate", SERVER)],
         )
         .await;
         let tree = render_tree(&spans);
@@ -185,7 +198,7 @@ async fn one_request_is_one_trace_from_the_alb_header_to_the_sql_and_its_logs() 
         assert_eq!(server.parent, "00f067aa0ba902b7", "the caller's span is the parent:\n{tree}");
         assert_eq!(server.attr("auth.cause"), Some("fallback"), "{tree}");
         let fallback = one(&spans, "gateway", "POST");
-        assert_eq!((fallback.parent.as_str(), fallback.kind), (server.span_id.as_str(), 3), "{tree}");
+        assert_eq!((fallback.parent.as_str(), fallback.kind), (server.span_id.as_str(), CLIENT), "{tree}");
         assert_eq!(fallback.attr("server.address"), Some("auth-svc"));
         assert_eq!(one(&spans, "auth-svc", "POST /auth/validate").parent, fallback.span_id, "{tree}");
     }
