@@ -164,3 +164,70 @@ pub fn fallback_span() -> (Span, http::HeaderMap) {
     platform::tracing_otel::inject(&span, &mut headers);
     (span, headers)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashMap;
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// The upstream request head `RequestTrace` makes from a client request with `headers`, in a
+    /// process tracing as the gateway does without an exporter.
+    fn forwarded(headers: &[(&str, &str)]) -> RequestHeader {
+        let settings = platform::tracing_otel::settings(&HashMap::<String, String>::new(), "gateway").unwrap();
+        let (tracer, _guard) = platform::tracing_otel::tracer(&settings).unwrap();
+        let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+        tracing::subscriber::with_default(subscriber, || {
+            let mut req = RequestHeader::build("GET", b"/tasks", None).unwrap();
+            for (name, value) in headers {
+                req.append_header(name.to_string(), *value).unwrap();
+            }
+            let mut trace = RequestTrace::default();
+            trace.start(&req, &HeaderValue::from_static("rid"));
+            let mut upstream = req.clone();
+            trace.upstream(&mut upstream).unwrap();
+            upstream
+        })
+    }
+
+    fn header<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a str> {
+        req.headers.get_all(name).iter().map(|v| v.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_valid_caller_trace_is_continued_with_headers_of_our_own() {
+        let up = forwarded(&[
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Evil=x"),
+            ("tracestate", "vendor=secret"),
+        ]);
+        let tp = header(&up, "traceparent");
+        assert_eq!(tp.len(), 1);
+        // The X-Ray header named its caller's span: it wins over traceparent.
+        assert!(tp[0].starts_with("00-5759e988bd862e3fe1be46a994272793-") && tp[0].ends_with("-01"), "{tp:?}");
+        let span_id = &tp[0][36..52];
+        assert_ne!(span_id, "53995c3f42cd8ad8", "our client span, not the caller's");
+        let xray = header(&up, "x-amzn-trace-id");
+        assert_eq!(xray, vec![format!("Root=1-5759e988-bd862e3fe1be46a994272793;Parent={span_id};Sampled=1")]);
+        assert!(header(&up, "tracestate").is_empty());
+    }
+
+    #[test]
+    fn malformed_headers_start_a_new_trace_and_are_not_forwarded() {
+        let up = forwarded(&[
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"),
+            ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a99427279z"),
+        ]);
+        let tp = header(&up, "traceparent");
+        assert_eq!(tp.len(), 1);
+        assert!(!tp[0].contains("0af7651916cd43dd") && !tp[0].contains("5759e988bd862e3f"), "{tp:?}");
+        assert!(tp[0].ends_with("-00"), "a new trace, not sampled without an exporter: {tp:?}");
+        let xray = header(&up, "x-amzn-trace-id");
+        assert_eq!(xray.len(), 1);
+        assert!(!xray[0].contains("99427279z") && xray[0].starts_with("Root=1-"), "{xray:?}");
+    }
+}
