@@ -31,6 +31,7 @@ fn users_constraint(constraint: &str) -> Option<ApiError> {
 
 /// Creates an account. Errors: [`ApiError::Conflict`] when the username or the email is taken
 /// (the unique indexes decide a race that [`username_or_email_taken`] did not see).
+#[tracing::instrument(name = "INSERT users", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "INSERT", db.collection.name = "users"))]
 pub async fn insert_user(
     db: impl PgExecutor<'_>,
     username: &Username,
@@ -52,6 +53,7 @@ pub async fn insert_user(
 
 /// The account whose username has the key of `username` (see [`crate::user::UsernameKey`]),
 /// through the unique index on `users.username_key`.
+#[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "SELECT", db.collection.name = "users"))]
 pub async fn credentials_by_username(
     db: impl PgExecutor<'_>,
     username: &LoginName,
@@ -69,6 +71,7 @@ pub async fn credentials_by_username(
 /// Whether an account already has this username (by its key) or this email (regardless of
 /// case): the cheap check registration makes before it hashes. The unique indexes still decide
 /// races.
+#[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "SELECT", db.collection.name = "users"))]
 pub async fn username_or_email_taken(
     db: impl PgExecutor<'_>,
     username: &Username,

@@ -130,6 +130,7 @@ pub async fn append_api_key(
 /// Whether a token (`jti`, `user_id`, `iat`, and the `client_id` of a token from an API key)
 /// is revoked. A `client_id` whose key is revoked, or no longer exists, is revoked: the key's
 /// row outlives its feed entry, so this check needs no entry.
+#[tracing::instrument(name = "SELECT revocations", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "SELECT", db.collection.name = "revocations"))]
 pub async fn is_revoked(
     db: impl PgExecutor<'_>,
     jti: &str,
@@ -154,6 +155,7 @@ pub async fn is_revoked(
 }
 
 /// The latest logout-all cut-off of `user_id` (unix seconds), if any is live.
+#[tracing::instrument(name = "SELECT revocations", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "SELECT", db.collection.name = "revocations"))]
 pub async fn user_cutoff(db: impl PgExecutor<'_>, user_id: i64) -> Result<Option<i64>, ApiError> {
     let cutoff = sqlx::query_scalar(
         "SELECT max(issued_before) FROM revocations WHERE kind = 'user' AND user_id = $1 AND expires_at > now()",

@@ -85,6 +85,7 @@ const CUTOFF_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// A signed login token for `user`, valid for `JWT_EXPIRATION` from its `iat`. Errors:
 /// `KeysUnavailable` (503) while no keyring is loaded, `Signing` (500).
+#[tracing::instrument(name = "token sign", skip_all)]
 pub async fn issue(state: &AppState, user: &Credentials) -> Result<String, ApiError> {
     let iat = revocation_safe_issue_time(state, user.id).await?;
     sign(state, &Claims::new(user.id, &user.username, &user.email, iat, state.token_lifetime_secs))

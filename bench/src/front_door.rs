@@ -12,7 +12,7 @@ pub async fn serve(listen: SocketAddr, gateway: SocketAddr, auth: SocketAddr) ->
     let internal = ::front_door::bind(0, "front door (internal)", "-").await?;
     let targets = vec![("gateway".to_owned(), gateway, PoolKind::Tasks), ("auth-svc".to_owned(), auth, PoolKind::Auth)];
     // Its log lines (targets in and out of rotation, failed targets) as the services print theirs.
-    platform::telemetry::init("front-door");
+    let _tracing = platform::telemetry::init("front-door");
     let _door =
         FrontDoor::start(public, internal, targets, FrontDoorConfig::default()).context("starting the front door")?;
     std::future::pending::<()>().await;

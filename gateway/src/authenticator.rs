@@ -27,6 +27,7 @@ use crate::fallback::Fallback;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::revocation_list::RevocationList;
 use crate::token_cache::{TokenCache, TokenKey, token_key};
+use crate::trace_context::Cause;
 
 /// How long a key id's first sighting is remembered (bounded: made-up key ids come and go).
 const FIRST_SEEN_TTL: Duration = Duration::from_secs(120);
@@ -135,15 +136,17 @@ impl Authenticator {
     /// The decision for the bearer token `raw`.
     pub async fn authenticate(&self, raw: &str) -> Decision {
         let key = token_key(raw);
-        let decision = match self.cached(&key).await {
-            Some(hit) => hit,
+        let (decision, cause) = match self.cached(&key).await {
+            Some(hit) => (hit, Cause::CacheHit),
             None => {
-                let decided = self.decide(key, raw).await;
+                let (decided, cause) = crate::trace_context::deciding(self.decide(key, raw)).await;
                 self.cache.insert(key, decided.clone()).await;
-                decided
+                (decided, cause)
             }
         };
-        self.check_revocation(decision)
+        let decision = self.check_revocation(decision);
+        crate::trace_context::record_decision(&decision, cause);
+        decision
     }
 
     /// A cache hit still valid under the current keyring.

@@ -14,6 +14,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use moka::future::Cache;
 use platform::keyring::{Claims, Rejection};
 use serde::Deserialize;
+use tracing::Instrument as _;
 
 use crate::auth_client::{AuthClient, AuthSettings, MAX_VALIDATE_REPLY_BYTES, describe};
 use crate::decision::{Decision, Unavailable};
@@ -105,8 +106,20 @@ impl Fallback {
 
     async fn exchange(&self, token: &str) -> Result<Decision, Failure> {
         let url = self.client.url("/auth/validate");
-        let response = self.client.http.post(url).bearer_auth(token).send().await.map_err(Failure::from)?;
+        crate::trace_context::note_fallback();
+        let (span, trace_headers) = crate::trace_context::fallback_span();
+        let response = self
+            .client
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .headers(trace_headers)
+            .send()
+            .instrument(span.clone())
+            .await
+            .map_err(Failure::from)?;
         let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
         if response.content_length().is_some_and(|n| n > MAX_VALIDATE_REPLY_BYTES as u64) {
             return Err(Failure::Other("auth-svc reply too large".into()));
         }

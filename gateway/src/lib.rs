@@ -25,6 +25,7 @@ pub mod routes;
 pub mod scope_check;
 pub mod server;
 pub mod token_cache;
+pub mod trace_context;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -48,8 +48,9 @@ fn main() -> ExitCode {
     }
     // The access log is one line per request: written by a background thread, not by the
     // worker with a system call per line. The guard writes the last lines at exit.
+    // The span exporter's guard flushes the last spans at exit too.
     let _log_guard = platform::telemetry::init_non_blocking("gateway");
-    let config = match platform::telemetry::check_log_format(&Env).and_then(|()| Config::load(&at, &Env)) {
+    let config = match platform::telemetry::check(&Env, "gateway").and_then(|()| Config::load(&at, &Env)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(key = %e.key, "{e}");

@@ -227,6 +227,7 @@ impl Metrics {
         };
         platform::process_metrics::register(&metrics.registry, "gateway", env!("CARGO_PKG_VERSION"))
             .expect("a fresh registry has no process metrics yet");
+        platform::tracing_otel::register(&metrics.registry).expect("a fresh registry has no span export metrics yet");
         metrics
     }
 

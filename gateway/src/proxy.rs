@@ -16,6 +16,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, Result};
 use platform::ErrorBody;
 use platform::identity;
+use tracing::Instrument as _;
 
 use crate::admission::Admission;
 use crate::authenticator::{Authenticator, credential};
@@ -24,6 +25,7 @@ use crate::decision::{Decision, Identity};
 use crate::metrics::{Metrics, RequestMetrics, status_class};
 use crate::request_id::{REQUEST_ID, RequestIds, request_id};
 use crate::request_limits::{self, Refusal};
+use crate::trace_context::RequestTrace;
 
 /// Headers pingora needs for framing or routing; never removed even if `Connection` names them.
 const KEEP: &[&str] = &["host", "content-length", "transfer-encoding"];
@@ -64,6 +66,8 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
     /// Request body bytes seen so far (`[server] max_body_bytes`).
     body_bytes: u64,
+    /// The request's server span and the upstream call's client span.
+    trace: RequestTrace,
 }
 
 /// Removes every client-sent identity header (any spelling, see
@@ -162,6 +166,7 @@ impl ProxyHttp for Gateway {
             responded: None,
             upstream_status: None,
             body_bytes: 0,
+            trace: RequestTrace::default(),
         }
     }
 
@@ -185,6 +190,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id = request_id(req.headers.get(REQUEST_ID), &self.request_ids);
+        ctx.trace.start(req, &ctx.request_id);
         if let Some(refusal) = self.config.server.limits.check_head(req) {
             self.refuse(session, ctx, refusal).await?;
             return Ok(true);
@@ -204,7 +210,7 @@ impl ProxyHttp for Gateway {
         };
         let decision = match found {
             Err(r) => Decision::Deny(r),
-            Ok(token) => self.auth.authenticate(token).await,
+            Ok(token) => self.auth.authenticate(token).instrument(ctx.trace.server.clone()).await,
         };
         ctx.decision = decision.labels();
         match &decision {
@@ -307,7 +313,7 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(identity::EMAIL, id.email.clone())?;
         }
         upstream.insert_header(REQUEST_ID, ctx.request_id.clone())?;
-        Ok(())
+        ctx.trace.upstream(upstream)
     }
 
     async fn upstream_response_filter(
@@ -319,6 +325,7 @@ impl ProxyHttp for Gateway {
         let status = resp.status.as_u16();
         if status >= 200 {
             ctx.upstream_status = Some(status);
+            ctx.trace.upstream_status(status);
             if (200..300).contains(&status) {
                 self.hot.upstream_2xx.inc();
             } else {
@@ -382,6 +389,8 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.start.elapsed();
         self.hot.count(ctx.public, status, elapsed.as_secs_f64());
         let req = session.req_header();
+        ctx.trace.finish(status);
+        let _in_request = ctx.trace.server.enter();
         // Path only: query strings can carry anything. Never the token.
         tracing::info!(
             target: "access",

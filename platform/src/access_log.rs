@@ -19,6 +19,31 @@ use tracing::{Level, Span};
 #[derive(Debug, Clone, Copy)]
 struct Polled;
 
+/// The request's span: the access log's fields (`method`, `path`, `request_id`) and the
+/// OpenTelemetry HTTP server attributes (semantic conventions 1.x: span name `{method} {route}`,
+/// `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, set by
+/// [`on_response`]).
+pub(crate) fn server_span(req: &Request, request_id: &str) -> Span {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(axum::extract::MatchedPath::as_str);
+    let name = match route {
+        Some(route) => format!("{} {route}", req.method()),
+        None => req.method().to_string(),
+    };
+    tracing::info_span!(
+        "request",
+        otel.name = name,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id,
+    )
+}
+
 /// Middleware: marks the responses to requests whose path is one of `polled` (exact paths, e.g.
 /// `/auth/health`), so that [`on_response`] can log them quietly.
 pub(crate) async fn mark_polled(polled: &'static [&'static str], req: Request, next: Next) -> Response {
@@ -34,6 +59,10 @@ pub(crate) async fn mark_polled(polled: &'static [&'static str], req: Request, n
 /// `info` for everything else. Same fields as `tower_http`'s default (`latency` in ms,
 /// `status`).
 pub(crate) fn on_response(response: &Response, latency: Duration, span: &Span) {
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     let quiet = response.extensions().get::<Polled>().is_some() && response.status().is_success();
     let level = if quiet { Level::DEBUG } else { Level::INFO };
     DefaultOnResponse::new().level(level).on_response(response, latency, span);

@@ -182,7 +182,11 @@ pub fn harden(router: Router, metrics: HttpMetrics, timeout: Duration, polled: &
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
                     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                    let span = crate::access_log::server_span(req, request_id);
+                    // The caller's trace (the gateway's `traceparent`, the ALB's X-Amzn-Trace-Id).
+                    let incoming = crate::trace_header::incoming(req.headers()).map(|(i, _)| i);
+                    crate::tracing_otel::continue_trace(&span, incoming);
+                    span
                 })
                 .on_response(crate::access_log::on_response),
         )

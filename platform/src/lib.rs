@@ -21,6 +21,8 @@ pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;
+pub mod trace_header;
+pub mod tracing_otel;
 
 pub use error_body::ErrorBody;
 pub use secret::Secret;

@@ -54,8 +54,9 @@ impl Service {
     where
         Fut: Future<Output = anyhow::Result<()>>,
     {
-        crate::telemetry::init(self.name);
-        let config = match crate::telemetry::check_log_format(&crate::config::Env).and_then(|()| load()) {
+        // Dropped last, after the runtime: flushes the spans the shutdown produced.
+        let _tracing = crate::telemetry::init(self.name);
+        let config = match crate::telemetry::check(&crate::config::Env, self.name).and_then(|()| load()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(key = %e.key, "{e}");
@@ -100,6 +101,7 @@ impl Service {
         registry
             .register(Box::new(crate::pool_metrics::PoolCollector::new(pool.clone())?))
             .context("registering pool metrics")?;
+        crate::tracing_otel::register(registry).context("registering span export metrics")?;
         crate::db::migrate_when_ready(&pool, Duration::from_secs(60)).await.context("database migration failed")?;
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen} (BIND_ADDR/PORT)"))?;

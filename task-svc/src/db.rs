@@ -63,6 +63,7 @@ fn field_check(constraint: &str) -> Option<ApiError> {
 
 /// Creates a task for `user_id`. A user id with no user row is [`ApiError::UnknownUser`]
 /// (the identity outlived its user).
+#[tracing::instrument(name = "INSERT tasks", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "INSERT", db.collection.name = "tasks"))]
 pub async fn insert(db: impl PgExecutor<'_>, user_id: i64, t: &NewTask) -> Result<Task, ApiError> {
     sqlx::query_as::<_, Task>(concat!(
         "INSERT INTO tasks (user_id, title, description, status, priority, due_date)
@@ -86,6 +87,7 @@ pub async fn insert(db: impl PgExecutor<'_>, user_id: i64, t: &NewTask) -> Resul
 }
 
 /// Task `id` if `user_id` owns it.
+#[tracing::instrument(name = "SELECT tasks", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "SELECT", db.collection.name = "tasks"))]
 pub async fn get(db: impl PgExecutor<'_>, id: i64, user_id: i64) -> Result<Access<Task>, ApiError> {
     // One row version answers both questions.
     let row = sqlx::query_as::<_, OwnedTask>(concat!(
@@ -106,6 +108,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: i64, user_id: i64) -> Result<Acces
 /// The row is locked first (`FOR UPDATE`), so a concurrent write is waited for and its result
 /// decides: a task deleted meanwhile is [`Access::NotFound`], never [`Access::NotOwned`]. (The
 /// statement's snapshot predates that delete; deciding from it was the old 403-to-the-owner race.)
+#[tracing::instrument(name = "UPDATE tasks", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "UPDATE", db.collection.name = "tasks"))]
 pub async fn update(
     db: impl PgExecutor<'_>,
     id: i64,
@@ -152,6 +155,7 @@ pub async fn update(
 }
 
 /// Deletes task `id` if `user_id` owns it. Locks the row first, like [`update`].
+#[tracing::instrument(name = "DELETE tasks", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "DELETE", db.collection.name = "tasks"))]
 pub async fn delete(db: impl PgExecutor<'_>, id: i64, user_id: i64) -> Result<Access<()>, ApiError> {
     let (existed, deleted): (bool, bool) = sqlx::query_as(
         "WITH target AS (
@@ -189,6 +193,7 @@ pub struct ListQuery {
 }
 
 /// One page of a user's tasks, newest first, using the (user_id, created_at, id) index.
+#[tracing::instrument(name = "SELECT tasks", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "SELECT", db.collection.name = "tasks"))]
 pub async fn list(db: impl PgExecutor<'_>, q: &ListQuery) -> Result<Vec<Task>, ApiError> {
     let tasks = sqlx::query_as::<_, Task>(concat!(
         "SELECT ",

@@ -19,6 +19,7 @@ pub mod database;
 pub mod exposition;
 pub mod harness;
 pub mod moto;
+pub mod otlp;
 pub mod reply;
 pub mod wait;
 

@@ -61,12 +61,14 @@ impl Hasher {
 
     /// `password` as a PHC string with a fresh salt. Errors: [`HashError::is_busy`] when no slot
     /// freed up in time.
+    #[tracing::instrument(name = "password hash", skip_all)]
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
         Ok(self.pool.run(move || phc::hash(password.as_bytes())).await??)
     }
 
     /// Whether `password` matches `phc`; with no `phc` (no such user) it is checked against the
     /// dummy hash, at the same cost, and never matches.
+    #[tracing::instrument(name = "password verify", skip_all)]
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, HashError> {
         let (phc, real) = match phc {
             Some(p) => (p, true),

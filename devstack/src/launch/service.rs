@@ -194,6 +194,10 @@ mod tests {
         assert!(env.unset.contains(&"JWT_SECRET_ARN".to_owned()), "a stray parent value cannot leak in");
         assert!(env.unset.contains(&"DB_ACQUIRE_TIMEOUT_SECS".to_owned()));
         assert!(env.unset.contains(&"CLIENT_RATE_PER_MIN".to_owned()), "auth-svc's default throttles");
+        for key in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"] {
+            let untouched = env.get(key).is_none() && !env.unset.iter().any(|k| k == key);
+            assert!(untouched, "the user's {key} reaches the services as set (docs/observability.md)");
+        }
         let mut quiet =
             AuthSvcSettings::new(ServiceSettings::new("postgres://h/db", loopback(1)), KeyringSource::secret("k"));
         quiet.throttles = Throttles::off();

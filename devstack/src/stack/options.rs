@@ -57,6 +57,10 @@ pub struct Options {
     /// `table.key = value` changes to the gateways' config (schema-checked, e.g.
     /// `("revocation.poll_interval_secs", "1")`).
     pub sidecar_set: Vec<(String, String)>,
+    /// Variables set on every auth-svc, task-svc and gateway on top of the parent's environment
+    /// (which they inherit: an `OTEL_EXPORTER_OTLP_ENDPOINT` the user set reaches them as is).
+    /// Tests point the services at their own OTLP receiver with it.
+    pub service_env: Vec<(String, String)>,
     pub logs: LogSink,
     /// How long each process may take to become healthy.
     pub ready_timeout: Duration,
@@ -85,6 +89,7 @@ impl Options {
             keyring: None,
             auth_keyring_refresh_secs: Vec::new(),
             sidecar_set: Vec::new(),
+            service_env: Vec::new(),
             logs: LogSink::stdout(),
             ready_timeout: Duration::from_secs(60),
             prometheus: Some(PrometheusOptions::default()),

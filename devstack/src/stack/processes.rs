@@ -30,6 +30,11 @@ pub(super) struct Plan<'a> {
 }
 
 impl Plan<'_> {
+    /// `launch` with [`Options::service_env`].
+    fn with_env(&self, launch: crate::launch::Launch) -> crate::launch::Launch {
+        self.opts.service_env.iter().fold(launch, |l, (k, v)| l.env(k, v))
+    }
+
     fn service(&self, listen: SocketAddr, metrics: SocketAddr) -> ServiceSettings {
         ServiceSettings {
             metrics: Some(metrics),
@@ -49,7 +54,7 @@ impl Plan<'_> {
                 keyring_refresh_secs: self.opts.auth_keyring_refresh_secs.get(i - 1).copied(),
                 ..AuthSvcSettings::new(self.service(addr, metrics), self.keyring.clone())
             };
-            let launch = settings.launch(&format!("auth-{i}"), &self.prerequisites.auth_bin);
+            let launch = self.with_env(settings.launch(&format!("auth-{i}"), &self.prerequisites.auth_bin));
             auth.push(Child::new(launch, addr, metrics, self.logs));
         }
         Ok(auth)
@@ -67,6 +72,7 @@ impl Plan<'_> {
             let gw_metrics = loopback(ports.take(&format!("gateway-{i} metrics"))?);
             let launch = TaskSvcSettings::new(self.service(svc_addr, svc_metrics))
                 .launch(&format!("task-svc-{i}"), &self.prerequisites.task_bin);
+            let launch = self.with_env(launch);
             let svc = Child::new(launch, svc_addr, svc_metrics, self.logs);
             let gateway = GatewaySettings {
                 upstream_metrics: Some(svc_metrics),
@@ -81,7 +87,7 @@ impl Plan<'_> {
                 )
             };
             gateway_stop = gateway.stop_timeout();
-            let launch = gateway.launch(&format!("gateway-{i}"), &self.prerequisites.gateway_bin)?;
+            let launch = self.with_env(gateway.launch(&format!("gateway-{i}"), &self.prerequisites.gateway_bin)?);
             tasks.push(TaskPair { svc, gateway: Child::new(launch, gw_addr, gw_metrics, self.logs) });
         }
         Ok((tasks, gateway_stop))

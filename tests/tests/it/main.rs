@@ -15,3 +15,4 @@ mod rotation;
 mod signing;
 mod sigterm;
 mod startup_errors;
+mod traces;
