@@ -219,11 +219,9 @@ impl ProxyHttp for Gateway {
         }
         match decision {
             Decision::Allow(id) => {
-                if self.admit(session, ctx, &id).await? {
-                    return Ok(true);
-                }
-                ctx.identity = Some(id);
-                Ok(false)
+                // Set before admission: a 429's or 403's access line names its user too.
+                ctx.identity = Some(id.clone());
+                self.admit(session, ctx, &id).await
             }
             Decision::Deny(r) => {
                 let body = ErrorBody::new(StatusCode::UNAUTHORIZED, r.to_string()).with_reason(r.reason());

@@ -65,6 +65,18 @@ async fn a_read_only_token_reads_and_every_write_is_403_insufficient_scope() {
     let r = send(&stack.gateway, Method::GET, "/tasks", &login_token).await;
     assert_eq!(r.json::<Value>().await.unwrap()["tasks"].as_array().unwrap().len(), 1);
 
+    // The access lines of the refusals name the user (what an operator greps for).
+    let log = log_dir().join(format!("gateway-{}.log", stack.gateway.addr.port()));
+    // compact (`user_id=7 `) or JSON (`"user_id":7,`) lines.
+    let (compact, json) = (format!(" user_id={user_id} "), format!("\"user_id\":{user_id},"));
+    testkit::wait::until("a 403 access line naming its user", Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let named =
+            text.lines().any(|l| l.contains("insufficient_scope") && (l.contains(&compact) || l.contains(&json)));
+        async move { named }
+    })
+    .await;
+
     // A write-only token cannot read.
     let write_only = token(user_id, |c| c.scope = Some("tasks:write".into()));
     let r = send(&stack.gateway, Method::GET, "/tasks", &write_only).await;
