@@ -46,8 +46,10 @@ pub struct RateLimitSettings {
     pub fleet_rate_per_sec: NonZeroU32,
     /// Requests at once per subject across the fleet.
     pub burst: NonZeroU32,
-    /// The host name counted for N; `None`: N = 1.
+    /// The host name counted for N; `None`: N = `fixed_peers`.
     pub peers_dns_name: Option<String>,
+    /// N without a DNS name (`[rate_limit] peers`, 1 when unset).
+    pub fixed_peers: NonZeroU32,
     pub peers_refresh: Duration,
     pub evict_interval: Duration,
 }
@@ -80,11 +82,23 @@ impl TryFrom<&RateLimitSection> for RateLimitSettings {
     type Error = ConfigError;
 
     fn try_from(s: &RateLimitSection) -> Result<Self, ConfigError> {
+        let peers_dns_name = host_name("[rate_limit] peers_dns_name", &s.peers_dns_name)?;
+        if peers_dns_name.is_some() && s.peers != 0 {
+            return Err(ConfigError::new(
+                "[rate_limit] peers",
+                "set either peers (a fixed N) or peers_dns_name (N counted from DNS), not both",
+            ));
+        }
+        let fixed_peers = match s.peers {
+            0 => NonZeroU32::MIN,
+            n => nonzero("[rate_limit] peers", n)?,
+        };
         Ok(Self {
             enabled: s.enabled,
             fleet_rate_per_sec: nonzero("[rate_limit] fleet_rate_per_sec", s.fleet_rate_per_sec)?,
             burst: nonzero("[rate_limit] burst", s.burst)?,
-            peers_dns_name: host_name("[rate_limit] peers_dns_name", &s.peers_dns_name)?,
+            peers_dns_name,
+            fixed_peers,
             peers_refresh: secs("[rate_limit] peers_refresh_secs", s.peers_refresh_secs, 1..=3600)?,
             evict_interval: secs("[rate_limit] evict_interval_secs", s.evict_interval_secs, 1..=3600)?,
         })
@@ -202,7 +216,7 @@ pub struct SubjectLimits<C: Clock = DefaultClock> {
 }
 
 impl SubjectLimits<DefaultClock> {
-    /// The limits of `settings` with N = 1 until the first peer count.
+    /// The limits of `settings` with N = `fixed_peers` (1 with a DNS name, until its first count).
     pub fn new(settings: &RateLimitSettings, metrics: RateLimitMetrics) -> Self {
         Self::with_clock(settings, metrics, DefaultClock::default())
     }
@@ -210,8 +224,8 @@ impl SubjectLimits<DefaultClock> {
 
 impl<C: Clock + Clone> SubjectLimits<C> {
     pub fn with_clock(settings: &RateLimitSettings, metrics: RateLimitMetrics, clock: C) -> Self {
-        let share = Self::share(settings, NonZeroU32::MIN, &clock);
-        metrics.peers.set(1);
+        let share = Self::share(settings, settings.fixed_peers, &clock);
+        metrics.peers.set(i64::from(settings.fixed_peers.get()));
         Self {
             policy: policy_header(settings.fleet_rate_per_sec, settings.burst),
             settings: settings.clone(),

@@ -97,6 +97,30 @@ fn a_new_peer_count_divides_the_rate_again() {
     assert!(text.contains("gateway_rate_limit_peers 5"), "{text}");
 }
 
+/// Where no DNS name counts the tasks (the run command's local stack), a fixed N splits the
+/// fleet rate from the first request.
+#[test]
+fn a_fixed_peer_count_splits_the_rate_from_the_start() {
+    let section = RateLimitSection { fleet_rate_per_sec: 10, burst: 10, peers: 2, ..RateLimitSection::default() };
+    let settings = RateLimitSettings::try_from(&section).unwrap();
+    let registry = Registry::new();
+    let limits = SubjectLimits::with_clock(
+        &settings,
+        RateLimitMetrics::register(&registry).unwrap(),
+        FakeRelativeClock::default(),
+    );
+    assert_eq!(limits.peers(), nz(2));
+    let s = Subject::User(1);
+    let admitted = (0..20).filter(|_| limits.check(s).is_ok()).count();
+    assert_eq!(admitted, 5, "burst ceil(10 / 2)");
+    assert!(
+        prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap()
+            .contains("gateway_rate_limit_peers 2")
+    );
+}
+
 #[tokio::test]
 async fn peers_are_counted_from_dns_and_a_failed_lookup_keeps_n() {
     let (limits, _, _) = limits(10, 10);
@@ -112,13 +136,21 @@ async fn peers_are_counted_from_dns_and_a_failed_lookup_keeps_n() {
 #[test]
 fn bad_values_name_the_key() {
     type Edit = fn(&mut RateLimitSection);
-    let cases: [(Edit, &str); 6] = [
+    let cases: [(Edit, &str); 8] = [
         (|s| s.fleet_rate_per_sec = 0, "[rate_limit] fleet_rate_per_sec"),
         (|s| s.burst = 2_000_000, "[rate_limit] burst"),
         (|s| s.peers_refresh_secs = 0, "[rate_limit] peers_refresh_secs"),
         (|s| s.evict_interval_secs = 7200, "[rate_limit] evict_interval_secs"),
         (|s| s.peers_dns_name = "http://task-service.local".into(), "[rate_limit] peers_dns_name"),
         (|s| s.peers_dns_name = "task-service..local".into(), "[rate_limit] peers_dns_name"),
+        (|s| s.peers = 2_000_000, "[rate_limit] peers"),
+        (
+            |s| {
+                s.peers = 2;
+                s.peers_dns_name = "task-service.local".into();
+            },
+            "[rate_limit] peers",
+        ),
     ];
     for (edit, key) in cases {
         let mut section = RateLimitSection::default();

@@ -70,6 +70,12 @@ fn sidecar_config(opts: &Options) -> Result<SidecarFile> {
     for (key, value) in &opts.sidecar_set {
         sidecar.set(key, value).map_err(|e| anyhow::anyhow!("gateway config: {e}"))?;
     }
+    // As on ECS, where each gateway counts the task-service tasks in Cloud Map, the fleet rate
+    // of a subject is split over this stack's gateways (the front door spreads requests over
+    // them); a config that names its own N or DNS name keeps it.
+    if sidecar.rate_limit.peers == 0 && sidecar.rate_limit.peers_dns_name.trim().is_empty() {
+        sidecar.rate_limit.peers = u32::try_from(opts.task_instances.max(1)).unwrap_or(u32::MAX);
+    }
     Ok(sidecar)
 }
 
@@ -97,5 +103,29 @@ impl Listeners {
     /// The internal listener's port.
     pub(super) fn internal_port(&self) -> Result<u16> {
         Ok(self.internal.local_addr()?.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn options(tasks: usize, sets: &[(&str, &str)]) -> Options {
+        let mut opts = Options::new(std::path::PathBuf::from("/nonexistent"));
+        opts.sidecar_config = crate::stack::repo_root().join("sidecar.toml");
+        opts.task_instances = tasks;
+        opts.sidecar_set = sets.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        opts
+    }
+
+    /// Each gateway of the stack gets its share of a subject's fleet rate, as on ECS.
+    #[test]
+    fn the_gateways_split_the_fleet_rate_over_the_stacks_tasks_unless_told_otherwise() {
+        assert_eq!(sidecar_config(&options(2, &[])).unwrap().rate_limit.peers, 2);
+        assert_eq!(sidecar_config(&options(3, &[("rate_limit.peers", "1")])).unwrap().rate_limit.peers, 1);
+        let dns = sidecar_config(&options(2, &[("rate_limit.peers_dns_name", "\"tasks.local\"")])).unwrap();
+        assert_eq!((dns.rate_limit.peers, dns.rate_limit.peers_dns_name.as_str()), (0, "tasks.local"));
     }
 }

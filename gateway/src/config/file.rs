@@ -282,6 +282,9 @@ pub struct RateLimitSection {
     /// A DNS name with one A record per task-service task (Cloud Map), counted to split the
     /// fleet rate between the gateways; empty: this gateway is alone (N = 1).
     pub peers_dns_name: String,
+    /// A fixed N where there is no DNS name to count (the run command sets its task count);
+    /// 0: N from `peers_dns_name`, or 1 without one. Not both.
+    pub peers: u32,
     /// Seconds between two lookups of `peers_dns_name`.
     pub peers_refresh_secs: u64,
     /// Seconds between two evictions of subjects idle long enough to be back at a full burst.
@@ -300,6 +303,7 @@ impl Default for RateLimitSection {
             fleet_rate_per_sec: DEFAULT_FLEET_RATE_PER_SEC,
             burst: DEFAULT_BURST,
             peers_dns_name: String::new(),
+            peers: 0,
             peers_refresh_secs: 10,
             evict_interval_secs: 60,
         }
