@@ -84,14 +84,36 @@ pub struct ServerSection {
     /// the idle timeout configured for the load balancer").
     pub keepalive_timeout_secs: u64,
     /// Most header fields in one request; more -> 431 (see [`crate::request_limits`]).
+    /// The four limits are not written out at their defaults, so configs written by this
+    /// version (the run command's, the bench's) stay readable by gateways older than them.
+    #[serde(skip_serializing_if = "is_default_header_count")]
     pub max_header_count: usize,
     /// Largest header section (every field's name and value plus 4 bytes of framing each),
     /// bytes; larger -> 431.
+    #[serde(skip_serializing_if = "is_default_header_bytes")]
     pub max_header_bytes: usize,
     /// Longest request target, bytes; longer -> 414.
+    #[serde(skip_serializing_if = "is_default_uri_bytes")]
     pub max_uri_bytes: usize,
     /// Largest request body, bytes (`Content-Length`, or the chunks as they arrive); larger -> 413.
+    #[serde(skip_serializing_if = "is_default_body_bytes")]
     pub max_body_bytes: u64,
+}
+
+fn is_default_header_count(v: &usize) -> bool {
+    *v == crate::request_limits::DEFAULT_MAX_HEADER_COUNT
+}
+
+fn is_default_header_bytes(v: &usize) -> bool {
+    *v == crate::request_limits::DEFAULT_MAX_HEADER_BYTES
+}
+
+fn is_default_uri_bytes(v: &usize) -> bool {
+    *v == crate::request_limits::DEFAULT_MAX_URI_BYTES
+}
+
+fn is_default_body_bytes(v: &u64) -> bool {
+    *v == crate::request_limits::DEFAULT_MAX_BODY_BYTES
 }
 
 /// Default downstream keep-alive timeout: above the ALB's default idle timeout of 60 s.
