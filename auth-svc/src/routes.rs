@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use platform::ErrorBody;
 use platform::http::ApiJson;
 use platform::keyring::Claims;
@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::db::{self, Credentials};
 use crate::error::ApiError;
+use crate::oauth::error::NO_STORE;
 use crate::state::AppState;
 use crate::throttle::LoginOutcome;
 use crate::throttle::client::ClientAddress;
@@ -90,7 +91,7 @@ pub async fn login(
     State(state): State<AppState>,
     client: ClientAddress,
     ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<([(HeaderName, &'static str); 2], Json<LoginResponse>), ApiError> {
     state.throttle.check_client(client)?;
     let login = LoginCredentials::parse(body)?;
     // Counted before the user is looked up, so the answer cannot depend on whether it exists.
@@ -100,7 +101,8 @@ pub async fn login(
     let user = outcome?;
     let token = token::issue(&state, &user).await?;
     tracing::info!(user_id = user.id, "login succeeded");
-    Ok(Json(LoginResponse { token, user: PublicUser { id: user.id, username: user.username, email: user.email } }))
+    let user = PublicUser { id: user.id, username: user.username, email: user.email };
+    Ok((NO_STORE, Json(LoginResponse { token, user })))
 }
 
 /// The account `login` names if the password is its password. An unknown user is checked

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use chrono::Utc;
 use platform::ErrorBody;
 use platform::http::ApiJson;
@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::{ApiKeyView, CreateApiKeyRequest, NewApiKey, NewCredentials, store};
 use crate::error::ApiError;
+use crate::oauth::error::NO_STORE;
 use crate::state::AppState;
 use crate::token::authenticate_login;
 
@@ -52,7 +53,7 @@ pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateApiKeyRequest>,
-) -> Result<(StatusCode, Json<CreateApiKeyResponse>), ApiError> {
+) -> Result<(StatusCode, [(HeaderName, &'static str); 2], Json<CreateApiKeyResponse>), ApiError> {
     let claims = authenticate_login(&state, &headers).await?;
     let new = NewApiKey::parse(body, Utc::now())?;
     state.throttle.check_api_key_change(claims.user_id)?;
@@ -60,7 +61,7 @@ pub async fn create(
     let key = store::create(&state.pool, claims.user_id, &new, &credentials).await?;
     tracing::info!(user_id = claims.user_id, client_id = %key.client_id, scopes = %new.scopes, "API key created");
     let api_key = CreatedApiKey { key, client_secret: credentials.client_secret.expose().to_owned() };
-    Ok((StatusCode::CREATED, Json(CreateApiKeyResponse { api_key })))
+    Ok((StatusCode::CREATED, NO_STORE, Json(CreateApiKeyResponse { api_key })))
 }
 
 /// The caller's API keys that are not revoked (expired ones included), newest first. Never

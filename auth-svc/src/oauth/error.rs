@@ -103,6 +103,12 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// `Cache-Control: no-store` and `Pragma: no-cache` as response parts, for every response that
+/// carries a credential (a token from login, an API key's secret): RFC 6749 §5.1 asks it of
+/// token responses, and the same reasoning holds for the others.
+pub const NO_STORE: [(header::HeaderName, &str); 2] =
+    [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")];
+
 /// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1): no cache keeps a token
 /// response.
 pub fn no_store(response: &mut Response) {

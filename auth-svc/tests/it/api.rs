@@ -72,6 +72,7 @@ async fn phase8_register_login_validate() {
 
     let r = api.login("testuser", "SecurePass123!").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.header("cache-control"), Some("no-store"), "a token response is never cached");
     assert_eq!(r.json["user"], json!({"id": user["id"], "username": "testuser", "email": "test@example.com"}));
     let token = r.json["token"].as_str().unwrap().to_owned();
 

@@ -43,6 +43,8 @@ async fn a_created_key_is_shown_once_listed_without_its_secret_and_deleted_by_it
     let body = json!({"name": "nightly report", "scopes": ["tasks:read"], "expires_in_days": 30});
     let r = create_key(&app, &alice, body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    // The secret is in this body only: no cache may keep it.
+    assert_eq!((r.header("cache-control"), r.header("pragma")), (Some("no-store"), Some("no-cache")));
     let key = r.json["api_key"].clone();
     let fields: Vec<&str> = key.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
