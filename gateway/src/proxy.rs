@@ -191,7 +191,8 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         ctx.request_id = request_id(req.headers.get(REQUEST_ID), &self.request_ids);
         ctx.trace.start(req, &ctx.request_id);
-        if let Some(refusal) = self.config.server.limits.check_head(req) {
+        if let Some(refusal) = self.config.server.limits.check_head(req).or_else(|| request_limits::check_framing(req))
+        {
             self.refuse(session, ctx, refusal).await?;
             return Ok(true);
         }

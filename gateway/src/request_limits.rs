@@ -126,6 +126,18 @@ impl RequestLimits {
     }
 }
 
+/// [`Refusal::MALFORMED`] for a head pingora parsed but RFC 9112 forbids, so the gateway never
+/// forwards what task-svc (or any server behind it) could read differently: an HTTP/1.1
+/// request without `Host` (§3.2: "MUST respond with a 400"), and one with both
+/// `Content-Length` and `Transfer-Encoding` (§6.1: the request-smuggling shape, "ought to be
+/// handled as an error"). The ALB and the front door refuse both too.
+pub fn check_framing(req: &RequestHeader) -> Option<Refusal> {
+    let no_host = req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST);
+    let both_lengths = req.headers.contains_key(http::header::CONTENT_LENGTH)
+        && req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    (no_host || both_lengths).then_some(Refusal::MALFORMED)
+}
+
 /// The refusal for a request head pingora failed to read: 431 when httparse ran out of header
 /// slots (pingora's own limit, 256) or the head outgrew pingora's buffer, 414 when the target is
 /// longer than the `http` crate's `Uri` holds (65 534 bytes), else 400.
@@ -176,6 +188,22 @@ mod tests {
         assert_eq!(l.check_body_length(&post), None);
         post.insert_header("content-length", "65537").unwrap();
         assert_eq!(l.check_body_length(&post), Some(Refusal::BODY_TOO_LARGE));
+    }
+
+    #[test]
+    fn http_1_1_without_host_and_both_length_headers_are_malformed() {
+        let mut req = request("/tasks", 0, 0);
+        req.set_version(http::Version::HTTP_11);
+        assert_eq!(check_framing(&req), Some(Refusal::MALFORMED), "HTTP/1.1 without Host");
+        req.insert_header("host", "gateway").unwrap();
+        assert_eq!(check_framing(&req), None);
+        req.insert_header("content-length", "5").unwrap();
+        assert_eq!(check_framing(&req), None);
+        req.insert_header("transfer-encoding", "chunked").unwrap();
+        assert_eq!(check_framing(&req), Some(Refusal::MALFORMED), "Content-Length and Transfer-Encoding");
+        let mut old = request("/tasks", 0, 0);
+        old.set_version(http::Version::HTTP_10);
+        assert_eq!(check_framing(&old), None, "HTTP/1.0 needs no Host");
     }
 
     #[test]
