@@ -269,9 +269,14 @@ async fn auth_svc_starts_on_case_duplicates_warns_with_the_count_and_serves_the_
         .await
         .unwrap();
 
-    let text = std::fs::read_to_string(&log).unwrap();
-    let warning =
-        text.lines().find(|l| l.contains("username_conflicts")).unwrap_or_else(|| panic!("no warning in\n{text}"));
+    // The log is written by a background thread (tracing-appender): the line may land a
+    // moment after the service reports ready.
+    let warning = testkit::wait::until_some("auth-svc's username_conflicts warning", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let line = text.lines().find(|l| l.contains("username_conflicts")).map(str::to_owned);
+        async move { line }
+    })
+    .await;
     assert!(warning.contains("WARN") && warning.contains("renamed_accounts=4"), "{warning}");
     assert!(warning.contains("[1, 3, 6, 8]"), "the ids are named: {warning}");
     assert!(!warning.contains("example.com") && !warning.contains("alice"), "no names or emails: {warning}");
