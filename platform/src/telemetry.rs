@@ -83,14 +83,6 @@ where
         .with_level(false)
         .with_target(false)
         .with_filter(traced);
-    // The log layer leaves out the gateway's spans: its access line carries every field itself,
-    // and formatting a span's fields for the log layer on its creation and on each `record`
-    // (what the layer does for every span it sees, shown or not) was most of the gateway's
-    // per-request cost of tracing. The services' request spans stay: their fields (request
-    // id, method, path) are in their log lines through them.
-    use tracing_subscriber::filter::FilterExt as _;
-    let filter = filter
-        .and(tracing_subscriber::filter::filter_fn(|meta| !(meta.is_span() && meta.target().starts_with("gateway"))));
     let fmt = tracing_subscriber::fmt::layer().with_target(false).with_writer(writer);
     let fmt = if json {
         let format =

@@ -10,6 +10,10 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// The trace id of a span, cached in its extensions after the first lookup.
+#[derive(Clone, Copy)]
+struct CachedTraceId(TraceId);
+
 /// Wraps a formatter (`json` says which kind) and adds `trace_id` to its lines.
 pub struct WithTraceId<F> {
     inner: F,
@@ -29,7 +33,7 @@ where
     F: FormatEvent<S, N>,
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let Some(trace_id) = trace_id(event) else {
+        let Some(trace_id) = trace_id(ctx) else {
             return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::with_capacity(256);
@@ -45,28 +49,24 @@ where
     }
 }
 
-/// The trace id of the innermost span around `event` (its explicit parent, else the current
-/// span, then their ancestors) that has an OpenTelemetry span. Looked up in the registry, not
-/// in the log layer's view: the log layer may not see the span at all (the gateway's request
-/// spans are left out of it, see `telemetry`), the OpenTelemetry layer does.
-fn trace_id(event: &Event<'_>) -> Option<TraceId> {
-    tracing::dispatcher::get_default(|d| {
-        let start = match event.parent() {
-            Some(id) => id.clone(),
-            None if event.is_contextual() => d.current_span().id()?.clone(),
-            None => return None,
-        };
-        let registry = d.downcast_ref::<tracing_subscriber::Registry>()?;
-        let mut span = registry.span(&start)?;
-        loop {
-            // No extension lock may be held here (the OpenTelemetry layer takes its own).
-            let found = tracing_opentelemetry::get_otel_context(&span.id(), d)
-                .map(|cx| cx.span().span_context().trace_id())
-                .filter(|id| *id != TraceId::INVALID);
-            if found.is_some() {
-                return found;
-            }
-            span = span.parent()?;
+/// The trace id of the innermost span around the event that has an OpenTelemetry span.
+fn trace_id<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<TraceId>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    for span in ctx.event_scope()? {
+        if let Some(CachedTraceId(id)) = span.extensions().get::<CachedTraceId>() {
+            return Some(*id);
         }
-    })
+        // No extension lock may be held here (the OpenTelemetry layer takes its own).
+        let found = tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(&span.id(), d))
+            .map(|cx| cx.span().span_context().trace_id())
+            .filter(|id| *id != TraceId::INVALID);
+        if let Some(id) = found {
+            span.extensions_mut().insert(CachedTraceId(id));
+            return Some(id);
+        }
+    }
+    None
 }
