@@ -94,7 +94,10 @@ impl Fallback {
         let (label, decision) = match outcome {
             Err(_) | Ok(Err(Failure::Timeout)) => ("timeout", Decision::Unavailable(Unavailable::AuthUnavailable)),
             Ok(Err(Failure::Other(reason))) => {
-                tracing::warn!(%reason, "auth-svc fallback failed");
+                match crate::trace_context::current_trace_id() {
+                    Some(trace_id) => tracing::warn!(%reason, %trace_id, "auth-svc fallback failed"),
+                    None => tracing::warn!(%reason, "auth-svc fallback failed"),
+                }
                 ("error", Decision::Unavailable(Unavailable::AuthUnavailable))
             }
             Ok(Ok(d @ Decision::Allow(_))) => ("valid", d),

@@ -16,7 +16,6 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, Result};
 use platform::ErrorBody;
 use platform::identity;
-use tracing::Instrument as _;
 
 use crate::admission::Admission;
 use crate::authenticator::{Authenticator, credential};
@@ -190,7 +189,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id = request_id(req.headers.get(REQUEST_ID), &self.request_ids);
-        ctx.trace.start(req, &ctx.request_id);
+        ctx.trace.start(platform::tracing_otel::request_sampling(), req, &ctx.request_id);
         if let Some(refusal) = self.config.server.limits.check_head(req).or_else(|| request_limits::check_framing(req))
         {
             self.refuse(session, ctx, refusal).await?;
@@ -211,7 +210,7 @@ impl ProxyHttp for Gateway {
         };
         let decision = match found {
             Err(r) => Decision::Deny(r),
-            Ok(token) => self.auth.authenticate(token).instrument(ctx.trace.server.clone()).await,
+            Ok(token) => ctx.trace.in_request(self.auth.authenticate(token)).await,
         };
         ctx.decision = decision.labels();
         match &decision {
@@ -399,6 +398,7 @@ impl ProxyHttp for Gateway {
             upstream_status = ctx.upstream_status.unwrap_or(0),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = ctx.request_id.to_str().unwrap_or("-"),
+            trace_id = %ctx.trace.trace_id(),
             decision = ctx.decision.0,
             reason = ctx.decision.1,
             user_id = ctx.identity.as_ref().map_or(0, |i| i.user_id),

@@ -2,37 +2,69 @@
 //! `traceparent` or the ALB's `X-Amzn-Trace-Id`, see [`platform::trace_header::incoming`]), the
 //! authentication decision and its cause as attributes of it, a client span for the call to
 //! task-svc and one for the fallback call to auth-svc. The trace headers sent upstream are
-//! formatted from the client span's ids; whatever the client sent under those names is replaced.
+//! formatted from our ids; whatever the client sent under those names is replaced.
+//!
+//! Spans are made only for a request whose trace is recorded (sampled, with an exporter:
+//! [`platform::tracing_otel::TraceStart::record`]). Any other request is traced without them: its
+//! trace id and sampling decision are decided up front, passed on with the caller's span as the
+//! parent (ours is not recorded) and written on its log lines as a field; that keeps the cost of
+//! tracing an unsampled request to parsing its header and formatting two.
 
 use std::cell::Cell;
 
 use http::HeaderValue;
+use opentelemetry::trace::{SpanId, TraceId};
 use pingora::http::RequestHeader;
 use platform::keyring::Rejection;
 use platform::trace_header::{TRACEPARENT, TRACESTATE, X_AMZN_TRACE_ID, format_traceparent, format_xray};
+use platform::tracing_otel::{RequestSampling, TraceStart};
 use tracing::Span;
 use tracing::field::Empty;
 
 use crate::decision::Decision;
 
-/// A request's spans; both are disabled (`Span::none()`) until [`RequestTrace::start`].
+/// A request's trace: its ids, and its spans when it is recorded.
 pub struct RequestTrace {
-    /// `{method}` server span: the whole request as the gateway saw it.
+    /// `{method}` server span: the whole request as the gateway saw it; `Span::none()` unless
+    /// the trace is recorded.
     pub server: Span,
     /// `{method}` client span: the call to task-svc, from the request head sent to the response
     /// head received (ended in [`RequestTrace::finish`] at the latest).
     upstream: Span,
+    /// The ids passed on for a request whose spans are not recorded.
+    ids: Ids,
+}
+
+/// What an unrecorded request passes on: its trace, the span named as the parent of its calls
+/// (the caller's, or a made-up one when the caller named none) and its decision.
+#[derive(Debug, Clone, Copy)]
+struct Ids {
+    trace_id: TraceId,
+    parent: SpanId,
+    sampled: bool,
 }
 
 impl Default for RequestTrace {
     fn default() -> Self {
-        Self { server: Span::none(), upstream: Span::none() }
+        Self {
+            server: Span::none(),
+            upstream: Span::none(),
+            ids: Ids { trace_id: TraceId::INVALID, parent: SpanId::INVALID, sampled: false },
+        }
     }
 }
 
 impl RequestTrace {
-    /// Starts the server span for `req`, in the caller's trace when it sent a valid header.
-    pub fn start(&mut self, req: &RequestHeader, request_id: &HeaderValue) {
+    /// Starts the trace of `req`, in the caller's trace when it sent a valid header; its server
+    /// span only when `sampling` records it.
+    pub fn start(&mut self, sampling: &RequestSampling, req: &RequestHeader, request_id: &HeaderValue) {
+        let incoming = platform::trace_header::incoming(&req.headers).map(|(i, _)| i);
+        let start: TraceStart = sampling.start(incoming);
+        let parent = start.parent.unwrap_or_else(RequestSampling::new_span_id);
+        self.ids = Ids { trace_id: start.trace_id, parent, sampled: start.sampled };
+        if !start.record {
+            return;
+        }
         self.server = tracing::info_span!(
             "request",
             otel.name = req.method.as_str(),
@@ -46,26 +78,42 @@ impl RequestTrace {
             auth.reason = Empty,
             auth.cause = Empty,
         );
-        let incoming = platform::trace_header::incoming(&req.headers).map(|(i, _)| i);
-        platform::tracing_otel::continue_trace(&self.server, incoming);
+        platform::tracing_otel::continue_trace(&self.server, Some(start.incoming()));
     }
 
-    /// Starts the client span of the call to task-svc and sets its trace headers on `upstream`,
-    /// replacing the client's (and dropping its `tracestate`).
+    /// The request's trace id (32 hex digits when displayed), for its log lines.
+    pub fn trace_id(&self) -> TraceId {
+        self.ids.trace_id
+    }
+
+    /// Runs `f` (the request's authentication) in the request's trace: inside its server span,
+    /// with the ids a fallback call to auth-svc passes on ([`fallback_span`]).
+    pub async fn in_request<T>(&self, f: impl Future<Output = T>) -> T {
+        use tracing::Instrument as _;
+        REQUEST_IDS.scope(self.ids, f.instrument(self.server.clone())).await
+    }
+
+    /// Starts the client span of the call to task-svc (when recorded) and sets its trace
+    /// headers on `upstream`, replacing the client's (and dropping its `tracestate`).
     pub fn upstream(&mut self, upstream: &mut RequestHeader) -> pingora::Result<()> {
-        self.upstream = tracing::info_span!(
-            parent: &self.server,
-            "upstream",
-            otel.name = upstream.method.as_str(),
-            otel.kind = "client",
-            otel.status_code = Empty,
-            http.request.method = upstream.method.as_str(),
-            url.path = upstream.uri.path(),
-            server.address = "task-svc",
-            http.response.status_code = Empty,
-        );
         upstream.remove_header(TRACESTATE);
-        match platform::tracing_otel::span_ids(&self.upstream) {
+        let ids = if self.server.is_none() {
+            Some((self.ids.trace_id, self.ids.parent, self.ids.sampled))
+        } else {
+            self.upstream = tracing::info_span!(
+                parent: &self.server,
+                "upstream",
+                otel.name = upstream.method.as_str(),
+                otel.kind = "client",
+                otel.status_code = Empty,
+                http.request.method = upstream.method.as_str(),
+                url.path = upstream.uri.path(),
+                server.address = "task-svc",
+                http.response.status_code = Empty,
+            );
+            platform::tracing_otel::span_ids(&self.upstream)
+        };
+        match ids {
             Some((trace, span, sampled)) => {
                 upstream.insert_header(TRACEPARENT, format_traceparent(trace, span, sampled))?;
                 upstream.insert_header(X_AMZN_TRACE_ID, format_xray(trace, span, sampled))?;
@@ -80,6 +128,9 @@ impl RequestTrace {
 
     /// task-svc's response head arrived: ends the client span with its status.
     pub fn upstream_status(&mut self, status: u16) {
+        if self.upstream.is_none() {
+            return;
+        }
         self.upstream.record("http.response.status_code", status);
         if status >= 500 {
             self.upstream.record("otel.status_code", "ERROR");
@@ -90,6 +141,9 @@ impl RequestTrace {
     /// The response is done: records its status on the server span (which ends when the
     /// request's context is dropped) and ends a client span still open (an upstream failure).
     pub fn finish(&mut self, status: u16) {
+        if self.server.is_none() {
+            return;
+        }
         if !self.upstream.is_none() {
             self.upstream.record("otel.status_code", "ERROR");
             self.upstream = Span::none();
@@ -99,6 +153,17 @@ impl RequestTrace {
             self.server.record("otel.status_code", "ERROR");
         }
     }
+}
+
+tokio::task_local! {
+    /// The ids of the request being authenticated ([`RequestTrace::in_request`]).
+    static REQUEST_IDS: Ids;
+}
+
+/// The trace id of the request being authenticated, for the log lines of its decision; `None`
+/// outside [`RequestTrace::in_request`].
+pub fn current_trace_id() -> Option<TraceId> {
+    REQUEST_IDS.try_with(|ids| ids.trace_id).ok().filter(|id| *id != TraceId::INVALID)
 }
 
 /// Where a decision came from (before the revocation check).
@@ -148,8 +213,19 @@ pub fn record_decision(decision: &Decision, cause: Cause) {
 }
 
 /// The client span of the fallback call to auth-svc (`POST /auth/validate`), and the trace
-/// headers that call carries.
+/// headers that call carries: the span's when the request is recorded (its server span is the
+/// current one), else the request's ids with no span at all.
 pub fn fallback_span() -> (Span, http::HeaderMap) {
+    let mut headers = http::HeaderMap::new();
+    if Span::current().is_none() {
+        if let Ok(ids) = REQUEST_IDS.try_with(|ids| *ids)
+            && ids.trace_id != TraceId::INVALID
+        {
+            headers.insert(TRACEPARENT, format_traceparent(ids.trace_id, ids.parent, ids.sampled));
+            headers.insert(X_AMZN_TRACE_ID, format_xray(ids.trace_id, ids.parent, ids.sampled));
+        }
+        return (Span::none(), headers);
+    }
     let span = tracing::info_span!(
         "fallback",
         otel.name = "POST",
@@ -160,7 +236,6 @@ pub fn fallback_span() -> (Span, http::HeaderMap) {
         server.address = "auth-svc",
         http.response.status_code = Empty,
     );
-    let mut headers = http::HeaderMap::new();
     platform::tracing_otel::inject(&span, &mut headers);
     (span, headers)
 }
@@ -176,10 +251,16 @@ mod tests {
     use super::*;
 
     /// The upstream request head `RequestTrace` makes from a client request with `headers`, in a
-    /// process tracing as the gateway does without an exporter.
-    fn forwarded(headers: &[(&str, &str)]) -> RequestHeader {
+    /// process tracing as the gateway does without an exporter; `record`: as if it had one (the
+    /// spans are made, nothing is exported). Also the trace id the request's log lines carry.
+    fn forwarded(record: bool, headers: &[(&str, &str)]) -> (RequestHeader, TraceId) {
         let settings = platform::tracing_otel::settings(&HashMap::<String, String>::new(), "gateway").unwrap();
         let (tracer, _guard) = platform::tracing_otel::tracer(&settings).unwrap();
+        let mut sampled = settings.clone();
+        if record {
+            sampled.endpoint = Some("http://127.0.0.1:4317".into());
+        }
+        let sampling = RequestSampling::new(&sampled);
         let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
         tracing::subscriber::with_default(subscriber, || {
             let mut req = RequestHeader::build("GET", b"/tasks", None).unwrap();
@@ -187,10 +268,11 @@ mod tests {
                 req.append_header(name.to_string(), *value).unwrap();
             }
             let mut trace = RequestTrace::default();
-            trace.start(&req, &HeaderValue::from_static("rid"));
+            trace.start(&sampling, &req, &HeaderValue::from_static("rid"));
+            assert_eq!(trace.server.is_none(), !record, "a server span only when recorded");
             let mut upstream = req.clone();
             trace.upstream(&mut upstream).unwrap();
-            upstream
+            (upstream, trace.trace_id())
         })
     }
 
@@ -198,36 +280,61 @@ mod tests {
         req.headers.get_all(name).iter().map(|v| v.to_str().unwrap()).collect()
     }
 
-    #[test]
-    fn a_valid_caller_trace_is_continued_with_headers_of_our_own() {
-        let up = forwarded(&[
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Evil=x"),
-            ("tracestate", "vendor=secret"),
-        ]);
-        let tp = header(&up, "traceparent");
+    const CALLER: [(&str, &str); 3] = [
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Evil=x"),
+        ("tracestate", "vendor=secret"),
+    ];
+
+    /// The parent span id the forwarded headers name, after checking they agree, keep the
+    /// X-Ray header's trace (it named its caller's span: it wins over traceparent) and its
+    /// decision, and drop `tracestate` and unknown X-Ray fields.
+    fn forwarded_parent(up: &RequestHeader) -> String {
+        let tp = header(up, "traceparent");
         assert_eq!(tp.len(), 1);
-        // The X-Ray header named its caller's span: it wins over traceparent.
         assert!(tp[0].starts_with("00-5759e988bd862e3fe1be46a994272793-") && tp[0].ends_with("-01"), "{tp:?}");
         let span_id = &tp[0][36..52];
-        assert_ne!(span_id, "53995c3f42cd8ad8", "our client span, not the caller's");
-        let xray = header(&up, "x-amzn-trace-id");
+        let xray = header(up, "x-amzn-trace-id");
         assert_eq!(xray, vec![format!("Root=1-5759e988-bd862e3fe1be46a994272793;Parent={span_id};Sampled=1")]);
-        assert!(header(&up, "tracestate").is_empty());
+        assert!(header(up, "tracestate").is_empty());
+        span_id.to_owned()
+    }
+
+    #[test]
+    fn a_recorded_caller_trace_is_continued_with_our_client_span_as_the_parent() {
+        let (up, trace_id) = forwarded(true, &CALLER);
+        assert_ne!(forwarded_parent(&up), "53995c3f42cd8ad8", "our client span, not the caller's");
+        assert_eq!(trace_id.to_string(), "5759e988bd862e3fe1be46a994272793");
+    }
+
+    #[test]
+    fn an_unrecorded_caller_trace_is_passed_on_under_the_callers_span() {
+        // Nothing of ours is recorded: task-svc's spans hang under the caller's.
+        let (up, trace_id) = forwarded(false, &CALLER);
+        assert_eq!(forwarded_parent(&up), "53995c3f42cd8ad8");
+        assert_eq!(trace_id.to_string(), "5759e988bd862e3fe1be46a994272793");
     }
 
     #[test]
     fn malformed_headers_start_a_new_trace_and_are_not_forwarded() {
-        let up = forwarded(&[
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"),
-            ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a99427279z"),
-        ]);
-        let tp = header(&up, "traceparent");
-        assert_eq!(tp.len(), 1);
-        assert!(!tp[0].contains("0af7651916cd43dd") && !tp[0].contains("5759e988bd862e3f"), "{tp:?}");
-        assert!(tp[0].ends_with("-00"), "a new trace, not sampled without an exporter: {tp:?}");
-        let xray = header(&up, "x-amzn-trace-id");
-        assert_eq!(xray.len(), 1);
-        assert!(!xray[0].contains("99427279z") && xray[0].starts_with("Root=1-"), "{xray:?}");
+        for record in [false, true] {
+            let (up, trace_id) = forwarded(
+                record,
+                &[
+                    ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"),
+                    ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a99427279z"),
+                ],
+            );
+            let tp = header(&up, "traceparent");
+            assert_eq!(tp.len(), 1);
+            assert!(!tp[0].contains("0af7651916cd43dd") && !tp[0].contains("5759e988bd862e3f"), "{tp:?}");
+            assert!(tp[0][3..35] == trace_id.to_string(), "the logged trace is the forwarded one: {tp:?}");
+            if !record {
+                assert!(tp[0].ends_with("-00"), "a new trace, not sampled without an exporter: {tp:?}");
+            }
+            let xray = header(&up, "x-amzn-trace-id");
+            assert_eq!(xray.len(), 1);
+            assert!(!xray[0].contains("99427279z") && xray[0].starts_with("Root=1-"), "{xray:?}");
+        }
     }
 }

@@ -68,9 +68,13 @@ where
     let mut no_export = settings.clone();
     no_export.endpoint = None;
     let (tracer, guard) = match crate::tracing_otel::tracer(&settings) {
-        Ok(t) => t,
+        Ok(t) => {
+            crate::tracing_otel::install_request_sampling(&settings);
+            t
+        }
         Err(e) => {
             eprintln!("{service}: cannot start the span exporter ({e}); trace ids in logs only");
+            crate::tracing_otel::install_request_sampling(&no_export);
             crate::tracing_otel::tracer(&no_export).expect("no thread to start without an exporter")
         }
     };

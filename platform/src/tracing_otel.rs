@@ -40,9 +40,12 @@ use crate::trace_header::Incoming;
 
 mod export;
 mod log_trace_id;
+mod request_start;
 
 pub use export::QUEUE_CAPACITY;
 pub use log_trace_id::WithTraceId;
+pub(crate) use request_start::install as install_request_sampling;
+pub use request_start::{RequestSampling, TraceStart, request_sampling};
 
 /// What [`settings`] read from the environment.
 #[derive(Debug, Clone, PartialEq)]

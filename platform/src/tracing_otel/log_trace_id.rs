@@ -1,6 +1,7 @@
 //! Puts the request's trace id on every log line written inside its spans: a top-level
 //! `"trace_id"` field (32 hex digits) in JSON lines, ` trace_id=...` at the end of compact ones.
-//! The id is the OpenTelemetry span's, sampled or not, so logs and X-Ray join on it.
+//! The id is the OpenTelemetry span's, sampled or not, so logs and X-Ray join on it. An event
+//! that has a `trace_id` field of its own is left as it is.
 
 use std::fmt;
 
@@ -33,7 +34,10 @@ where
     F: FormatEvent<S, N>,
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let Some(trace_id) = trace_id(ctx) else {
+        // An event with a `trace_id` field of its own (the gateway's, whose unsampled requests
+        // have no span to look it up in) already carries it.
+        let own = event.metadata().fields().field("trace_id").is_some();
+        let Some(trace_id) = (!own).then(|| trace_id(ctx)).flatten() else {
             return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::with_capacity(256);

@@ -173,6 +173,29 @@ async fn one_request_is_one_trace_from_the_alb_header_to_the_sql_and_its_logs() 
     let task_lines = lines.json_of("task-svc");
     assert!(!task_lines.iter().any(|l| l.to_string().contains("zzzzzzzz") || l.to_string().contains("evil")));
 
+    // A caller that decided not to sample: the gateway makes no span, yet passes the trace on
+    // and writes its id on the access line, once (its own field, not added a second time).
+    let unsampled = "5a1e0000000000000000000000c0ffee";
+    let r = c
+        .get(format!("{alb}/tasks"))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{unsampled}-00f067aa0ba902b7-00"))
+        .header("x-request-id", "e2e-unsampled-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for process in ["gateway", "task-svc"] {
+        wait::until(&format!("a {process} log line with trace_id {unsampled}"), DEADLINE, || {
+            let found = lines.json_of(process).iter().any(|l| l["trace_id"] == unsampled);
+            async move { found }
+        })
+        .await;
+    }
+    let raw = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+    let access = raw.lines().find(|l| l.contains("e2e-unsampled-1") && l.contains("\"status\"")).expect("access line");
+    assert_eq!(access.matches("\"trace_id\"").count(), 1, "{access}");
+
     // A token of a key the gateway does not hold: the fallback to auth-svc is a child span, and
     // auth-svc continues it. A W3C traceparent this time (a client tracing with OpenTelemetry).
     if stack.jwt_alg() == Alg::HS256 {
@@ -202,6 +225,22 @@ async fn one_request_is_one_trace_from_the_alb_header_to_the_sql_and_its_logs() 
         assert_eq!(fallback.attr("server.address"), Some("auth-svc"));
         assert_eq!(one(&spans, "auth-svc", "POST /auth/validate").parent, fallback.span_id, "{tree}");
     }
+
+    // Spans leave each process in order: once a later request's are in (the fallback's, or a
+    // request sent now), none of the unsampled request's will come.
+    let r =
+        c.get(format!("{alb}/tasks")).bearer_auth(&token).header("x-request-id", "e2e-after-1").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    wait::until("the gateway span of a request after the unsampled one", DEADLINE, || {
+        let found = receiver.spans().iter().any(|s| s.attr("request_id") == Some("e2e-after-1"));
+        async move { found }
+    })
+    .await;
+    assert!(
+        receiver.trace(unsampled).is_empty(),
+        "an unsampled trace records nothing: {:?}",
+        receiver.trace(unsampled)
+    );
 
     stack.shutdown().await.unwrap();
 }
