@@ -6,6 +6,7 @@
 // Tests may unwrap; production code may not (workspace lint).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod access_log;
 pub mod admin;
 pub mod admission;
 pub mod auth_client;

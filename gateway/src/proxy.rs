@@ -388,6 +388,9 @@ impl ProxyHttp for Gateway {
         self.hot.count(ctx.public, status, elapsed.as_secs_f64());
         let req = session.req_header();
         ctx.trace.finish(status);
+        if !self.config.access_log.logs(status, ctx.trace.trace_id(), ctx.trace.sampled()) {
+            return;
+        }
         let _in_request = ctx.trace.server.enter();
         // Path only: query strings can carry anything. Never the token.
         tracing::info!(

@@ -86,6 +86,11 @@ impl RequestTrace {
         self.ids.trace_id
     }
 
+    /// Whether the request's trace is sampled (recorded where an exporter is configured).
+    pub fn sampled(&self) -> bool {
+        self.ids.sampled
+    }
+
     /// Runs `f` (the request's authentication) in the request's trace: inside its server span,
     /// with the ids a fallback call to auth-svc passes on ([`fallback_span`]).
     pub async fn in_request<T>(&self, f: impl Future<Output = T>) -> T {

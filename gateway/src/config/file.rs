@@ -24,6 +24,9 @@ pub struct SidecarFile {
     /// stay readable by gateways built before the table existed.
     #[serde(skip_serializing_if = "RateLimitSection::is_default")]
     pub rate_limit: RateLimitSection,
+    /// Not written out while it holds the defaults (as `rate_limit`).
+    #[serde(skip_serializing_if = "AccessLogSection::is_default")]
+    pub access_log: AccessLogSection,
 }
 
 impl SidecarFile {
@@ -333,6 +336,27 @@ impl Default for RateLimitSection {
 }
 
 impl RateLimitSection {
+    /// Whether every key holds its default (then the table is not written out).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `[access_log]`: which requests get an access line (see `crate::access_log`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogSection {
+    /// The share of successful requests (status below 400) given an access line, 0..=1.
+    pub successes: f64,
+}
+
+impl Default for AccessLogSection {
+    fn default() -> Self {
+        Self { successes: 1.0 }
+    }
+}
+
+impl AccessLogSection {
     /// Whether every key holds its default (then the table is not written out).
     pub fn is_default(&self) -> bool {
         *self == Self::default()

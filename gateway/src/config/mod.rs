@@ -13,6 +13,7 @@
 //! | `[cache]` | [`TokenCacheSettings`] | `token_cache.rs` |
 //! | `[routes]` | [`PublicRoutes`] | `routes.rs` |
 //! | `[rate_limit]` | [`RateLimitSettings`] | `rate_limit.rs` |
+//! | `[access_log]` | [`AccessLogSettings`] | `access_log.rs` |
 //!
 //! [`Config`] is those settings plus the checks that relate keys of different sections. Errors
 //! name the key as `[section] key` (or the environment variable it came from) and never echo a
@@ -33,6 +34,7 @@ use platform::keyring::KeyringConfig;
 
 pub use file::*;
 
+use crate::access_log::AccessLogSettings;
 use crate::auth_client::AuthSettings;
 use crate::authenticator::JwtSettings;
 use crate::rate_limit::RateLimitSettings;
@@ -55,6 +57,7 @@ pub struct Config {
     pub shutdown: ShutdownSettings,
     pub routes: PublicRoutes,
     pub rate_limit: RateLimitSettings,
+    pub access_log: AccessLogSettings,
     /// `JWT_SECRET` (+ `JWT_SECRET_PREVIOUS`) or `JWT_SECRET_ARN`.
     pub keyring: KeyringConfig,
 }
@@ -111,6 +114,7 @@ impl Config {
             shutdown: ShutdownSettings::try_from(&f.shutdown)?,
             routes: PublicRoutes::try_from(&f.routes)?,
             rate_limit: RateLimitSettings::try_from(&f.rate_limit)?,
+            access_log: AccessLogSettings::try_from(&f.access_log)?,
             keyring: KeyringConfig::for_gateway(env, &f.auth.url)?,
         };
         config.check_across_sections()?;

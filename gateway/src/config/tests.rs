@@ -64,7 +64,15 @@ fn the_file_round_trips_through_toml_and_set_checks_the_schema() {
 #[test]
 fn keys_newer_than_the_last_release_are_left_out_at_their_defaults() {
     let text = SidecarFile::default().to_toml().unwrap();
-    for key in ["max_header_count", "max_header_bytes", "max_uri_bytes", "max_body_bytes", "[rate_limit]", "socket"] {
+    for key in [
+        "max_header_count",
+        "max_header_bytes",
+        "max_uri_bytes",
+        "max_body_bytes",
+        "[rate_limit]",
+        "[access_log]",
+        "socket",
+    ] {
         assert!(!text.contains(key), "{key} written at its default:\n{text}");
     }
     let mut f = SidecarFile::default();

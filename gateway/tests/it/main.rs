@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod access_log;
 mod admission;
 mod asymmetric;
 mod config;
