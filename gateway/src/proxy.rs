@@ -343,6 +343,15 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// pingora logs every failed request at ERROR, with the error's context (which can quote
+    /// the client's bytes). A client's fault (bad framing, a reset, a timeout reading it) is not
+    /// the operator's, nor is a limit it broke (our own 4xx): its access line has the status and
+    /// the error's type. Upstream and
+    /// internal failures keep pingora's line.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        *error.esource() == ErrorSource::Downstream || matches!(error.etype(), ErrorType::HTTPStatus(400..=499))
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
         let (code, message) = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(c)) => (*c, None),
@@ -368,6 +377,9 @@ impl ProxyHttp for Gateway {
             let mut body = ErrorBody::new(status, message);
             if code == 413 {
                 body = body.with_reason(Refusal::BODY_TOO_LARGE.reason);
+            } else if code == 400 && e.esource() == &ErrorSource::Downstream {
+                // The client's bytes broke HTTP/1.1 while its body was read (a bad chunk size).
+                body = body.with_reason(Refusal::MALFORMED.reason);
             }
             match Self::json_response(code, body, ctx, &extra) {
                 Ok((resp, body)) => {

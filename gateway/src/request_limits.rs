@@ -83,7 +83,8 @@ impl Refusal {
         message: "The request body is too large",
         reason: "body_too_large",
     };
-    const MALFORMED: Self = Self {
+    /// A request that is not valid HTTP/1.1, head or body framing.
+    pub const MALFORMED: Self = Self {
         status: StatusCode::BAD_REQUEST,
         message: "The request is not valid HTTP/1.1 (RFC 9112)",
         reason: "malformed_request",

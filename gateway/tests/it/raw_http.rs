@@ -212,5 +212,14 @@ async fn a_body_with_broken_chunked_framing_gets_our_json_400() {
     assert_eq!(r.status, 400, "{}", r.head);
     let body: Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{}", r.head));
     assert_eq!(body["error"], "Bad Request");
+    assert_eq!(body["reason"], "malformed_request", "{body}");
     assert!(r.head.to_ascii_lowercase().contains("x-request-id:"), "{}", r.head);
+    // A client's fault is its access line, not an ERROR line quoting its bytes.
+    let log = log_dir().join(format!("gateway-{}.log", gateway.addr.port()));
+    let text = testkit::wait::until_some("the refused request's access line", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { text.lines().any(|l| l.contains("malformed") || l.contains("status=400")).then_some(text) }
+    })
+    .await;
+    assert!(!text.contains("ERROR") && !text.contains("Fail to proxy"), "{text}");
 }
