@@ -8,7 +8,8 @@
 //!
 //! - [`door`]: the running front door, its listeners and stopping;
 //! - [`pool`]: the listener rules, targets and round-robin; `health`: the active checks;
-//! - [`proxy`]: the handlers that answer or forward a request;
+//! - [`proxy`]: the handlers that answer or forward a request; [`answer`]: the JSON errors of
+//!   the front door's own answers;
 //! - [`request_check`]: the ALB's own checks of a request head, before hyper reads it;
 //! - [`forwarded`]: the headers the ALB adds and removes;
 //! - [`upstream`], [`client_body`]: the connections to targets and the client's body on its way.
@@ -16,6 +17,7 @@
 //! Logs are `tracing` events (target `front_door`): the run command prints them with the
 //! prefix `front-door`.
 
+pub mod answer;
 pub mod client_body;
 pub mod config;
 pub mod door;

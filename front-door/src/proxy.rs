@@ -11,8 +11,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
-use platform::error_body::ErrorBody;
 
+use crate::answer;
 use crate::client_body::ClientBody;
 use crate::door::Shared;
 use crate::forwarded::{self, strip_hop_by_hop};
@@ -36,30 +36,31 @@ pub(crate) async fn public_proxy(
     req: Request,
 ) -> Response {
     if let Some(rejection) = peer.conn.take_rejection() {
-        let mut resp = ErrorBody::response(rejection.status, rejection.message);
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return resp;
+        return answer::refusal(rejection, peer.addr);
     }
+    let id = || answer::request_id(answer::client_request_id(req.headers()));
     if req.method() == Method::TRACE || req.method() == Method::CONNECT {
         // "Troubleshoot your Application Load Balancers", HTTP 405 (TRACE); the ALB does not
         // tunnel either. RFC 9110 section 15.5.6: a 405 carries `Allow`. CONNECT's bytes after
         // the head are not HTTP, so the connection is closed.
         let message = format!("The {} method is not supported", req.method());
-        let mut resp = ErrorBody::response(StatusCode::METHOD_NOT_ALLOWED, message);
+        let (status, reason) = (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"));
+        let mut resp = if req.method() == Method::CONNECT {
+            answer::closing(status, message, reason, id())
+        } else {
+            answer::error(status, message, reason, id())
+        };
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
-        if req.method() == Method::CONNECT {
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
         return resp;
     }
     let path = req.uri().path();
     // Internal: the gateways reach it through Cloud Map, never through the load balancer,
     // whose listener answers it with a fixed 404 like any path without a rule.
     if path == INTERNAL_PATH {
-        return ErrorBody::response(StatusCode::NOT_FOUND, NO_ROUTE);
+        return answer::error(StatusCode::NOT_FOUND, NO_ROUTE, None, id());
     }
     let Some(kind) = PoolKind::route(path) else {
-        return ErrorBody::response(StatusCode::NOT_FOUND, NO_ROUTE);
+        return answer::error(StatusCode::NOT_FOUND, NO_ROUTE, None, id());
     };
     let listener_port = shared.public_port;
     forward(&shared, kind, Some((peer.addr, listener_port)), req).await
@@ -74,11 +75,11 @@ pub(crate) async fn internal_proxy(State(shared): State<Arc<Shared>>, req: Reque
 /// Sends `req` to a healthy target of `kind`. `client` is the client's address and the public
 /// listener's port (the ALB's headers); `None` on the Cloud Map stand-in.
 async fn forward(shared: &Shared, kind: PoolKind, client: Option<(SocketAddr, u16)>, req: Request) -> Response {
+    // For the front door's own answers only: a forwarded request's id is the target's business.
+    let client_id = answer::client_request_id(req.headers());
     let Some(backend) = shared.pool(kind).pick() else {
-        return ErrorBody::response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("No healthy {} instance is available, retry later", kind.service()),
-        );
+        let message = format!("No healthy {} instance is available, retry later", kind.service());
+        return answer::error(StatusCode::SERVICE_UNAVAILABLE, message, None, answer::request_id(client_id));
     };
     backend.requests.fetch_add(1, Ordering::Relaxed);
 
@@ -86,7 +87,15 @@ async fn forward(shared: &Shared, kind: PoolKind, client: Option<(SocketAddr, u1
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let uri = match format!("http://{}{path_and_query}", backend.addr).parse::<Uri>() {
         Ok(uri) => uri,
-        Err(_) => return ErrorBody::response(StatusCode::BAD_REQUEST, "The request target is not a valid URI"),
+        Err(_) => {
+            let message = "The request target is not a valid URI";
+            return answer::error(
+                StatusCode::BAD_REQUEST,
+                message,
+                Some("malformed_request"),
+                answer::request_id(client_id),
+            );
+        }
     };
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
@@ -107,21 +116,20 @@ async fn forward(shared: &Shared, kind: PoolKind, client: Option<(SocketAddr, u1
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
-        Ok(Err(_)) if client_body_failed.load(Ordering::Relaxed) => {
-            let mut resp = ErrorBody::response(
-                StatusCode::BAD_REQUEST,
-                "The request body is malformed: its chunked encoding or length is not valid HTTP/1.1",
-            );
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            resp
-        }
+        Ok(Err(_)) if client_body_failed.load(Ordering::Relaxed) => answer::closing(
+            StatusCode::BAD_REQUEST,
+            "The request body is malformed: its chunked encoding or length is not valid HTTP/1.1",
+            Some("malformed_request"),
+            answer::request_id(client_id),
+        ),
         Ok(Err(e)) => {
             tracing::warn!("{} ({}) failed: {e}", backend.name, backend.addr);
-            ErrorBody::response(StatusCode::BAD_GATEWAY, format!("The {} instance did not answer", kind.service()))
+            let message = format!("The {} instance did not answer", kind.service());
+            answer::error(StatusCode::BAD_GATEWAY, message, None, answer::request_id(client_id))
         }
-        Err(_) => ErrorBody::response(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("The {} instance did not answer in time", kind.service()),
-        ),
+        Err(_) => {
+            let message = format!("The {} instance did not answer in time", kind.service());
+            answer::error(StatusCode::GATEWAY_TIMEOUT, message, None, answer::request_id(client_id))
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::head::{Framing, MAX_HEAD, MAX_HEADERS, MAX_LINE, check, partial_too_long};
+use super::head::{Framing, MAX_HEAD, MAX_HEADERS, MAX_LINE, check, head_too_large, parse_error, partial_too_long};
 use super::{ConnState, Rejection};
 
 /// What hyper is given in place of a rejected head: answered from [`ConnState`], never
@@ -151,15 +151,10 @@ impl<S> Checked<S> {
         let parsed = req.parse(&self.input);
         let outcome = match parsed {
             // A complete head can arrive in one read: its size is checked here too.
-            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
-                Ok(Err(Rejection::bad("The request head is larger than 64 KiB")))
-            }
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => Ok(Err(head_too_large())),
             Ok(httparse::Status::Complete(len)) => Ok(check(&req).map(|framing| (len, framing))),
             Ok(httparse::Status::Partial) => Err(partial_too_long(&self.input)),
-            Err(httparse::Error::TooManyHeaders) => {
-                Ok(Err(Rejection::bad(format!("The request has more than {MAX_HEADERS} header fields"))))
-            }
-            Err(e) => Ok(Err(Rejection::bad(format!("The request head is not valid HTTP/1.1: {e}")))),
+            Err(e) => Ok(Err(parse_error(e))),
         };
         match outcome {
             Ok(Ok((len, framing))) => {
@@ -281,7 +276,7 @@ GET /y HTTP/1.1\r\nhost: a\r\n\r\n";
                 StatusCode::NOT_IMPLEMENTED,
                 "Transfer-Encoding",
             ),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", StatusCode::BAD_REQUEST, "not valid"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", StatusCode::BAD_REQUEST, "name"),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", StatusCode::BAD_REQUEST, "number"),
         ];
         for (input, status, word) in cases {
@@ -290,6 +285,12 @@ GET /y HTTP/1.1\r\nhost: a\r\n\r\n";
             let (index, r) = rejection.expect("rejected");
             assert_eq!((index, r.status), (0, status), "{}", String::from_utf8_lossy(input));
             assert!(r.message.contains(word), "{}: {}", String::from_utf8_lossy(input), r.message);
+            let reason = if status == StatusCode::NOT_IMPLEMENTED {
+                "unsupported_transfer_encoding"
+            } else {
+                "malformed_request"
+            };
+            assert_eq!(r.reason, reason, "{}", String::from_utf8_lossy(input));
         }
     }
 
@@ -302,7 +303,7 @@ GET /y HTTP/1.1\r\nhost: a\r\n\r\n";
         assert_eq!(out, [good, STAND_IN.to_vec()].concat());
         assert_eq!(rejection.map(|(i, _)| i), Some(1), "the second request is the stand-in");
         let conn = ConnState::default();
-        *conn.rejection.lock().unwrap_or_else(|e| e.into_inner()) = Some((1, Rejection::bad("x")));
+        *conn.rejection.lock().unwrap_or_else(|e| e.into_inner()) = Some((1, Rejection::malformed("x")));
         assert_eq!(conn.take_rejection(), None, "request 0 is forwarded");
         assert!(conn.take_rejection().is_some(), "request 1 is answered with the rejection");
     }
@@ -313,7 +314,16 @@ GET /y HTTP/1.1\r\nhost: a\r\n\r\n";
         input.extend(std::iter::repeat_n(b'a', MAX_LINE + 10));
         input.extend_from_slice(b"\r\n\r\n");
         let (_, rejection) = through(&input).await;
-        assert!(rejection.is_some_and(|(_, r)| r.message.contains("16 KiB")));
+        assert!(rejection.is_some_and(|(_, r)| r.reason == "headers_too_large" && r.message.contains("X-Big")));
+
+        // A request line over 16 KiB, complete or not yet: the target is too long.
+        let mut line = b"GET /".to_vec();
+        line.extend(std::iter::repeat_n(b'a', MAX_LINE));
+        for input in [line.clone(), [line, b" HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()].concat()] {
+            let (_, rejection) = through(&input).await;
+            let (_, r) = rejection.expect("rejected");
+            assert_eq!((r.status, r.reason), (StatusCode::URI_TOO_LONG, "uri_too_long"));
+        }
 
         // Lines under 16 KiB but a whole head over 64 KiB, complete in one read (the case that
         // passed before: only incomplete heads were measured).
@@ -327,6 +337,6 @@ GET /y HTTP/1.1\r\nhost: a\r\n\r\n";
         assert!(input.len() > MAX_HEAD && input.len() < 80 * 1024);
         let (out, rejection) = through(&input).await;
         assert_eq!(out, STAND_IN.to_vec());
-        assert!(rejection.is_some_and(|(_, r)| r.message.contains("64 KiB")));
+        assert!(rejection.is_some_and(|(_, r)| r.reason == "headers_too_large" && r.message.contains("64 KiB")));
     }
 }

@@ -1,8 +1,6 @@
 //! The checks on one request head (the ALB's limits and RFC 9112's framing rules), and the body
 //! framing a head that passes announces.
 
-use axum::http::StatusCode;
-
 use super::Rejection;
 
 /// Longest request line, and longest header line (ALB: 16K each).
@@ -23,15 +21,45 @@ pub(super) enum Framing {
     Opaque,
 }
 
-/// An incomplete head that is already too long to be accepted.
+/// An incomplete head that is already too long to be accepted: its request line (the first)
+/// over [`MAX_LINE`] is a long target, any other line over it or the whole over [`MAX_HEAD`] are
+/// header fields too large.
 pub(super) fn partial_too_long(input: &[u8]) -> Option<Rejection> {
-    if input.len() > MAX_HEAD {
-        return Some(Rejection::bad("The request head is larger than 64 KiB"));
+    let mut lines = input.split(|b| *b == b'\n');
+    if lines.next().is_some_and(|request_line| request_line.len() > MAX_LINE) {
+        return Some(Rejection::uri_too_long());
     }
-    if input.split(|b| *b == b'\n').any(|line| line.len() > MAX_LINE) {
-        return Some(Rejection::bad("A request line or header line is longer than 16 KiB"));
+    if input.len() > MAX_HEAD {
+        return Some(head_too_large());
+    }
+    if lines.any(|line| line.len() > MAX_LINE) {
+        return Some(Rejection::headers_too_large("A header line is longer than 16 KiB"));
     }
     None
+}
+
+/// A complete head over [`MAX_HEAD`].
+pub(super) fn head_too_large() -> Rejection {
+    Rejection::headers_too_large("The request head is larger than 64 KiB")
+}
+
+/// The rejection for a head `httparse` refused. The message says which part is wrong in our
+/// words (never the parser's text or the request's bytes).
+pub(super) fn parse_error(e: httparse::Error) -> Rejection {
+    let message = match e {
+        httparse::Error::TooManyHeaders => return Rejection::too_many_headers(),
+        httparse::Error::Version => "The request line's version is not HTTP/1.0 or HTTP/1.1",
+        httparse::Error::Token => {
+            "The request line is not valid: it is a method, a request target and HTTP/1.1, separated by single spaces (RFC 9112 section 3)"
+        }
+        httparse::Error::HeaderName => "A header field name is not a valid token (RFC 9110 section 5.1)",
+        httparse::Error::HeaderValue => {
+            "A header field value has a character that is not allowed (RFC 9110 section 5.5)"
+        }
+        httparse::Error::NewLine => "A line of the request head does not end with CRLF (RFC 9112 section 2.2)",
+        httparse::Error::Status => "The request head is not valid HTTP/1.1 (RFC 9112)",
+    };
+    Rejection::malformed(message)
 }
 
 /// Whether `target` is a request target the HTTP server behind this check accepts for a method
@@ -52,41 +80,45 @@ pub(super) fn check(req: &httparse::Request<'_, '_>) -> Result<Framing, Rejectio
     let method = req.method.unwrap_or_default();
     let path = req.path.unwrap_or_default();
     if method.len() + path.len() + 10 > MAX_LINE {
-        return Err(Rejection::bad("The request line is longer than 16 KiB"));
+        return Err(Rejection::uri_too_long());
     }
     if let Some(h) = req.headers.iter().find(|h| h.name.len() + h.value.len() + 2 > MAX_LINE) {
-        return Err(Rejection::bad(format!("The {} header line is longer than 16 KiB", h.name)));
+        // RFC 6585 section 5: the answer should name the field at fault (unless the name itself
+        // is what is long).
+        let message = if h.name.len() <= 64 {
+            format!("The {} header line is longer than 16 KiB", h.name)
+        } else {
+            "A header line is longer than 16 KiB".to_owned()
+        };
+        return Err(Rejection::headers_too_large(message));
     }
     if !method.eq_ignore_ascii_case("CONNECT") && !is_request_target(path) {
-        return Err(Rejection::bad("The request target must be a path such as /tasks (RFC 9112 section 3.2)"));
+        return Err(Rejection::malformed("The request target must be a path such as /tasks (RFC 9112 section 3.2)"));
     }
     let values = |name: &str| -> Vec<&[u8]> {
         req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value).collect()
     };
     let hosts = values("host").len();
     if hosts > 1 || (http11 && hosts == 0) {
-        return Err(Rejection::bad("An HTTP/1.1 request needs exactly one Host header (RFC 9112 section 3.2)"));
+        return Err(Rejection::malformed("An HTTP/1.1 request needs exactly one Host header (RFC 9112 section 3.2)"));
     }
     let lengths = values("content-length");
     let codings = values("transfer-encoding");
     if lengths.len() > 1 {
-        return Err(Rejection::bad("The request has more than one Content-Length header"));
+        return Err(Rejection::malformed("The request has more than one Content-Length header"));
     }
     if !codings.is_empty() {
         if !lengths.is_empty() {
-            return Err(Rejection::bad(
+            return Err(Rejection::malformed(
                 "The request has both Content-Length and Transfer-Encoding (RFC 9112 section 6.1)",
             ));
         }
         if !http11 {
-            return Err(Rejection::bad("Transfer-Encoding is not allowed in an HTTP/1.0 request"));
+            return Err(Rejection::malformed("Transfer-Encoding is not allowed in an HTTP/1.0 request"));
         }
         let chunked = codings.len() == 1 && codings[0].trim_ascii().eq_ignore_ascii_case(b"chunked");
         if !chunked {
-            return Err(Rejection {
-                status: StatusCode::NOT_IMPLEMENTED,
-                message: "Transfer-Encoding is not supported: send chunked, or a Content-Length".into(),
-            });
+            return Err(Rejection::unsupported_transfer_encoding());
         }
         return Ok(Framing::Chunked);
     }
@@ -98,13 +130,13 @@ pub(super) fn check(req: &httparse::Request<'_, '_>) -> Result<Framing, Rejectio
         Some(value) => {
             let digits = value.trim_ascii();
             if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-                return Err(Rejection::bad("Content-Length is not a number"));
+                return Err(Rejection::malformed("Content-Length is not a number"));
             }
             std::str::from_utf8(digits)
                 .ok()
                 .and_then(|d| d.parse::<u64>().ok())
                 .map(Framing::Length)
-                .ok_or_else(|| Rejection::bad("Content-Length is too large"))
+                .ok_or_else(|| Rejection::malformed("Content-Length is too large"))
         }
     }
 }
