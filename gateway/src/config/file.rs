@@ -308,7 +308,10 @@ pub struct RateLimitSection {
     /// fleet rate between the gateways; empty: this gateway is alone (N = 1).
     pub peers_dns_name: String,
     /// A fixed N where there is no DNS name to count (the run command sets its task count);
-    /// 0: N from `peers_dns_name`, or 1 without one. Not both.
+    /// 0: N from `peers_dns_name`, or 1 without one. Not both. Newer than the table: not
+    /// written out at 0, so a file with the table changed stays readable by a gateway built
+    /// before the key (the bench's baseline).
+    #[serde(skip_serializing_if = "is_zero")]
     pub peers: u32,
     /// Seconds between two lookups of `peers_dns_name`.
     pub peers_refresh_secs: u64,
@@ -361,6 +364,10 @@ impl AccessLogSection {
     pub fn is_default(&self) -> bool {
         *self == Self::default()
     }
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 fn parse_file(text: &str) -> Result<SidecarFile, String> {

@@ -76,6 +76,9 @@ fn keys_newer_than_the_last_release_are_left_out_at_their_defaults() {
         assert!(!text.contains(key), "{key} written at its default:\n{text}");
     }
     let mut f = SidecarFile::default();
+    f.rate_limit.enabled = false;
+    let text = f.to_toml().unwrap();
+    assert!(text.contains("[rate_limit]") && !text.contains("peers ="), "rate_limit.peers at 0:\n{text}");
     f.set("server.max_header_count", "32").unwrap();
     let text = f.to_toml().unwrap();
     assert!(text.contains("max_header_count = 32"), "{text}");
