@@ -27,7 +27,7 @@ use crate::fallback::Fallback;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::revocation_list::RevocationList;
 use crate::token_cache::{TokenCache, TokenKey, token_key};
-use crate::trace_context::Cause;
+use crate::trace_context::{Cause, TraceIds};
 
 /// How long a key id's first sighting is remembered (bounded: made-up key ids come and go).
 const FIRST_SEEN_TTL: Duration = Duration::from_secs(120);
@@ -133,13 +133,17 @@ impl Authenticator {
         }
     }
 
-    /// The decision for the bearer token `raw`.
-    pub async fn authenticate(&self, raw: &str) -> Decision {
+    /// The decision for the bearer token `raw`, of a request traced as `trace` (what a fallback
+    /// call to auth-svc passes on).
+    pub async fn authenticate(&self, raw: &str, trace: TraceIds) -> Decision {
         let key = token_key(raw);
         let (decision, cause) = match self.cached(&key).await {
             Some(hit) => (hit, Cause::CacheHit),
             None => {
-                let (decided, cause) = crate::trace_context::deciding(self.decide(key, raw)).await;
+                // Boxed: the decision off the cache (verification, the fallback's HTTP call) is
+                // a large future; inline, every request's future would carry and copy it.
+                let deciding = Box::pin(crate::trace_context::deciding(trace, self.decide(key, raw)));
+                let (decided, cause) = deciding.await;
                 self.cache.insert(key, decided.clone()).await;
                 (decided, cause)
             }

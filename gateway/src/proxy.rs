@@ -16,6 +16,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, Result};
 use platform::ErrorBody;
 use platform::identity;
+use tracing::Instrument as _;
 
 use crate::admission::Admission;
 use crate::authenticator::{Authenticator, credential};
@@ -210,7 +211,13 @@ impl ProxyHttp for Gateway {
         };
         let decision = match found {
             Err(r) => Decision::Deny(r),
-            Ok(token) => ctx.trace.in_request(self.auth.authenticate(token)).await,
+            // Inside the server span only when there is one: wrapping the future costs a copy
+            // of it per request.
+            Ok(token) if ctx.trace.server.is_none() => self.auth.authenticate(token, ctx.trace.ids()).await,
+            Ok(token) => {
+                let server = ctx.trace.server.clone();
+                self.auth.authenticate(token, ctx.trace.ids()).instrument(server).await
+            }
         };
         ctx.decision = decision.labels();
         match &decision {

@@ -32,13 +32,13 @@ pub struct RequestTrace {
     /// head received (ended in [`RequestTrace::finish`] at the latest).
     upstream: Span,
     /// The ids passed on for a request whose spans are not recorded.
-    ids: Ids,
+    ids: TraceIds,
 }
 
 /// What an unrecorded request passes on: its trace, the span named as the parent of its calls
 /// (the caller's, or a made-up one when the caller named none) and its decision.
 #[derive(Debug, Clone, Copy)]
-struct Ids {
+pub struct TraceIds {
     trace_id: TraceId,
     parent: SpanId,
     sampled: bool,
@@ -49,7 +49,7 @@ impl Default for RequestTrace {
         Self {
             server: Span::none(),
             upstream: Span::none(),
-            ids: Ids { trace_id: TraceId::INVALID, parent: SpanId::INVALID, sampled: false },
+            ids: TraceIds { trace_id: TraceId::INVALID, parent: SpanId::INVALID, sampled: false },
         }
     }
 }
@@ -61,7 +61,7 @@ impl RequestTrace {
         let incoming = platform::trace_header::incoming(&req.headers).map(|(i, _)| i);
         let start: TraceStart = sampling.start(incoming);
         let parent = start.parent.unwrap_or_else(RequestSampling::new_span_id);
-        self.ids = Ids { trace_id: start.trace_id, parent, sampled: start.sampled };
+        self.ids = TraceIds { trace_id: start.trace_id, parent, sampled: start.sampled };
         if !start.record {
             return;
         }
@@ -91,11 +91,10 @@ impl RequestTrace {
         self.ids.sampled
     }
 
-    /// Runs `f` (the request's authentication) in the request's trace: inside its server span,
-    /// with the ids a fallback call to auth-svc passes on ([`fallback_span`]).
-    pub async fn in_request<T>(&self, f: impl Future<Output = T>) -> T {
-        use tracing::Instrument as _;
-        REQUEST_IDS.scope(self.ids, f.instrument(self.server.clone())).await
+    /// The ids a fallback call to auth-svc made for this request passes on
+    /// ([`fallback_span`]).
+    pub fn ids(&self) -> TraceIds {
+        self.ids
     }
 
     /// Starts the client span of the call to task-svc (when recorded) and sets its trace
@@ -160,17 +159,6 @@ impl RequestTrace {
     }
 }
 
-tokio::task_local! {
-    /// The ids of the request being authenticated ([`RequestTrace::in_request`]).
-    static REQUEST_IDS: Ids;
-}
-
-/// The trace id of the request being authenticated, for the log lines of its decision; `None`
-/// outside [`RequestTrace::in_request`].
-pub fn current_trace_id() -> Option<TraceId> {
-    REQUEST_IDS.try_with(|ids| ids.trace_id).ok().filter(|id| *id != TraceId::INVALID)
-}
-
 /// Where a decision came from (before the revocation check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -180,16 +168,24 @@ pub enum Cause {
     Fallback,
 }
 
-tokio::task_local! {
-    static FALLBACK_CALLED: Cell<bool>;
+/// A decision being made off the cache ([`deciding`]): its request's trace, and whether it
+/// called auth-svc.
+struct Deciding {
+    ids: TraceIds,
+    fallback_called: Cell<bool>,
 }
 
-/// Runs `decide` (a decision that is not a cache hit) and tells whether it called auth-svc.
-pub async fn deciding(decide: impl Future<Output = Decision>) -> (Decision, Cause) {
-    FALLBACK_CALLED
-        .scope(Cell::new(false), async {
+tokio::task_local! {
+    static DECIDING: Deciding;
+}
+
+/// Runs `decide` (a decision that is not a cache hit, for the request traced as `ids`) and
+/// tells whether it called auth-svc. The fallback call reads `ids` ([`fallback_span`]).
+pub async fn deciding(ids: TraceIds, decide: impl Future<Output = Decision>) -> (Decision, Cause) {
+    DECIDING
+        .scope(Deciding { ids, fallback_called: Cell::new(false) }, async {
             let decision = decide.await;
-            let called = FALLBACK_CALLED.try_with(Cell::get).unwrap_or(false);
+            let called = DECIDING.try_with(|d| d.fallback_called.get()).unwrap_or(false);
             (decision, if called { Cause::Fallback } else { Cause::LocalVerify })
         })
         .await
@@ -197,7 +193,13 @@ pub async fn deciding(decide: impl Future<Output = Decision>) -> (Decision, Caus
 
 /// Marks the decision being made (inside [`deciding`]) as one that called auth-svc.
 pub fn note_fallback() {
-    let _ = FALLBACK_CALLED.try_with(|c| c.set(true));
+    let _ = DECIDING.try_with(|d| d.fallback_called.set(true));
+}
+
+/// The trace id of the request whose decision is being made, for the log lines of that
+/// decision; `None` outside [`deciding`].
+pub fn current_trace_id() -> Option<TraceId> {
+    DECIDING.try_with(|d| d.ids.trace_id).ok().filter(|id| *id != TraceId::INVALID)
 }
 
 /// Records the authentication decision on the current span (the request's server span while
@@ -223,7 +225,7 @@ pub fn record_decision(decision: &Decision, cause: Cause) {
 pub fn fallback_span() -> (Span, http::HeaderMap) {
     let mut headers = http::HeaderMap::new();
     if Span::current().is_none() {
-        if let Ok(ids) = REQUEST_IDS.try_with(|ids| *ids)
+        if let Ok(ids) = DECIDING.try_with(|d| d.ids)
             && ids.trace_id != TraceId::INVALID
         {
             headers.insert(TRACEPARENT, format_traceparent(ids.trace_id, ids.parent, ids.sampled));

@@ -149,17 +149,37 @@ fn hex_array<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// `traceparent` for a span: `00-<trace id>-<span id>-<01 or 00>`.
+/// `traceparent` for a span: `00-<trace id>-<span id>-<01 or 00>`. Written into a stack buffer
+/// (no formatting machinery, one allocation: the header value's): the gateway sends one per
+/// request.
 pub fn format_traceparent(trace_id: TraceId, span_id: SpanId, sampled: bool) -> HeaderValue {
-    let text = format!("00-{trace_id}-{span_id}-{:02x}", u8::from(sampled));
-    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex_into(&mut out[3..35], &trace_id.to_bytes());
+    hex_into(&mut out[36..52], &span_id.to_bytes());
+    out[54] = if sampled { b'1' } else { b'0' };
+    header_value(&out)
 }
 
 /// `X-Amzn-Trace-Id` for a span: `Root=1-<8 hex>-<24 hex>;Parent=<span id>;Sampled=<0|1>`.
 pub fn format_xray(trace_id: TraceId, span_id: SpanId, sampled: bool) -> HeaderValue {
-    let hex = trace_id.to_string();
-    let text = format!("Root=1-{}-{};Parent={span_id};Sampled={}", &hex[..8], &hex[8..], u8::from(sampled));
-    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
+    let mut out = *b"Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0";
+    let trace = trace_id.to_bytes();
+    hex_into(&mut out[7..15], &trace[..4]);
+    hex_into(&mut out[16..40], &trace[4..]);
+    hex_into(&mut out[48..64], &span_id.to_bytes());
+    out[73] = if sampled { b'1' } else { b'0' };
+    header_value(&out)
+}
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    // The lengths are fixed by the callers' templates; a mismatch leaves the zeros.
+    let _ = hex::encode_to_slice(bytes, out);
+}
+
+/// A header value of ASCII hex and punctuation, which is always valid.
+fn header_value(bytes: &[u8]) -> HeaderValue {
+    HeaderValue::from_bytes(bytes).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// X-Ray's form of a trace id: `4bf92f3577b34da6a3ce929d0e0e4736` → `1-4bf92f35-77b34da6a3ce929d0e0e4736`.
