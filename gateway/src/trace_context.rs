@@ -2,13 +2,14 @@
 //! `traceparent` or the ALB's `X-Amzn-Trace-Id`, see [`platform::trace_header::incoming`]), the
 //! authentication decision and its cause as attributes of it, a client span for the call to
 //! task-svc and one for the fallback call to auth-svc. The trace headers sent upstream are
-//! formatted from our ids; whatever the client sent under those names is replaced.
+//! formatted from our ids (`traceparent` to task-svc; it and `X-Amzn-Trace-Id` to auth-svc);
+//! whatever the client sent under those names is replaced or dropped.
 //!
 //! Spans are made only for a request whose trace is recorded (sampled, with an exporter:
 //! [`platform::tracing_otel::TraceStart::record`]). Any other request is traced without them: its
 //! trace id and sampling decision are decided up front, passed on with the caller's span as the
 //! parent (ours is not recorded) and written on its log lines as a field; that keeps the cost of
-//! tracing an unsampled request to parsing its header and formatting two.
+//! tracing an unsampled request to parsing its header and formatting one.
 
 use std::cell::Cell;
 
@@ -97,10 +98,13 @@ impl RequestTrace {
         self.ids
     }
 
-    /// Starts the client span of the call to task-svc (when recorded) and sets its trace
-    /// headers on `upstream`, replacing the client's (and dropping its `tracestate`).
+    /// Starts the client span of the call to task-svc (when recorded) and sets its
+    /// `traceparent` on `upstream`, replacing the client's; the client's `tracestate` and
+    /// `X-Amzn-Trace-Id` are dropped. task-svc continues `traceparent`: an X-Ray header beside it
+    /// would say the same and cost the gateway one more header per request.
     pub fn upstream(&mut self, upstream: &mut RequestHeader) -> pingora::Result<()> {
         upstream.remove_header(TRACESTATE);
+        upstream.remove_header(X_AMZN_TRACE_ID);
         let ids = if self.server.is_none() {
             Some((self.ids.trace_id, self.ids.parent, self.ids.sampled))
         } else {
@@ -120,11 +124,9 @@ impl RequestTrace {
         match ids {
             Some((trace, span, sampled)) => {
                 upstream.insert_header(TRACEPARENT, format_traceparent(trace, span, sampled))?;
-                upstream.insert_header(X_AMZN_TRACE_ID, format_xray(trace, span, sampled))?;
             }
             None => {
                 upstream.remove_header(TRACEPARENT);
-                upstream.remove_header(X_AMZN_TRACE_ID);
             }
         }
         Ok(())
@@ -293,18 +295,15 @@ mod tests {
         ("tracestate", "vendor=secret"),
     ];
 
-    /// The parent span id the forwarded headers name, after checking they agree, keep the
-    /// X-Ray header's trace (it named its caller's span: it wins over traceparent) and its
-    /// decision, and drop `tracestate` and unknown X-Ray fields.
+    /// The parent span id the forwarded `traceparent` names, after checking it keeps the X-Ray
+    /// header's trace (it named its caller's span: it wins over traceparent) and its decision,
+    /// and that neither `tracestate` nor the client's X-Ray header is passed on.
     fn forwarded_parent(up: &RequestHeader) -> String {
         let tp = header(up, "traceparent");
         assert_eq!(tp.len(), 1);
         assert!(tp[0].starts_with("00-5759e988bd862e3fe1be46a994272793-") && tp[0].ends_with("-01"), "{tp:?}");
-        let span_id = &tp[0][36..52];
-        let xray = header(up, "x-amzn-trace-id");
-        assert_eq!(xray, vec![format!("Root=1-5759e988-bd862e3fe1be46a994272793;Parent={span_id};Sampled=1")]);
-        assert!(header(up, "tracestate").is_empty());
-        span_id.to_owned()
+        assert!(header(up, "x-amzn-trace-id").is_empty() && header(up, "tracestate").is_empty());
+        tp[0][36..52].to_owned()
     }
 
     #[test]
@@ -339,9 +338,7 @@ mod tests {
             if !record {
                 assert!(tp[0].ends_with("-00"), "a new trace, not sampled without an exporter: {tp:?}");
             }
-            let xray = header(&up, "x-amzn-trace-id");
-            assert_eq!(xray.len(), 1);
-            assert!(!xray[0].contains("99427279z") && xray[0].starts_with("Root=1-"), "{xray:?}");
+            assert!(header(&up, "x-amzn-trace-id").is_empty());
         }
     }
 }
