@@ -11,17 +11,12 @@ use platform::error_body::ErrorBody;
 use crate::forwarded;
 use crate::request_check::Rejection;
 
-/// The request id header of the stack (README, "Observability").
-pub const REQUEST_ID: &str = "x-request-id";
+use platform::http::REQUEST_ID;
 
-/// The client's one `X-Request-Id`, when [`platform::http::is_usable_request_id`] accepts it
-/// (the rule of every service of the stack); `None` when absent, repeated or unusable.
+/// The client's one usable `X-Request-Id` (the rule of every service of the stack,
+/// [`platform::http::client_request_id`]); `None` when absent, repeated or unusable.
 pub fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
-    let mut sent = headers.get_all(REQUEST_ID).iter();
-    match (sent.next(), sent.next()) {
-        (Some(one), None) if platform::http::is_usable_request_id(one.as_bytes()) => Some(one.clone()),
-        _ => None,
-    }
+    platform::http::client_request_id(headers).cloned()
 }
 
 /// The id of a request the front door answers itself: the client's usable one

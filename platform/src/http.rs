@@ -202,17 +202,24 @@ pub fn is_usable_request_id(value: &[u8]) -> bool {
     !value.is_empty() && value.len() <= 128 && value.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
-/// Removes an `X-Request-Id` that [`is_usable_request_id`] refuses (or a repeated one), before
+/// The request id header of the stack.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The client's one `X-Request-Id`, when [`is_usable_request_id`] accepts it; `None` when it is
+/// absent, repeated or unusable.
+pub fn client_request_id(headers: &http::HeaderMap) -> Option<&HeaderValue> {
+    let mut ids = headers.get_all(REQUEST_ID).iter();
+    match (ids.next(), ids.next()) {
+        (Some(one), None) if is_usable_request_id(one.as_bytes()) => Some(one),
+        _ => None,
+    }
+}
+
+/// Removes an `X-Request-Id` that [`client_request_id`] refuses (unusable or repeated), before
 /// `SetRequestIdLayer` runs, so it generates a fresh one.
 async fn drop_unusable_request_id(mut req: Request, next: Next) -> Response {
-    let mut ids = req.headers().get_all("x-request-id").iter();
-    let usable = match (ids.next(), ids.next()) {
-        (Some(one), None) => is_usable_request_id(one.as_bytes()),
-        (None, _) => true,
-        _ => false,
-    };
-    if !usable {
-        req.headers_mut().remove("x-request-id");
+    if req.headers().contains_key(REQUEST_ID) && client_request_id(req.headers()).is_none() {
+        req.headers_mut().remove(REQUEST_ID);
     }
     next.run(req).await
 }
