@@ -94,10 +94,8 @@ impl Fallback {
         let (label, decision) = match outcome {
             Err(_) | Ok(Err(Failure::Timeout)) => ("timeout", Decision::Unavailable(Unavailable::AuthUnavailable)),
             Ok(Err(Failure::Other(reason))) => {
-                match crate::trace_context::current_trace_id() {
-                    Some(trace_id) => tracing::warn!(%reason, %trace_id, "auth-svc fallback failed"),
-                    None => tracing::warn!(%reason, "auth-svc fallback failed"),
-                }
+                let trace_id = crate::trace_context::current_trace_id().map(tracing::field::display);
+                tracing::warn!(%reason, trace_id, "auth-svc fallback failed");
                 ("error", Decision::Unavailable(Unavailable::AuthUnavailable))
             }
             Ok(Ok(d @ Decision::Allow(_))) => ("valid", d),

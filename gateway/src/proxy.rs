@@ -353,8 +353,7 @@ impl ProxyHttp for Gateway {
     /// pingora logs every failed request at ERROR, with the error's context (which can quote
     /// the client's bytes). A client's fault (bad framing, a reset, a timeout reading it) is not
     /// the operator's, nor is a limit it broke (our own 4xx): its access line has the status and
-    /// the error's type. Upstream and
-    /// internal failures keep pingora's line.
+    /// the error's type. Upstream and internal failures keep pingora's line.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
         *error.esource() == ErrorSource::Downstream || matches!(error.etype(), ErrorType::HTTPStatus(400..=499))
     }

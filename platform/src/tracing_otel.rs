@@ -166,11 +166,7 @@ struct RequestSampler {
 
 impl RequestSampler {
     fn new(choice: SamplerChoice) -> Self {
-        let root = match choice.ratio {
-            r if r >= 1.0 => Sampler::AlwaysOn,
-            r if r <= 0.0 => Sampler::AlwaysOff,
-            r => Sampler::TraceIdRatioBased(r),
-        };
+        let root = root_sampler(choice.ratio);
         let configured = if choice.parent_based { Sampler::ParentBased(Box::new(root.clone())) } else { root.clone() };
         Self { configured, root }
     }
@@ -195,6 +191,16 @@ impl ShouldSample for RequestSampler {
                 trace_state: TraceState::default(),
             },
         }
+    }
+}
+
+/// The sampler of traces without a caller's decision: `ratio` of them (0 and 1 without hashing
+/// the trace id).
+fn root_sampler(ratio: f64) -> Sampler {
+    match ratio {
+        r if r >= 1.0 => Sampler::AlwaysOn,
+        r if r <= 0.0 => Sampler::AlwaysOff,
+        r => Sampler::TraceIdRatioBased(r),
     }
 }
 

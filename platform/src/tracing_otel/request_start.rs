@@ -53,12 +53,7 @@ impl RequestSampling {
     }
 
     fn with(exporting: bool, choice: SamplerChoice) -> Self {
-        let root = match choice.ratio {
-            r if r >= 1.0 => Sampler::AlwaysOn,
-            r if r <= 0.0 => Sampler::AlwaysOff,
-            r => Sampler::TraceIdRatioBased(r),
-        };
-        Self { exporting, parent_based: choice.parent_based, root }
+        Self { exporting, parent_based: choice.parent_based, root: super::root_sampler(choice.ratio) }
     }
 
     /// The start of a request's trace from the caller's valid header, if any. A caller's
