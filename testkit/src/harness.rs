@@ -41,9 +41,23 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
-/// The log file of process `name` listening on `port` (printed, for a failing test).
+/// Where process `name` listening on `port` writes its log: `<log_dir>/<name>-<port>.log`.
+/// Tests read a process's log here; [`log_file`] makes it.
+pub fn log_path(name: &str, port: u16) -> PathBuf {
+    log_dir().join(format!("{name}-{port}.log"))
+}
+
+/// A fresh log file for process `name` about to listen on `port` (its path printed, for a
+/// failing test). A file left by an earlier process on the same port (an earlier test or run:
+/// ports are reused and the processes append) is removed, so a test reading this log sees only
+/// this process's lines.
 pub fn log_file(name: &str, port: u16) -> PathBuf {
-    let path = log_dir().join(format!("{name}-{port}.log"));
+    let path = log_path(name, port);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("cannot remove the old log {}: {e}", path.display()),
+    }
     eprintln!("{name} log: {}", path.display());
     path
 }
@@ -226,4 +240,20 @@ pub async fn create_task(gateway: &RunningService, token: &str, title: &str) -> 
         .unwrap();
     assert_eq!(r.status(), 201);
     r.json::<Value>().await.unwrap()["task"].clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_file, log_path};
+
+    #[test]
+    fn a_log_left_on_the_port_is_not_read_as_the_new_process_log() {
+        // A port no test listens on: the file is only this test's.
+        let path = log_path("stale-log-test", 1);
+        std::fs::write(&path, "ERROR from a process that had this port before\n").unwrap();
+        assert_eq!(log_file("stale-log-test", 1), path);
+        assert!(!path.exists(), "the earlier process's log is still there");
+        // No file at all is fine too.
+        assert_eq!(log_file("stale-log-test", 1), path);
+    }
 }

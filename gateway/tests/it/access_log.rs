@@ -24,7 +24,7 @@ async fn with_no_share_of_successes_only_refusals_and_sampled_traces_are_logged(
 
     // Lines are written in the order the requests ended: once the last one's is in, the
     // success's would be too.
-    let log = log_dir().join(format!("gateway-{}.log", stack.gateway.addr.port()));
+    let log = log_path("gateway", stack.gateway.addr.port());
     let text = testkit::wait::until_some("the access line of the sampled request", Duration::from_secs(10), || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         async move { text.contains("al-sampled").then_some(text) }

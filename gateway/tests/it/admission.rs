@@ -66,7 +66,7 @@ async fn a_read_only_token_reads_and_every_write_is_403_insufficient_scope() {
     assert_eq!(r.json::<Value>().await.unwrap()["tasks"].as_array().unwrap().len(), 1);
 
     // The access lines of the refusals name the user (what an operator greps for).
-    let log = log_dir().join(format!("gateway-{}.log", stack.gateway.addr.port()));
+    let log = log_path("gateway", stack.gateway.addr.port());
     // compact (`user_id=7 `) or JSON (`"user_id":7,`) lines.
     let (compact, json) = (format!(" user_id={user_id} "), format!("\"user_id\":{user_id},"));
     testkit::wait::until("a 403 access line naming its user", Duration::from_secs(5), || {

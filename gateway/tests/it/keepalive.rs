@@ -56,7 +56,7 @@ async fn start_gateway(sidecar: SidecarFile, upstream: SocketAddr, name: &str) -
     let process = settings
         .launch("gateway", Path::new(env!("CARGO_BIN_EXE_gateway")))
         .unwrap()
-        .output(Output::File(dir.join(format!("gateway-{name}-{}.log", listen.port()))))
+        .output(Output::File(testkit::harness::log_file(&format!("gateway-{name}"), listen.port())))
         .start(Duration::from_secs(30))
         .await
         .unwrap();

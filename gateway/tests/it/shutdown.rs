@@ -62,7 +62,7 @@ async fn sigterm_lets_a_slow_request_finish_and_exits_within_the_grace() {
 
     // The access log is written in batches by a background thread; the last batch is written
     // when main returns, so the PUT's line and the final line are both there.
-    let log = std::fs::read_to_string(log_dir().join(format!("gateway-{}.log", stack.gateway.addr.port()))).unwrap();
+    let log = std::fs::read_to_string(log_path("gateway", stack.gateway.addr.port())).unwrap();
     assert!(log.contains("put-during-shutdown"), "the PUT's access line is missing:\n{log}");
     let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
     assert!(last.contains("gateway stopped"), "the log does not end with the final line: {last}");

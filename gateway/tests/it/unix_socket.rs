@@ -26,7 +26,7 @@ async fn requests_go_over_the_unix_socket_when_one_is_configured() {
     };
     let mut task_process = task
         .launch("task-svc", &bin("task-svc"))
-        .output(Output::File(log_dir().join(format!("task-svc-{port}.log"))))
+        .output(Output::File(log_file("task-svc", port)))
         .start(Duration::from_secs(60))
         .await
         .unwrap();
@@ -50,7 +50,7 @@ async fn requests_go_over_the_unix_socket_when_one_is_configured() {
     let mut gateway = settings
         .launch("gateway", &bin("gateway"))
         .unwrap()
-        .output(Output::File(log_dir().join(format!("gateway-uds-{}.log", listen.port()))))
+        .output(Output::File(log_file("gateway-uds", listen.port())))
         .start(Duration::from_secs(30))
         .await
         .unwrap();

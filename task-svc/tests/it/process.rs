@@ -187,7 +187,7 @@ async fn json_logs_carry_the_request_id_and_metrics_have_their_own_port() {
     let db = TestDatabase::new().await;
     let port = free_port().unwrap();
     let metrics_port = free_port().unwrap();
-    let log = std::env::temp_dir().join(format!("task-svc-json-{}-{port}.log", std::process::id()));
+    let log = testkit::harness::log_file("task-svc-json", port);
     let settings = TaskSvcSettings {
         service: ServiceSettings {
             metrics: Some(loopback(metrics_port)),
