@@ -42,9 +42,9 @@ struct Validated {
 
 #[derive(Deserialize)]
 struct ValidatedUser {
+    /// What the gateway forwards of an identity (`x-user-id`); the rest of auth-svc's answer
+    /// is read and dropped, as the original design's proxy would.
     user_id: i64,
-    username: String,
-    email: String,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -111,12 +111,6 @@ async fn forward(
     }
     if let Some(user) = identity {
         out.insert(platform::identity::USER_ID, HeaderValue::from(user.user_id));
-        if let Ok(v) = HeaderValue::from_str(&user.username) {
-            out.insert(platform::identity::USERNAME, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&user.email) {
-            out.insert(platform::identity::EMAIL, v);
-        }
     }
     let sent = proxy.client.request(method, format!("{}{path}", proxy.upstream)).headers(out).body(body).send().await;
     let upstream = match sent {

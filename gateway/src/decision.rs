@@ -20,14 +20,15 @@ pub fn jti_key(jti: &str) -> JtiKey {
     key
 }
 
-/// A verified identity, with its header values already validated so forwarding cannot fail,
-/// and what the revocation check and a keyring change need to know about its token.
+/// A verified identity: the user id task-svc is given (its header value made once, when the
+/// token is first decided), and what the revocation check and a keyring change need to know
+/// about its token. The token's `username` and `email` are not kept: task-svc has no use for
+/// them, so they are not forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user_id: i64,
+    /// `user_id` in decimal, the value of `x-user-id`.
     pub user_id_header: HeaderValue,
-    pub username: HeaderValue,
-    pub email: HeaderValue,
     /// The token's `exp` (unix seconds): the identity is never used after it.
     pub exp: i64,
     /// The token's `iat` (unix seconds), for per-user revocation cut-offs.
@@ -44,17 +45,14 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// `None` when the claims cannot be forwarded as headers (a non-positive id, or control
-    /// characters in a name): such a token is treated as malformed.
+    /// `None` for a non-positive user id: such a token is treated as malformed.
     pub fn from_claims(claims: &Claims, local_kid: Option<&str>) -> Option<Self> {
         if claims.user_id <= 0 {
             return None;
         }
         Some(Self {
             user_id: claims.user_id,
-            user_id_header: HeaderValue::from_str(&claims.user_id.to_string()).ok()?,
-            username: HeaderValue::from_str(&claims.username).ok()?,
-            email: HeaderValue::from_str(&claims.email).ok()?,
+            user_id_header: HeaderValue::from(claims.user_id),
             exp: claims.exp,
             iat: claims.iat,
             jti: jti_key(&claims.jti),
@@ -147,12 +145,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identities_with_unforwardable_values_are_refused() {
+    fn identities_carry_the_user_id_header_and_non_positive_ids_are_refused() {
         let mut c = Claims::new(5, "alice", "a@example.com", 0, 60);
         let id = Identity::from_claims(&c, Some("k")).unwrap();
         assert_eq!(id.user_id_header, "5");
         assert_eq!(id.jti, jti_key(&c.jti));
+        // The name is not forwarded, so a character a header could not carry does not matter.
         c.username = "bad\nname".into();
+        assert_eq!(Identity::from_claims(&c, None).map(|id| id.user_id), Some(5));
+        c.user_id = -5;
         assert!(Identity::from_claims(&c, None).is_none());
         let c = Claims::new(0, "alice", "a@example.com", 0, 60);
         assert_eq!(Decision::from_claims(&c, None), Decision::Deny(Rejection::Malformed));

@@ -314,8 +314,6 @@ impl ProxyHttp for Gateway {
         strip_untrusted(upstream);
         if let Some(id) = &ctx.identity {
             upstream.insert_header(identity::USER_ID, id.user_id_header.clone())?;
-            upstream.insert_header(identity::USERNAME, id.username.clone())?;
-            upstream.insert_header(identity::EMAIL, id.email.clone())?;
         }
         upstream.insert_header(REQUEST_ID, ctx.request_id.clone())?;
         ctx.trace.upstream(upstream)

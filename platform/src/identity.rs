@@ -1,21 +1,18 @@
-//! The identity headers the gateway sets for task-svc, and the rule for stripping spoofed ones.
+//! The identity header the gateway sets for task-svc, and the rule for stripping spoofed ones.
 //!
-//! task-svc trusts these headers and nothing else. The gateway removes every client-sent header
+//! task-svc trusts this header and nothing else. The token's username and email are not
+//! forwarded: task-svc has no use for them. The gateway removes every client-sent header
 //! for which [`is_identity_header`] is true before it adds its own.
 
 /// The verified user's id (decimal).
 pub const USER_ID: &str = "x-user-id";
-/// The verified user's username.
-pub const USERNAME: &str = "x-user-name";
-/// The verified user's email.
-pub const EMAIL: &str = "x-user-email";
 
 /// Name prefixes of identity header families, in canonical spelling (lower case, `-`).
 const RESERVED_PREFIXES: [&[u8]; 3] = [b"x-user-", b"x-authenticated-", b"x-auth-"];
 /// Whole names other proxies use to pass a user, in canonical spelling.
 const RESERVED_NAMES: [&[u8]; 3] = [b"x-forwarded-user", b"x-remote-user", b"remote-user"];
 
-/// True for any header name that could carry an identity to task-svc: our three, anything
+/// True for any header name that could carry an identity to task-svc: ours, anything
 /// under `x-user-`, the `x-authenticated-*` / `x-auth-*` families other proxies use, and
 /// `x-forwarded-user`, `x-remote-user`, `remote-user`.
 ///
