@@ -74,10 +74,12 @@ pub struct RequestCtx {
 /// [`identity::is_identity_header`]) and hop-by-hop header, including those named in
 /// `Connection`, in any case and any number of copies. The client's `Authorization` is not
 /// forwarded either: task-svc trusts only the gateway's identity headers and has no use for the
-/// token.
+/// token. Nor are the client's trace headers that the gateway does not replace
+/// ([`crate::trace_context::is_dropped_trace_header`]); they are found in the same pass over
+/// the names as the identity headers, which costs a request without them nothing more.
 ///
-/// Runs on every forwarded request, so it allocates nothing unless the request carries an
-/// identity header to strip (then one name is cloned per such header).
+/// Runs on every forwarded request, so it allocates nothing unless the request carries a
+/// header to strip (then one name is cloned per such header).
 pub fn strip_untrusted(req: &mut RequestHeader) {
     // Headers named in `Connection` first, while `Connection` is still there to name them.
     let connection_lines = req.headers.get_all(header::CONNECTION).iter().count();
@@ -104,7 +106,11 @@ pub fn strip_untrusted(req: &mut RequestHeader) {
     }
     req.remove_header(&header::AUTHORIZATION);
     loop {
-        let spoofed = req.headers.keys().find(|n| identity::is_identity_header(n.as_str())).cloned();
+        let spoofed = req
+            .headers
+            .keys()
+            .find(|n| identity::is_identity_header(n.as_str()) || crate::trace_context::is_dropped_trace_header(n))
+            .cloned();
         let Some(name) = spoofed else { break };
         // Removes every value under the name.
         req.remove_header(&name);
@@ -452,11 +458,15 @@ mod tests {
         req.append_header("TE", "trailers").unwrap();
         req.append_header("Authorization", "Bearer x").unwrap();
         req.append_header("X-Amzn-Trace-Id", "Root=1-abc").unwrap();
+        req.append_header("tracestate", "a=1").unwrap();
+        req.append_header("TraceState", "b=2").unwrap();
+        // Replaced later by RequestTrace::upstream, not removed here.
+        req.append_header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
         req.append_header("Content-Type", "application/json").unwrap();
         strip_untrusted(&mut req);
         let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
-        assert_eq!(left, vec!["content-type", "x-amzn-trace-id"], "{left:?}");
+        assert_eq!(left, vec!["content-type", "traceparent"], "{left:?}");
     }
 
     #[test]

@@ -36,6 +36,13 @@ pub struct RequestTrace {
     ids: TraceIds,
 }
 
+/// Whether `name` is a client's trace header that is not forwarded to task-svc: `tracestate`
+/// (a vendor's state for the caller's span, not ours) and `X-Amzn-Trace-Id` (task-svc gets the
+/// same trace in `traceparent`, which [`RequestTrace::upstream`] replaces).
+pub fn is_dropped_trace_header(name: &http::HeaderName) -> bool {
+    name == TRACESTATE || name == X_AMZN_TRACE_ID
+}
+
 /// What an unrecorded request passes on: its trace, the span named as the parent of its calls
 /// (the caller's, or a made-up one when the caller named none) and its decision.
 #[derive(Debug, Clone, Copy)]
@@ -99,12 +106,11 @@ impl RequestTrace {
     }
 
     /// Starts the client span of the call to task-svc (when recorded) and sets its
-    /// `traceparent` on `upstream`, replacing the client's; the client's `tracestate` and
-    /// `X-Amzn-Trace-Id` are dropped. task-svc continues `traceparent`: an X-Ray header beside it
-    /// would say the same and cost the gateway one more header per request.
+    /// `traceparent` on `upstream`, replacing the client's. The client's `tracestate` and
+    /// `X-Amzn-Trace-Id` must be gone already ([`is_dropped_trace_header`]; the gateway's
+    /// `strip_untrusted` removes them). task-svc continues `traceparent`: an X-Ray header beside
+    /// it would say the same and cost the gateway one more header per request.
     pub fn upstream(&mut self, upstream: &mut RequestHeader) -> pingora::Result<()> {
-        upstream.remove_header(TRACESTATE);
-        upstream.remove_header(X_AMZN_TRACE_ID);
         let ids = if self.server.is_none() {
             Some((self.ids.trace_id, self.ids.parent, self.ids.sampled))
         } else {
@@ -279,7 +285,9 @@ mod tests {
             let mut trace = RequestTrace::default();
             trace.start(&sampling, &req, &HeaderValue::from_static("rid"));
             assert_eq!(trace.server.is_none(), !record, "a server span only when recorded");
+            // As the gateway's upstream_request_filter does.
             let mut upstream = req.clone();
+            crate::proxy::strip_untrusted(&mut upstream);
             trace.upstream(&mut upstream).unwrap();
             (upstream, trace.trace_id())
         })
@@ -292,7 +300,7 @@ mod tests {
     const CALLER: [(&str, &str); 3] = [
         ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Evil=x"),
-        ("tracestate", "vendor=secret"),
+        ("TraceState", "vendor=secret"),
     ];
 
     /// The parent span id the forwarded `traceparent` names, after checking it keeps the X-Ray
