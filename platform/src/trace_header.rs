@@ -11,7 +11,7 @@
 //! version, drops an invalid `Parent` silently, refuses a header with only `Root` (what the ALB
 //! adds) and copies unknown fields into the trace state, which the W3C propagator then forwards.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::trace::{SpanId, TraceId};
 
 /// `traceparent` (lower case, as `http` stores names).
@@ -57,18 +57,21 @@ impl Source {
 /// behind the ALB, and a request without one keeps the ALB's trace id. Repeated or invalid
 /// headers count as absent.
 pub fn incoming(headers: &HeaderMap) -> Option<(Incoming, Source)> {
-    let xray = single(headers, X_AMZN_TRACE_ID).and_then(|v| parse_xray(v.as_bytes()));
+    // Looked up by `HeaderName`: a `&str` name is parsed again on every lookup.
+    const X_AMZN_TRACE_ID_NAME: HeaderName = HeaderName::from_static(X_AMZN_TRACE_ID);
+    const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
+    let xray = single(headers, &X_AMZN_TRACE_ID_NAME).and_then(|v| parse_xray(v.as_bytes()));
     if let Some(x) = xray.filter(|x| x.parent.is_some()) {
         return Some((x, Source::XRay));
     }
-    if let Some(w3c) = single(headers, TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes())) {
+    if let Some(w3c) = single(headers, &TRACEPARENT_NAME).and_then(|v| parse_traceparent(v.as_bytes())) {
         return Some((w3c, Source::TraceParent));
     }
     xray.map(|x| (x, Source::XRay))
 }
 
 /// The one value of `name`; `None` when absent or repeated.
-fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (Some(one), None) => Some(one),
