@@ -12,9 +12,37 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-/// One edge's figure.
+/// What is sent through an edge under callgrind: a read, and a write with a body (whose cost
+/// against the read is one of the hop's targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallgrindWorkload {
+    /// `GET /tasks/{id}`.
+    Get,
+    /// `PUT /tasks/{id}` with [`PUT_BODY`].
+    Put,
+}
+
+/// The body of a measured `PUT` (one of the load's PUT bodies, `bench/lua/tasks.lua`).
+pub const PUT_BODY: &str = r#"{"status":"in_progress","priority":"high"}"#;
+
+impl CallgrindWorkload {
+    /// Both, in the order they are measured.
+    pub const ALL: [CallgrindWorkload; 2] = [CallgrindWorkload::Get, CallgrindWorkload::Put];
+
+    /// The workload's name in the report: `GET /tasks/{id}`, `PUT /tasks/{id}`.
+    pub fn label(self) -> &'static str {
+        match self {
+            CallgrindWorkload::Get => "GET /tasks/{id}",
+            CallgrindWorkload::Put => "PUT /tasks/{id}",
+        }
+    }
+}
+
+/// One edge's figure for one workload.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallgrindFigure {
+    /// The workload measured ([`CallgrindWorkload::label`]).
+    pub workload: String,
     /// The path measured (gateway, haproxy-jwt).
     pub path: String,
     /// Requests sent between zeroing and dumping (all answered 2xx).
@@ -71,10 +99,11 @@ fn newest_dump(run_dir: &Path, name: &str) -> Result<String> {
     Ok(std::fs::read_to_string(newest.1)?)
 }
 
-/// Sends `count` `GET /tasks/{id}` through the edge at `url` (pid `pid`, started with
+/// Sends `count` requests of `workload` through the edge at `url` (pid `pid`, started with
 /// [`wrapper`] as `name`) one at a time, the seeded `(token, task id)` pairs in turn, and
 /// returns its instructions per request. Errors: callgrind cannot be controlled, or an answer
 /// is not 2xx (the figure would not be that of a served request).
+#[allow(clippy::too_many_arguments)]
 pub async fn measure(
     run_dir: &Path,
     name: &str,
@@ -82,26 +111,35 @@ pub async fn measure(
     pid: u32,
     url: &str,
     requests: &[(String, String)],
+    workload: CallgrindWorkload,
     count: u64,
 ) -> Result<CallgrindFigure> {
     let client = reqwest::Client::new();
     // One request first: the connection is open and lazily built state exists before zeroing.
-    let get = |i: usize| {
+    let send = |i: usize| {
         let (token, task) = &requests[i % requests.len()];
-        client.get(format!("{url}/tasks/{task}")).bearer_auth(token).send()
+        let target = format!("{url}/tasks/{task}");
+        let request = match workload {
+            CallgrindWorkload::Get => client.get(target),
+            CallgrindWorkload::Put => {
+                client.put(target).header(reqwest::header::CONTENT_TYPE, "application/json").body(PUT_BODY)
+            }
+        };
+        request.bearer_auth(token).send()
     };
-    get(0).await?.error_for_status()?;
+    send(0).await?.error_for_status()?;
     control("-z", pid)?;
     for i in 0..count {
-        let answer = get(i as usize + 1).await?;
+        let answer = send(i as usize + 1).await?;
         if !answer.status().is_success() {
-            bail!("{path} under callgrind answered {}", answer.status());
+            bail!("{path} under callgrind answered {} to {}", answer.status(), workload.label());
         }
         answer.bytes().await?;
     }
     control("-d", pid)?;
     let total = instructions(&newest_dump(run_dir, name)?).context("no summary in the callgrind dump")?;
     Ok(CallgrindFigure {
+        workload: workload.label().to_owned(),
         path: path.to_owned(),
         requests: count,
         instructions_per_request: total as f64 / count as f64,

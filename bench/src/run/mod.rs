@@ -107,7 +107,8 @@ pub async fn run(o: Options) -> Result<()> {
     Ok(())
 }
 
-/// `--callgrind N`: each edge under callgrind serves N requests; its instructions per request.
+/// `--callgrind N`: each edge under callgrind serves N `GET`s, then N `PUT`s; its instructions
+/// per request of each.
 async fn callgrind(o: &Options, stack: &BenchStack, run_dir: &Path) -> Result<Vec<CallgrindFigure>> {
     if stack.callgrind.is_empty() {
         return Ok(Vec::new());
@@ -122,12 +123,20 @@ async fn callgrind(o: &Options, stack: &BenchStack, run_dir: &Path) -> Result<Ve
         .collect();
     eprintln!("==> callgrind: {} requests one at a time through each edge", o.callgrind);
     let mut figures = Vec::new();
-    for (path, edge) in &stack.callgrind {
-        let figure =
-            crate::callgrind::measure(run_dir, edge.name, path, edge.pid(), &edge.url(), &requests, o.callgrind)
-                .await?;
-        eprintln!("    {:<16} {:>12.0} instructions/request", path, figure.instructions_per_request);
-        figures.push(figure);
+    for workload in crate::callgrind::CallgrindWorkload::ALL {
+        for (path, edge) in &stack.callgrind {
+            let (pid, url) = (edge.pid(), edge.url());
+            let figure =
+                crate::callgrind::measure(run_dir, edge.name, path, pid, &url, &requests, workload, o.callgrind)
+                    .await?;
+            eprintln!(
+                "    {:<16} {:<16} {:>12.0} instructions/request",
+                workload.label(),
+                path,
+                figure.instructions_per_request
+            );
+            figures.push(figure);
+        }
     }
     Ok(figures)
 }
