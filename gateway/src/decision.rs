@@ -150,7 +150,8 @@ mod tests {
         let id = Identity::from_claims(&c, Some("k")).unwrap();
         assert_eq!(id.user_id_header, "5");
         assert_eq!(id.jti, jti_key(&c.jti));
-        // The name is not forwarded, so a character a header could not carry does not matter.
+        // The name is not forwarded, so this type does not look at it (the keyring's
+        // `Claims::check_identity` refuses such a token before it gets here).
         c.username = "bad\nname".into();
         assert_eq!(Identity::from_claims(&c, None).map(|id| id.user_id), Some(5));
         c.user_id = -5;

@@ -75,8 +75,8 @@ pub struct RequestCtx {
 /// `Connection`, in any case and any number of copies. The client's `Authorization` is not
 /// forwarded either: task-svc trusts only the gateway's identity headers and has no use for the
 /// token. Nor are the client's trace headers that the gateway does not replace
-/// ([`crate::trace_context::is_dropped_trace_header`]); they are found in the same pass over
-/// the names as the identity headers, which costs a request without them nothing more.
+/// ([`crate::trace_context::is_dropped_trace_header`]); they are found with the others by
+/// passing over the names ([`not_forwarded`]), which costs a request without them nothing more.
 ///
 /// Runs on every forwarded request, so it allocates nothing unless the request carries a
 /// header to strip (then one name is cloned per such header).
@@ -99,8 +99,9 @@ pub fn strip_untrusted(req: &mut RequestHeader) {
             }
         }
     }
-    // The rest is found by one pass over the names: a request carrying none of them costs one
-    // comparison per header, not a hash lookup per name that could be there.
+    // The rest is found by passes over the names, one per name removed and a last one that
+    // finds nothing (two for a request whose only such header is `Authorization`): a few
+    // comparisons per header each, where a lookup per name that could be there hashes nine.
     loop {
         let Some(name) = req.headers.keys().find(|n| not_forwarded(n)).cloned() else { break };
         // Removes every value under the name.

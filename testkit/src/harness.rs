@@ -41,10 +41,12 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
-/// Where process `name` listening on `port` writes its log: `<log_dir>/<name>-<port>.log`.
-/// Tests read a process's log here; [`log_file`] makes it.
+/// Where process `name` listening on `port`, started by this test process, writes its log:
+/// `<log_dir>/<name>-<port>-<test pid>.log` (other checkouts' test runs share the directory and
+/// can take the same port once it is free). Tests read a process's log here; [`log_file`]
+/// makes it.
 pub fn log_path(name: &str, port: u16) -> PathBuf {
-    log_dir().join(format!("{name}-{port}.log"))
+    log_dir().join(format!("{name}-{port}-{}.log", std::process::id()))
 }
 
 /// A fresh log file for process `name` about to listen on `port` (its path printed, for a

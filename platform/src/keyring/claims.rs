@@ -64,10 +64,10 @@ impl Claims {
 
     /// The identity rules every verifier applies after the signature, so auth-svc's
     /// `/auth/validate` and the gateway accept the same tokens: `user_id` is positive and `sub`
-    /// is its decimal form, and `username` and `email` are non-empty and can be forwarded as
-    /// HTTP header values (visible ASCII and space only: RFC 9110 §5.5 field values without
-    /// obs-text, which every name registration admits passes). Anything else is
-    /// [`Rejection::Malformed`].
+    /// is its decimal form, and `username` and `email` are non-empty and visible ASCII and space
+    /// only (RFC 9110 §5.5 field values without obs-text: every name and email auth-svc's
+    /// registration admits passes, and a token carrying anything else was not made by it).
+    /// Anything else is [`Rejection::Malformed`].
     pub fn check_identity(&self) -> Result<(), Rejection> {
         let forwardable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x20..=0x7e).contains(&b));
         let ok = self.user_id > 0

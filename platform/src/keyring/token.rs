@@ -11,8 +11,8 @@ pub const MAX_KID_BYTES: usize = 64;
 
 /// Extracts the token from one `Authorization` header value: `Bearer <token>`, scheme
 /// case-insensitive, exactly one token of RFC 6750 §2.1's `b64token` characters (letters,
-/// digits, `-._~+/` and `=`). Errors: `TooLarge`, `Missing` (no token), `Malformed` (another
-/// scheme, or any other character in the token: whitespace, `,`, anything not ASCII).
+/// digits, `-._~+/` and `=`). Errors: `TooLarge`, `Malformed` (no token, another scheme, or any
+/// other character in the token: whitespace, `,`, anything not ASCII).
 pub fn bearer_token(header_value: &str) -> Result<&str, Rejection> {
     if header_value.len() > MAX_TOKEN_BYTES + 16 {
         return Err(Rejection::TooLarge);
