@@ -198,7 +198,7 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
-        ctx.request_id = request_id(req.headers.get(REQUEST_ID), &self.request_ids);
+        ctx.request_id = request_id(&req.headers, &self.request_ids);
         ctx.trace.start(platform::tracing_otel::request_sampling(), req, &ctx.request_id);
         if let Some(refusal) = self.config.server.limits.check_head(req).or_else(|| request_limits::check_framing(req))
         {
@@ -290,7 +290,7 @@ impl ProxyHttp for Gateway {
             _ => request_limits::for_parse_error(e),
         };
         let mut ctx = self.new_ctx();
-        ctx.request_id = request_id(None, &self.request_ids);
+        ctx.request_id = self.request_ids.next();
         let body = ErrorBody::new(refusal.status, refusal.message).with_reason(refusal.reason);
         let status = refusal.status.as_u16();
         let Ok((resp, body)) = Self::json_response(status, body, &ctx, &[]) else { return false };

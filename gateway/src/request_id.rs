@@ -1,15 +1,18 @@
-//! The request id every request carries (`X-Request-Id`): the client's when it is a sane token,
-//! else one the gateway makes. Forwarded to task-svc and returned on every response.
+//! The request id every request carries (`X-Request-Id`): the client's when it sent one usable
+//! id (the stack's one rule, [`platform::http::client_request_id`]: a sane token, not
+//! repeated), else one the gateway makes. Forwarded to task-svc and returned on every response.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
 
-pub const REQUEST_ID: &str = "x-request-id";
+pub use platform::http::REQUEST_ID;
 
-/// The client's `X-Request-Id` when it is a sane token, else a fresh one from `ids`.
-pub fn request_id(existing: Option<&HeaderValue>, ids: &RequestIds) -> HeaderValue {
-    existing.filter(|v| platform::http::is_usable_request_id(v.as_bytes())).cloned().unwrap_or_else(|| ids.next())
+/// The request's id: the client's when `headers` carry one usable `X-Request-Id`
+/// ([`platform::http::client_request_id`]), else a fresh one from `ids`. The services and the
+/// front door apply the same rule, so a request keeps one id through the stack.
+pub fn request_id(headers: &http::HeaderMap, ids: &RequestIds) -> HeaderValue {
+    platform::http::client_request_id(headers).cloned().unwrap_or_else(|| ids.next())
 }
 
 /// Request ids for requests that come without a usable one: UUID-shaped (8-4-4-4-12 hex), the
@@ -54,13 +57,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_ids_are_kept_when_sane_and_created_otherwise() {
-        let good = HeaderValue::from_static("abc-123");
+    fn request_ids_are_kept_when_sane_and_single_and_created_otherwise() {
+        let headers = |values: &[&'static str]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(REQUEST_ID, HeaderValue::from_static(v));
+            }
+            h
+        };
         let ids = RequestIds::new();
-        assert_eq!(request_id(Some(&good), &ids), good);
-        let bad = HeaderValue::from_static("has space");
-        assert_ne!(request_id(Some(&bad), &ids), bad);
-        assert_eq!(request_id(None, &ids).len(), 36);
+        assert_eq!(request_id(&headers(&["abc-123"]), &ids), "abc-123");
+        assert_ne!(request_id(&headers(&["has space"]), &ids), "has space");
+        // Repeated: neither is the request's id (the services refuse both as well).
+        let repeated = request_id(&headers(&["abc-123", "def-456"]), &ids);
+        assert!(repeated != "abc-123" && repeated != "def-456", "{repeated:?}");
+        assert_eq!(repeated.len(), 36);
+        assert_eq!(request_id(&headers(&[]), &ids).len(), 36);
     }
 
     #[test]

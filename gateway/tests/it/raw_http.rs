@@ -144,6 +144,29 @@ async fn no_spelling_of_an_identity_header_reaches_task_svc() {
 }
 
 #[tokio::test]
+async fn a_repeated_request_id_is_replaced_by_the_gateways_own_as_the_services_do() {
+    let (gateway, _, _auth) = gateway_before_probe().await;
+    let send = |ids: &[&str]| {
+        let lines: String = ids.iter().map(|id| format!("X-Request-Id: {id}\r\n")).collect();
+        format!("GET /tasks/health HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n{lines}\r\n")
+    };
+    for (ids, kept) in [(&["client-id-1"][..], Some("client-id-1")), (&["client-id-1", "client-id-2"][..], None)] {
+        let r = exchange(gateway.addr, send(ids).as_bytes()).await;
+        assert_eq!(r.status, 200, "{}", r.head);
+        let seen: Vec<(String, String)> = serde_json::from_slice(&r.body).unwrap();
+        let forwarded: Vec<&str> = seen.iter().filter(|(n, _)| n == "x-request-id").map(|(_, v)| v.as_str()).collect();
+        assert_eq!(forwarded.len(), 1, "one id reaches task-svc: {seen:?}");
+        match kept {
+            Some(id) => assert_eq!(forwarded[0], id),
+            None => assert!(!ids.contains(&forwarded[0]) && forwarded[0].len() == 36, "{forwarded:?}"),
+        }
+        let answered =
+            r.head.lines().find_map(|l| l.strip_prefix("x-request-id: ").or_else(|| l.strip_prefix("X-Request-Id: ")));
+        assert_eq!(answered, Some(forwarded[0]), "{}", r.head);
+    }
+}
+
+#[tokio::test]
 async fn malformed_requests_get_a_json_400_and_a_closed_connection_and_never_reach_task_svc() {
     let (gateway, seen, _auth) = gateway_before_probe().await;
     let cases: Vec<(&str, String)> = vec![
