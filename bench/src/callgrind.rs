@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use devstack::launch::RunningService;
 use serde::Serialize;
 
 /// What is sent through an edge under callgrind: a read, and a write with a body (whose cost
@@ -99,21 +100,19 @@ fn newest_dump(run_dir: &Path, name: &str) -> Result<String> {
     Ok(std::fs::read_to_string(newest.1)?)
 }
 
-/// Sends `count` requests of `workload` through the edge at `url` (pid `pid`, started with
-/// [`wrapper`] as `name`) one at a time, the seeded `(token, task id)` pairs in turn, and
-/// returns its instructions per request. Errors: callgrind cannot be controlled, or an answer
-/// is not 2xx (the figure would not be that of a served request).
-#[allow(clippy::too_many_arguments)]
+/// Sends `count` requests of `workload` through `edge` (started with [`wrapper`] under its
+/// name; `path` names it in the report) one at a time, the seeded `(token, task id)` pairs in
+/// turn, and returns its instructions per request. Errors: callgrind cannot be controlled, or
+/// an answer is not 2xx (the figure would not be that of a served request).
 pub async fn measure(
     run_dir: &Path,
-    name: &str,
+    edge: &RunningService,
     path: &str,
-    pid: u32,
-    url: &str,
     requests: &[(String, String)],
     workload: CallgrindWorkload,
     count: u64,
 ) -> Result<CallgrindFigure> {
+    let (name, pid, url) = (edge.name, edge.pid(), edge.url());
     let client = reqwest::Client::new();
     // One request first: the connection is open and lazily built state exists before zeroing.
     let send = |i: usize| {

@@ -125,10 +125,7 @@ async fn callgrind(o: &Options, stack: &BenchStack, run_dir: &Path) -> Result<Ve
     let mut figures = Vec::new();
     for workload in crate::callgrind::CallgrindWorkload::ALL {
         for (path, edge) in &stack.callgrind {
-            let (pid, url) = (edge.pid(), edge.url());
-            let figure =
-                crate::callgrind::measure(run_dir, edge.name, path, pid, &url, &requests, workload, o.callgrind)
-                    .await?;
+            let figure = crate::callgrind::measure(run_dir, edge, path, &requests, workload, o.callgrind).await?;
             eprintln!(
                 "    {:<16} {:<16} {:>12.0} instructions/request",
                 workload.label(),
