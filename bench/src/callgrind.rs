@@ -44,7 +44,7 @@ impl CallgrindWorkload {
 pub struct CallgrindFigure {
     /// The workload measured ([`CallgrindWorkload::label`]).
     pub workload: String,
-    /// The path measured (gateway, haproxy-jwt).
+    /// The path measured (gateway, haproxy-jwt, haproxy-jwt-log).
     pub path: String,
     /// Requests sent between zeroing and dumping (all answered 2xx).
     pub requests: u64,

@@ -15,6 +15,10 @@
 //! payload's `user_id`. Refusals are a JSON 401 with `WWW-Authenticate: Bearer`. It does not
 //! check `nbf`, `iat`, `iss`, `aud`, the key id or revocations, and sets no name or e-mail
 //! header: it is cheaper than the gateway by that much.
+//!
+//! The logged variant (`access_log`) writes one line per request to its standard output in
+//! HAProxy's HTTP log format (`option httplog`), as the gateway writes one access line per
+//! request: the like-for-like peer of the gateway's defaults.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -33,6 +37,17 @@ pub enum Upstream {
     Tcp(SocketAddr),
     /// A Unix domain socket path (absolute).
     Unix(PathBuf),
+}
+
+/// Which of the bench's HAProxy peers a process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaproxyPeer {
+    /// Forwarding alone (path `haproxy`).
+    Plain,
+    /// The JWT check, no log (path `haproxy-jwt`).
+    Jwt,
+    /// The JWT check and an access line per request (path `haproxy-jwt-log`).
+    JwtLogged,
 }
 
 /// The HS256 check (see the module comment).
@@ -59,6 +74,9 @@ pub struct Haproxy {
     pub public_routes: Vec<String>,
     /// `nbthread`, as the gateway's `[server] threads`.
     pub threads: usize,
+    /// One line per request on standard output (`log stdout format raw`, `option httplog`):
+    /// client, times, status, bytes, termination state and request line.
+    pub access_log: bool,
 }
 
 /// The identity headers a client may not send, in HAProxy's lower-cased names, `-` or `_`:
@@ -88,11 +106,17 @@ impl Haproxy {
         let mut c = String::new();
         let _ = writeln!(c, "# Written by the bench (bench/src/haproxy.rs); see docs/benchmarks.md.");
         let _ = writeln!(c, "global\n    nbthread {}\n    maxconn 8192", self.threads.max(1));
-        // No log: HAProxy's access log would go to syslog; none is configured here.
+        // Without `access_log`, no log at all (HAProxy logs nowhere unless told where).
+        if self.access_log {
+            let _ = writeln!(c, "    log stdout format raw local0 info");
+        }
         let _ = writeln!(
             c,
             "defaults\n    mode http\n    option http-keep-alive\n    timeout connect 2s\n    timeout client 75s\n    timeout server 30s\n    timeout http-keep-alive 75s"
         );
+        if self.access_log {
+            let _ = writeln!(c, "    log global\n    option httplog");
+        }
         let _ = writeln!(c, "frontend edge\n    bind {}", self.listen);
         if let Some(jwt) = &self.jwt {
             for r in &self.public_routes {
@@ -170,6 +194,7 @@ mod tests {
             jwt: Some(JwtCheck { secret: Secret::new("bench-secret-0123456789abcdef0123456789abcdef") }),
             public_routes: vec!["/tasks/health".into(), "/tasks/openapi.json".into()],
             threads: 2,
+            access_log: false,
         }
     }
 
@@ -198,6 +223,18 @@ mod tests {
         assert!(!cfg.contains("http-request"), "{cfg}");
         assert!(jwt_proxy().render().unwrap().contains("del-header ^(x[-_](user|auth|authenticated)"));
         assert!(cfg.contains("server task-svc /run/task.sock"), "{cfg}");
+        assert!(!cfg.contains("log"), "no access log unless asked: {cfg}");
+    }
+
+    #[test]
+    fn the_logged_peer_logs_each_request_to_stdout_in_the_http_format() {
+        let cfg = Haproxy { access_log: true, ..jwt_proxy() }.render().unwrap();
+        assert!(
+            cfg.contains("global\n    nbthread 2\n    maxconn 8192\n    log stdout format raw local0 info\n"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("    log global\n    option httplog\n"), "{cfg}");
+        assert!(cfg.contains("jwt_verify"), "the same check as the unlogged peer: {cfg}");
     }
 
     #[test]
@@ -245,6 +282,7 @@ mod tests {
             jwt: Some(JwtCheck { secret: Secret::new(secret) }),
             public_routes: vec!["/tasks/health".into()],
             threads: 1,
+            access_log: true,
         };
         let dir = std::env::temp_dir().join(format!("bench-haproxy-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -299,6 +337,23 @@ mod tests {
         assert_eq!(r.status(), 401, "no token");
         let r = http.get(format!("http://{listen}/tasks/health")).send().await.unwrap();
         assert_eq!(r.status(), 200, "public route without a token");
+        // The access log: one line per request, the forwarded and the refused ones alike.
+        let log = dir.join("haproxy.log");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let lines = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            // The launcher's readiness probes log too: only the test's own requests count.
+            let lines: Vec<String> =
+                text.lines().filter(|l| l.contains(" /tasks/7 HTTP/1.1\"")).map(str::to_owned).collect();
+            if lines.len() >= 6 || std::time::Instant::now() > deadline {
+                break lines;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(lines.len(), 6, "one access line per request: {lines:#?}");
+        assert!(lines[0].contains(" 200 ") && lines[0].contains("\"GET /tasks/7 HTTP/1.1\""), "{}", lines[0]);
+        assert!(lines[1].contains(" 401 "), "{}", lines[1]);
+        assert!(lines.iter().all(|l| !l.contains(&good)), "no token in the log: {lines:#?}");
 
         let _ = process.stop(std::time::Duration::from_secs(5));
         let _ = std::fs::remove_dir_all(&dir);

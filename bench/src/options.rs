@@ -197,7 +197,7 @@ pub struct Flags {
     /// Comma-separated subset of health,get,get-paced,get-vpc,list,put,post,login.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     workloads: Option<Vec<String>>,
-    /// Comma-separated subset of direct,gateway,gateway-uds,gateway-nocache,gateway-before,gateway-revoked,haproxy,haproxy-jwt,validate,front-door.
+    /// Comma-separated subset of direct,gateway,gateway-uds,gateway-nocache,gateway-before,gateway-revoked,haproxy,haproxy-jwt,haproxy-jwt-log,validate,front-door.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     paths: Option<Vec<String>>,
     /// Measure the front-door path through this running front door instead of starting
@@ -241,9 +241,10 @@ pub struct Flags {
     /// keys); it visits health, get, put and post: a lever's before and after in one run.
     #[arg(long, value_name = "NAME:KEY=VALUE")]
     variant: Vec<Variant>,
-    /// Also measure the gateway's and HAProxy's (JWT check) instructions per request under
-    /// valgrind's callgrind, with this many `GET /tasks/{id}` sent one at a time (0: not;
-    /// e.g. 2000). Slow: valgrind runs them tens of times slower.
+    /// Also measure the gateway's and HAProxy's (JWT check, without and with its access log)
+    /// instructions per request under valgrind's callgrind, with this many `GET /tasks/{id}`
+    /// and as many `PUT /tasks/{id}` sent one at a time (0: not; e.g. 2000). Slow: valgrind
+    /// runs them tens of times slower.
     #[arg(long, default_value_t = 0, value_name = "REQUESTS")]
     callgrind: u64,
     /// Do not attach `perf stat` to the processes of each cell (no system call or instruction

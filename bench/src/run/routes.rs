@@ -53,6 +53,7 @@ pub fn routes(o: &Options, stack: &BenchStack) -> Vec<Route> {
             workloads: &["health", "get"],
         },
         bearer("haproxy-jwt", stack.haproxy_jwt.url(), &["haproxy-jwt"], ALL),
+        bearer("haproxy-jwt-log", stack.haproxy_jwt_log.url(), &["haproxy-jwt-log"], ALL),
         bearer("validate", stack.validate_proxy.url(), &["validate-proxy"], ALL),
         // Client -> front door (ALB stand-in) -> gateway -> task-svc, as on ECS.
         bearer("front-door", door_url, &["front-door", "gateway"], &["get", "get-paced"]),

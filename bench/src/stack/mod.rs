@@ -15,6 +15,7 @@ use devstack::launch::loopback;
 use devstack::postgres::{Cluster, free_port};
 use sqlx::{Connection, Executor, PgConnection};
 
+use crate::haproxy::HaproxyPeer;
 use crate::relay::{DelayLine, Relay};
 use crate::revocations;
 pub use devstack::launch::RunningService;
@@ -40,6 +41,8 @@ pub struct BenchStack {
     pub variants: Vec<(&'static str, RunningService)>,
     pub haproxy: RunningService,
     pub haproxy_jwt: RunningService,
+    /// HAProxy's JWT check with an access line per request (the gateway's like-for-like peer).
+    pub haproxy_jwt_log: RunningService,
     pub validate_proxy: RunningService,
     pub front_door: RunningService,
     pub revoked: Revoked,
@@ -121,8 +124,9 @@ pub async fn start(o: &StartOptions<'_>) -> Result<BenchStack> {
         let name: &'static str = Box::leak(path.clone().into_boxed_str());
         variants.push((name, st.variant(name, sets, &task, sock, &auth_url).await?));
     }
-    let haproxy = st.haproxy("haproxy", &task, sock, false).await?;
-    let haproxy_jwt = st.haproxy("haproxy-jwt", &task, sock, true).await?;
+    let haproxy = st.haproxy("haproxy", &task, sock, HaproxyPeer::Plain).await?;
+    let haproxy_jwt = st.haproxy("haproxy-jwt", &task, sock, HaproxyPeer::Jwt).await?;
+    let haproxy_jwt_log = st.haproxy("haproxy-jwt-log", &task, sock, HaproxyPeer::JwtLogged).await?;
     let validate_proxy = st.validate_proxy("validate-proxy", &auth_url, &task).await?;
 
     let front_door = st.front_door(&gateway, &auth).await?;
@@ -143,6 +147,7 @@ pub async fn start(o: &StartOptions<'_>) -> Result<BenchStack> {
         variants,
         haproxy,
         haproxy_jwt,
+        haproxy_jwt_log,
         validate_proxy,
         front_door,
         revoked,
@@ -169,8 +174,8 @@ async fn start_before(
     }
 }
 
-/// The gateway and HAProxy with its JWT check, each under callgrind (their own processes:
-/// valgrind slows them tens of times).
+/// The gateway and HAProxy with its JWT check, without and with an access log, each under
+/// callgrind (their own processes: valgrind slows them tens of times).
 async fn start_callgrind(
     st: &Starter<'_>,
     task: &RunningService,
@@ -181,8 +186,10 @@ async fn start_callgrind(
     let gateway = crate::callgrind::wrapper(run_dir, "gateway-callgrind", &st.o.bin_dir.join("gateway"))?;
     let gateway = st.gateway("gateway-callgrind", &gateway, task, sock, auth_url, |_| {}).await?;
     let haproxy = crate::callgrind::wrapper(run_dir, "haproxy-jwt-callgrind", st.o.haproxy)?;
-    let haproxy = st.haproxy_program("haproxy-jwt-callgrind", &haproxy, task, sock, true).await?;
-    Ok(vec![("gateway", gateway), ("haproxy-jwt", haproxy)])
+    let haproxy = st.haproxy_program("haproxy-jwt-callgrind", &haproxy, task, sock, HaproxyPeer::Jwt).await?;
+    let logged = crate::callgrind::wrapper(run_dir, "haproxy-jwt-log-callgrind", st.o.haproxy)?;
+    let logged = st.haproxy_program("haproxy-jwt-log-callgrind", &logged, task, sock, HaproxyPeer::JwtLogged).await?;
+    Ok(vec![("gateway", gateway), ("haproxy-jwt", haproxy), ("haproxy-jwt-log", logged)])
 }
 
 /// auth-svc on a database of its own holding `o.revocations` live revocations, and a gateway
@@ -218,7 +225,7 @@ async fn start_vpc(st: &Starter<'_>, cluster: &Cluster, database_url: &str) -> R
     let sock = st.o.unix_upstream.then_some(socket.as_path());
     let gateway = st.gateway("gateway-vpc", &st.o.bin_dir.join("gateway"), &task, sock, &auth_url, |_| {}).await?;
     let validate_proxy = st.validate_proxy("validate-vpc", &auth_url, &task).await?;
-    let haproxy_jwt = st.haproxy("haproxy-jwt-vpc", &task, sock, true).await?;
+    let haproxy_jwt = st.haproxy("haproxy-jwt-vpc", &task, sock, HaproxyPeer::Jwt).await?;
     Ok(Vpc { delay, pg_relay, auth_relay, auth, task, gateway, validate_proxy, haproxy_jwt })
 }
 
@@ -228,7 +235,7 @@ impl BenchStack {
         let mut all = vec![&self.auth, &self.task, &self.gateway, &self.gateway_uds, &self.gateway_nocache];
         all.extend(self.gateway_before.as_ref());
         all.extend(self.variants.iter().map(|(_, s)| s));
-        all.extend([&self.haproxy, &self.haproxy_jwt, &self.validate_proxy, &self.front_door]);
+        all.extend([&self.haproxy, &self.haproxy_jwt, &self.haproxy_jwt_log, &self.validate_proxy, &self.front_door]);
         all.extend([&self.revoked.auth, &self.revoked.gateway]);
         let v = &self.vpc;
         all.extend([&v.auth, &v.task, &v.gateway, &v.validate_proxy, &v.haproxy_jwt]);
@@ -248,6 +255,7 @@ impl BenchStack {
             variants,
             haproxy,
             haproxy_jwt,
+            haproxy_jwt_log,
             validate_proxy,
             front_door,
             revoked,
@@ -257,7 +265,7 @@ impl BenchStack {
         } = self;
         let mut all: Vec<RunningService> = callgrind.into_iter().map(|(_, s)| s).collect();
         all.extend([vpc.haproxy_jwt, vpc.validate_proxy, vpc.gateway, vpc.task, vpc.auth]);
-        all.extend([revoked.gateway, revoked.auth, front_door, validate_proxy, haproxy_jwt, haproxy]);
+        all.extend([revoked.gateway, revoked.auth, front_door, validate_proxy, haproxy_jwt_log, haproxy_jwt, haproxy]);
         all.extend(gateway_before);
         all.extend(variants.into_iter().rev().map(|(_, s)| s));
         all.extend([gateway_nocache, gateway_uds, gateway, task, auth]);

@@ -15,7 +15,7 @@ use devstack::process::{Output, Process};
 use gateway::config::SidecarFile;
 use platform::Secret;
 
-use crate::haproxy::{Haproxy, JwtCheck, Upstream};
+use crate::haproxy::{Haproxy, HaproxyPeer, JwtCheck, Upstream};
 use crate::options::{EnvOverride, SidecarOverride};
 
 /// The HS256 secret every token of the run is signed with (gateways and HAProxy check it).
@@ -211,9 +211,9 @@ impl<'a> Starter<'a> {
         name: &'static str,
         task: &RunningService,
         socket: Option<&Path>,
-        jwt: bool,
+        peer: HaproxyPeer,
     ) -> Result<RunningService> {
-        self.haproxy_program(name, self.o.haproxy, task, socket, jwt).await
+        self.haproxy_program(name, self.o.haproxy, task, socket, peer).await
     }
 
     /// [`Starter::haproxy`] running `program` (HAProxy itself, or a wrapper that runs it).
@@ -223,9 +223,10 @@ impl<'a> Starter<'a> {
         program: &Path,
         task: &RunningService,
         socket: Option<&Path>,
-        jwt: bool,
+        peer: HaproxyPeer,
     ) -> Result<RunningService> {
         let listen = loopback(free_port()?);
+        let jwt = peer != HaproxyPeer::Plain;
         let settings = Haproxy {
             listen,
             upstream: socket.map_or(Upstream::Tcp(task.addr), |p| Upstream::Unix(p.to_path_buf())),
@@ -236,6 +237,7 @@ impl<'a> Starter<'a> {
             } else {
                 self.sidecar.server.threads
             },
+            access_log: peer == HaproxyPeer::JwtLogged,
         };
         let launch = settings.launch(name, program, &self.o.run_dir.join(format!("{name}.cfg")))?;
         let (process, ready) = start_timed(extra(self.o, name, launch), &self.logs).await?;

@@ -13,6 +13,7 @@ mod keepalive;
 mod metrics;
 mod pipelining_and_limits;
 mod raw_http;
+mod request_bodies;
 mod response_bodies;
 mod revocation;
 mod rotation;

@@ -119,6 +119,9 @@ where
 
         debug!("Sending header to upstream {:?}", req);
 
+        // Local change (see vendor/pingora-core/README.md): the head may wait for the body's
+        // first piece only when that piece came with the client's head.
+        client_session.set_hold_head_for_body(session.downstream_session.body_bytes_buffered());
         match client_session.write_request_header(Box::new(req)).await {
             Ok(_) => { /* Continue */ }
             Err(e) => {

@@ -658,6 +658,15 @@ impl Session {
         }
     }
 
+    /// Local change (see vendor/pingora-core/README.md): whether bytes of an HTTP/1 request's
+    /// body arrived with its head and have not been read yet; `false` for other protocols.
+    pub fn body_bytes_buffered(&mut self) -> bool {
+        match self {
+            Self::H1(s) => s.body_bytes_buffered(),
+            _ => false,
+        }
+    }
+
     pub fn retry_buffer_truncated(&self) -> bool {
         match self {
             Self::H1(s) => s.retry_buffer_truncated(),

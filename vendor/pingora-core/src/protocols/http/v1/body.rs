@@ -310,6 +310,12 @@ impl BodyReader {
         self.body_state = PS::UntilClose(0);
     }
 
+    /// Local change (see vendor/pingora-core/README.md): whether body bytes read with the
+    /// head are waiting to be returned by the first body read.
+    pub fn has_rewind_bytes(&self) -> bool {
+        self.rewind_buf_len > 0
+    }
+
     pub fn get_body(&self, buf_ref: &BufRef) -> &[u8] {
         // TODO: these get_*() could panic. handle them better
         buf_ref.get(self.body_buf.as_ref().unwrap())
@@ -1352,7 +1358,43 @@ impl BodyWriter {
         matches!(self.body_mode, BM::UntilClose(_))
     }
 
+    /// Local change (see vendor/pingora-core/README.md): writes `head`, a request head held for
+    /// its body, and then `buf` as [`Self::write_body`] would, in one vectored write where the
+    /// stream takes one (a TCP or Unix socket). Only a Content-Length body is held for.
+    pub async fn write_body_after_head<S>(
+        &mut self,
+        stream: &mut S,
+        head: Bytes,
+        buf: &[u8],
+    ) -> Result<Option<usize>>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
+        match self.body_mode {
+            BM::ContentLength(_, _) => self.do_write_body_after(stream, Some(head), buf).await,
+            _ => {
+                stream
+                    .write_all(&head)
+                    .await
+                    .or_err(WriteError, "while writing request headers")?;
+                self.write_body(stream, buf).await
+            }
+        }
+    }
+
     async fn do_write_body<S>(&mut self, stream: &mut S, buf: &[u8]) -> Result<Option<usize>>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
+        self.do_write_body_after(stream, None, buf).await
+    }
+
+    async fn do_write_body_after<S>(
+        &mut self,
+        stream: &mut S,
+        head: Option<Bytes>,
+        buf: &[u8],
+    ) -> Result<Option<usize>>
     where
         S: AsyncWrite + Unpin + Send,
     {
@@ -1360,6 +1402,13 @@ impl BodyWriter {
             BM::ContentLength(total, written) => {
                 if written >= total {
                     // already written full length
+                    if let Some(head) = head {
+                        stream
+                            .write_all(&head)
+                            .await
+                            .or_err(WriteError, "while writing request headers")?;
+                        stream.flush().await.or_err(WriteError, "flushing body")?;
+                    }
                     return Ok(None);
                 }
                 let mut to_write = total - written;
@@ -1368,7 +1417,10 @@ impl BodyWriter {
                 } else {
                     to_write = buf.len();
                 }
-                let res = stream.write_all(&buf[..to_write]).await;
+                let res = match head {
+                    Some(head) => stream.write_all_buf(&mut head.chain(&buf[..to_write])).await,
+                    None => stream.write_all(&buf[..to_write]).await,
+                };
                 match res {
                     Ok(()) => {
                         self.body_mode = BM::ContentLength(total, written + to_write);

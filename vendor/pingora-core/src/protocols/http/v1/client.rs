@@ -25,7 +25,7 @@ use std::str;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::body::{BodyReader, BodyWriter};
+use super::body::{BodyMode, BodyReader, BodyWriter};
 use super::common::*;
 use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
@@ -67,6 +67,12 @@ pub struct HttpSession {
     // If allowed, does not fail with error on invalid content-length
     // (treats as close-delimited response).
     allow_h1_response_invalid_content_length: bool,
+    // Local change (see vendor/pingora-core/README.md): the serialized head of a request whose
+    // Content-Length body has not been written yet; it goes out with the body's first piece.
+    pending_head: Option<Bytes>,
+    // Local change: whether the next request's head may be held for its body (see
+    // `set_hold_head_for_body`).
+    hold_head_for_body: bool,
 }
 
 /// HTTP 1.x client session
@@ -100,6 +106,8 @@ impl HttpSession {
             received_upgrade_req_body: false,
             close_delimited_resp: false,
             allow_h1_response_invalid_content_length: false,
+            pending_head: None,
+            hold_head_for_body: false,
         }
     }
 
@@ -130,6 +138,18 @@ impl HttpSession {
         })?;
         trace!("Writing request header: {to_wire:?}");
 
+        // Local change (see vendor/pingora-core/README.md): the head of a request with a
+        // Content-Length body whose first piece the caller already holds is kept and written
+        // with that piece in one vectored write, as `write_response_header` holds a response's
+        // head for its body: one send to the server instead of two. Any other request (no
+        // body, a body not yet received, `Expect`, `Upgrade`) is written here, as before.
+        if self.head_waits_for_body(&req) {
+            let len = to_wire.len();
+            self.pending_head = Some(to_wire.freeze());
+            self.request_written = Some(req);
+            return Ok(len);
+        }
+
         let write_fut = self.underlying_stream.write_all(to_wire.as_ref());
         match self.write_timeout {
             Some(t) => match timeout(t, write_fut).await {
@@ -155,11 +175,51 @@ impl HttpSession {
         Ok(to_wire.len())
     }
 
+    /// Local change (see vendor/pingora-core/README.md): lets the next `write_request_header`
+    /// hold the head for the body's first piece. A proxy says so when that piece is already in
+    /// hand (it arrived with the client's head), so the head waits for no client.
+    pub fn set_hold_head_for_body(&mut self, hold: bool) {
+        self.hold_head_for_body = hold;
+    }
+
+    /// Whether the head of `req` is held for the body (see `write_request_header`): the caller
+    /// allowed it (`set_hold_head_for_body`), a Content-Length body of at least one byte
+    /// follows, and the request has neither `Expect` nor `Upgrade`.
+    fn head_waits_for_body(&mut self, req: &RequestHeader) -> bool {
+        std::mem::take(&mut self.hold_head_for_body)
+            && matches!(self.body_writer.body_mode, BodyMode::ContentLength(total, 0) if total > 0)
+            && !req.headers.contains_key(header::EXPECT)
+            && !req.headers.contains_key(header::UPGRADE)
+    }
+
+    /// Writes a head held by `write_request_header`, if any, on its own.
+    async fn write_pending_head(&mut self) -> Result<()> {
+        if let Some(head) = self.pending_head.take() {
+            self.underlying_stream
+                .write_all(&head)
+                .await
+                .or_err(WriteError, "while writing request headers")?;
+            self.underlying_stream
+                .flush()
+                .await
+                .or_err(WriteError, "flushing request header")?;
+        }
+        Ok(())
+    }
+
     async fn do_write_body(&mut self, buf: &[u8]) -> Result<Option<usize>> {
-        let written = self
-            .body_writer
-            .write_body(&mut self.underlying_stream, buf)
-            .await;
+        let written = match self.pending_head.take() {
+            Some(head) => {
+                self.body_writer
+                    .write_body_after_head(&mut self.underlying_stream, head, buf)
+                    .await
+            }
+            None => {
+                self.body_writer
+                    .write_body(&mut self.underlying_stream, buf)
+                    .await
+            }
+        };
 
         if let Ok(Some(num_bytes)) = written {
             self.bytes_sent += num_bytes;
@@ -191,6 +251,9 @@ impl HttpSession {
     /// Flush local buffer and notify the server by sending the last chunk if chunked encoding is
     /// used.
     pub async fn finish_body(&mut self) -> Result<Option<usize>> {
+        // A held head whose body never came (the body writer reports it incomplete) is still
+        // sent, as it was before the local change.
+        self.write_pending_head().await?;
         let res = self.body_writer.finish(&mut self.underlying_stream).await?;
         self.underlying_stream
             .flush()

@@ -643,6 +643,13 @@ impl HttpSession {
         self.body_reader.body_done()
     }
 
+    /// Local change (see vendor/pingora-core/README.md): whether bytes of the request's body
+    /// arrived with its head and have not been read yet (the body's first piece is here).
+    pub fn body_bytes_buffered(&mut self) -> bool {
+        self.init_body_reader();
+        self.body_reader.has_rewind_bytes()
+    }
+
     /// Whether the request has an empty body
     /// Because HTTP 1.1 clients have to send either `Content-Length` or `Transfer-Encoding` in order
     /// to signal the server that it will send the body, this function returns accurate results even
