@@ -125,11 +125,11 @@ async fn forward(shared: &Shared, kind: PoolKind, client: Option<(SocketAddr, u1
         Ok(Err(e)) => {
             tracing::warn!("{} ({}) failed: {e}", backend.name, backend.addr);
             let message = format!("The {} instance did not answer", kind.service());
-            answer::error(StatusCode::BAD_GATEWAY, message, None, answer::request_id(client_id))
+            answer::error(StatusCode::BAD_GATEWAY, message, Some("upstream_unavailable"), answer::request_id(client_id))
         }
         Err(_) => {
             let message = format!("The {} instance did not answer in time", kind.service());
-            answer::error(StatusCode::GATEWAY_TIMEOUT, message, None, answer::request_id(client_id))
+            answer::error(StatusCode::GATEWAY_TIMEOUT, message, Some("upstream_timeout"), answer::request_id(client_id))
         }
     }
 }

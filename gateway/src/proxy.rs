@@ -27,6 +27,10 @@ use crate::request_id::{REQUEST_ID, RequestIds, request_id};
 use crate::request_limits::{self, Refusal};
 use crate::trace_context::RequestTrace;
 
+/// `reason` of the gateway's 504: task-svc did not answer within `[upstream]`'s timeouts.
+const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
+/// `reason` of the gateway's 502: task-svc refused the connection, or reset or broke it.
+const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
 /// Headers pingora needs for framing or routing; never removed even if `Connection` names them.
 const KEEP: &[&str] = &["host", "content-length", "transfer-encoding"];
 
@@ -190,6 +194,10 @@ impl ProxyHttp for Gateway {
     /// next request is never answered. With it they are served in order (RFC 9112 section 9.3.2).
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
         session.as_downstream_mut().set_pipelining_enabled(true);
+        // A client that closes its sending side after a whole request still reads the answer
+        // (RFC 9112 section 9.6): forward it, as HAProxy does without `option abortonclose`.
+        // A client that is gone fails the answer's write instead.
+        session.as_downstream_mut().set_abort_on_close(false);
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(self.config.server.keepalive_timeout_secs));
         }
@@ -366,21 +374,27 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
-        let (code, message) = match (e.esource(), e.etype()) {
-            (_, ErrorType::HTTPStatus(c)) => (*c, None),
-            (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => {
-                (0, None)
-            }
-            (ErrorSource::Downstream, ErrorType::ReadTimedout) => (408, None),
-            (ErrorSource::Downstream, _) => (400, None),
+        let refusal = |r: Refusal| (r.status.as_u16(), Some(r.message), Some(r.reason));
+        let (code, message, reason) = match (e.esource(), e.etype()) {
+            (_, ErrorType::HTTPStatus(413)) => refusal(Refusal::BODY_TOO_LARGE),
+            // The client's bytes broke HTTP/1.1 while its body was read (a bad chunk size).
+            (ErrorSource::Downstream, ErrorType::HTTPStatus(400)) => refusal(Refusal::MALFORMED),
+            (_, ErrorType::HTTPStatus(c)) => (*c, None, None),
+            // The body reader's error for a client that closed before its body's end; with
+            // `abort_on_close` off the gateway sees no other close while it proxies. A client
+            // that only half-closed reads this answer; one that is gone fails its write.
+            (ErrorSource::Downstream, ErrorType::ConnectionClosed) => refusal(Refusal::INCOMPLETE_BODY),
+            (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError) => (0, None, None),
+            (ErrorSource::Downstream, ErrorType::ReadTimedout) => (408, None, None),
+            (ErrorSource::Downstream, _) => refusal(Refusal::MALFORMED),
             (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
-                (504, Some("The upstream service did not answer in time"))
+                (504, Some("The upstream service did not answer in time"), Some(UPSTREAM_TIMEOUT))
             }
             (ErrorSource::Upstream, _)
             | (_, ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError) => {
-                (502, Some("The upstream service is unavailable"))
+                (502, Some("The upstream service is unavailable"), Some(UPSTREAM_UNAVAILABLE))
             }
-            _ => (500, None),
+            _ => (500, None, None),
         };
         if code > 0 && session.response_written().is_none() {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -388,11 +402,8 @@ impl ProxyHttp for Gateway {
             let extra: Vec<(&'static str, String)> =
                 if code == 503 { vec![("retry-after", self.config.auth.retry_after_secs.to_string())] } else { vec![] };
             let mut body = ErrorBody::new(status, message);
-            if code == 413 {
-                body = body.with_reason(Refusal::BODY_TOO_LARGE.reason);
-            } else if code == 400 && e.esource() == &ErrorSource::Downstream {
-                // The client's bytes broke HTTP/1.1 while its body was read (a bad chunk size).
-                body = body.with_reason(Refusal::MALFORMED.reason);
+            if let Some(reason) = reason {
+                body = body.with_reason(reason);
             }
             match Self::json_response(code, body, ctx, &extra) {
                 Ok((resp, body)) => {

@@ -89,6 +89,13 @@ impl Refusal {
         message: "The request is not valid HTTP/1.1 (RFC 9112)",
         reason: "malformed_request",
     };
+    /// A body whose client closed its side before the body's end: fewer bytes than its
+    /// `Content-Length`, or no last chunk (an incomplete message, RFC 9112 section 8).
+    pub const INCOMPLETE_BODY: Self = Self {
+        status: StatusCode::BAD_REQUEST,
+        message: "The request body ended before its Content-Length or its last chunk (RFC 9112 section 8)",
+        reason: "malformed_request",
+    };
     /// CONNECT, which the gateway does not tunnel (pingora refuses it before any phase).
     pub const CONNECT: Self = Self {
         status: StatusCode::METHOD_NOT_ALLOWED,

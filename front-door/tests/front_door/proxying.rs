@@ -98,6 +98,7 @@ async fn routes_balances_and_rotates_on_health() {
     // A target that drops the connection mid-request: 502, JSON.
     let (status, j) = get(&format!("{base}/tasks/crash")).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{j}");
+    assert_eq!(j["reason"], "upstream_unavailable", "{j}");
 
     let counts: Vec<(String, u64)> = door.backends().into_iter().map(|b| (b.name, b.requests)).collect();
     assert!(counts.iter().all(|(_, n)| *n > 0), "{counts:?}");

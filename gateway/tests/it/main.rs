@@ -9,6 +9,7 @@ mod asymmetric;
 mod config;
 mod fallback;
 mod forwarding;
+mod half_close;
 mod keepalive;
 mod metrics;
 mod pipelining_and_limits;

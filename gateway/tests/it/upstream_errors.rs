@@ -29,6 +29,7 @@ async fn slow_upstream_is_504_and_refused_upstream_is_502() {
     assert!(r.headers().get("x-request-id").is_some());
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "Gateway Timeout");
+    assert_eq!(body["reason"], "upstream_timeout", "{body}");
     tx.rollback().await.unwrap();
 
     stack.task.process.kill();
@@ -36,5 +37,6 @@ async fn slow_upstream_is_504_and_refused_upstream_is_502() {
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "Bad Gateway");
+    assert_eq!(body["reason"], "upstream_unavailable", "{body}");
     assert!(body["message"].is_string());
 }
