@@ -148,11 +148,18 @@ async fn a_request_over_a_limit_gets_the_gateways_json_before_task_svc_answers()
             "body_too_large",
         ),
     ];
+    let mut messages: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> = Default::default();
     for (name, request, status, reason) in cases {
         let (responses, closed) = send(h.gateway.addr, &request).await;
         assert_eq!(responses.len(), 1, "{name}: {responses:#?}");
         assert_refused(name, &responses[0], status, reason);
         assert!(closed, "{name}: the connection stayed open");
+        messages.entry(reason).or_default().insert(responses[0].json()["message"].as_str().unwrap().to_owned());
+    }
+    // One limit, one message, whichever layer of the gateway met it (before parsing, in its
+    // request filter, or while the body streamed).
+    for (reason, said) in &messages {
+        assert_eq!(said.len(), 1, "{reason}: {said:?}");
     }
     // Within every limit, task-svc answers.
     let (responses, _) =
