@@ -8,14 +8,18 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tower::ServiceExt as _;
 
 use crate::config::FrontDoorConfig;
 use crate::health::health_loop;
@@ -115,8 +119,8 @@ impl FrontDoor {
 
         let public_app = Router::new().fallback(public_proxy).with_state(shared.clone());
         let internal_app = Router::new().fallback(internal_proxy).with_state(shared.clone());
-        let public = serve::<_, Peer>(CheckedListener(public), public_app)?;
-        let internal = serve::<_, SocketAddr>(internal, internal_app)?;
+        let public = serve(CheckedListener(public), public_app)?;
+        let internal = serve(internal, internal_app)?;
         let health = tokio::spawn(health_loop(shared.clone(), config.health));
         Ok(Self { shared, public: Some(public), internal: Some(internal), health, drain: config.drain })
     }
@@ -161,20 +165,43 @@ impl Drop for FrontDoor {
     }
 }
 
-fn serve<L, C>(listener: L, app: Router) -> Result<Listener>
+/// Serves `app` on `listener` until [`Listener::stop`], over HTTP/1.1 with half-closed
+/// connections kept open: a client that closes its sending side after a whole request still
+/// gets the answer (RFC 9112 section 9.6: "a half-closed TCP connection does not delimit a
+/// request message, nor does it imply that the client is no longer interested in a
+/// response"). `axum::serve` builds hyper's connection with its default, which drops such a
+/// request unanswered, and offers no way to change it. Each request carries the peer as
+/// `ConnectInfo<L::Addr>`. On stop: no new connections, idle ones closed, busy ones finish
+/// their request (hyper-util's `GracefulShutdown`, as `axum::serve` does).
+fn serve<L>(mut listener: L, app: Router) -> Result<Listener>
 where
-    L: axum::serve::Listener<Addr: Into<SocketAddrOf> + std::fmt::Debug>,
-    C: Clone + Send + Sync + 'static + for<'a> Connected<IncomingStream<'a, L>>,
+    L: axum::serve::Listener<Addr: Into<SocketAddrOf> + Clone + Send + Sync + 'static>,
 {
     let addr = listener.local_addr().context("listener address")?.into().0;
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<C>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.half_close(true);
+        let graceful = GracefulShutdown::new();
+        loop {
+            let (io, peer) = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stopped.wait_for(|s| *s) => break,
+            };
+            let app = app.clone().map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer.clone()));
+                req.map(Body::new)
+            });
+            let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::trace!("connection ended: {e}");
+                }
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
     });
     Ok(Listener { addr, stop, task })
 }

@@ -38,9 +38,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::connect_info::Connected;
 use axum::http::StatusCode;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
 
 pub use checked::Checked;
@@ -128,12 +127,6 @@ impl ConnState {
 pub struct Peer {
     pub addr: SocketAddr,
     pub conn: Arc<ConnState>,
-}
-
-impl Connected<IncomingStream<'_, CheckedListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, CheckedListener>) -> Self {
-        stream.remote_addr().clone()
-    }
 }
 
 /// A TCP listener whose connections are [`Checked`].
