@@ -47,6 +47,24 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
         assert_eq!(status, "HTTP/1.1 200 OK", "{method}: {json}");
         assert_eq!(json["task"]["id"], id, "{method}: {json}");
     }
+    // Two requests pipelined, then the FIN: both answered, in order (RFC 9112 section 9.3.2).
+    let mut pipelined = TcpStream::connect(stack.gateway.addr).await.unwrap();
+    let get = format!("GET /tasks/{id} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let health = "GET /tasks/health HTTP/1.1\r\nHost: gateway\r\n\r\n";
+    pipelined.write_all(format!("{get}{health}").as_bytes()).await.unwrap();
+    pipelined.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), pipelined.read_to_end(&mut got))
+        .await
+        .expect("both answered and the connection closed within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    let statuses: Vec<&str> = text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i..i + 12]).collect();
+    assert_eq!(statuses, ["HTTP/1.1 200", "HTTP/1.1 200"], "{text}");
+    let task_at = text.find(&format!("\"id\":{id}")).unwrap_or_else(|| panic!("the task: {text}"));
+    let health_at = text.find("\"healthy\"").unwrap_or_else(|| panic!("the health answer: {text}"));
+    assert!(task_at < health_at, "answered in order: {text}");
+
     // The PUT went through.
     let r = client().get(stack.gateway.url_for(&format!("/tasks/{id}"))).bearer_auth(&token).send().await.unwrap();
     let json: Value = r.json().await.unwrap();

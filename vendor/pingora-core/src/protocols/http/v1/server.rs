@@ -1245,7 +1245,14 @@ impl HttpSession {
             // `abort_on_close` and the FIN handling above stay untouched
             // — this branch is exclusive to the pipelining case where
             // bytes (not FIN) arrived on the idle poll.
-            if self.pipelining_enabled && self.pipelined_idle_bytes_stashed {
+            // Local change (vendor/pingora-core/README.md, change 3): the same when the next
+            // request's bytes came with this one's (overread by the head or body reader).
+            // Probing the stream here would find a FIN the client sent after its pipelined
+            // requests, and turning keep-alive off for it would drop the requests already
+            // read; the next session's own probe finds the FIN after they are answered.
+            if self.pipelining_enabled
+                && (self.pipelined_idle_bytes_stashed || self.body_reader.has_bytes_overread())
+            {
                 return std::future::pending().await;
             }
             // XXX: account for upgraded body reader change, if the read half split from the write half
