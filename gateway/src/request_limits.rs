@@ -139,11 +139,26 @@ impl RequestLimits {
 /// request without `Host` (§3.2: "MUST respond with a 400"), and one with both
 /// `Content-Length` and `Transfer-Encoding` (§6.1: the request-smuggling shape, "ought to be
 /// handled as an error"). The ALB and the front door refuse both too.
+/// And a request target in a form its method may not use (§3.2): anything but origin-form
+/// (`/path?query`), absolute-form (`http://host/path`; pingora refuses one whose host is not
+/// `Host`) and, for `OPTIONS` only, asterisk-form (`*`). (A target with whitespace never gets
+/// here: the vendored pingora refuses it while parsing.)
 pub fn check_framing(req: &RequestHeader) -> Option<Refusal> {
     let no_host = req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST);
     let both_lengths = req.headers.contains_key(http::header::CONTENT_LENGTH)
         && req.headers.contains_key(http::header::TRANSFER_ENCODING);
-    (no_host || both_lengths).then_some(Refusal::MALFORMED)
+    (no_host || both_lengths || !target_form_allowed(&req.method, req.raw_path())).then_some(Refusal::MALFORMED)
+}
+
+/// RFC 9112 section 3.2's request-target forms a non-CONNECT request may use (CONNECT never
+/// reaches a phase: pingora refuses it).
+fn target_form_allowed(method: &http::Method, target: &[u8]) -> bool {
+    let scheme = |s: &[u8]| target.len() > s.len() && target[..s.len()].eq_ignore_ascii_case(s);
+    match target {
+        [b'/', ..] => true,
+        b"*" => method == http::Method::OPTIONS,
+        _ => scheme(b"http://") || scheme(b"https://"),
+    }
 }
 
 /// The refusal for a request head pingora failed to read: 431 when httparse ran out of header
@@ -196,6 +211,25 @@ mod tests {
         assert_eq!(l.check_body_length(&post), None);
         post.insert_header("content-length", "65537").unwrap();
         assert_eq!(l.check_body_length(&post), Some(Refusal::BODY_TOO_LARGE));
+    }
+
+    #[test]
+    fn a_target_is_allowed_only_in_a_form_its_method_may_use() {
+        let (get, options) = (http::Method::GET, http::Method::OPTIONS);
+        for (method, target, allowed) in [
+            (&get, &b"/tasks/1?x=1"[..], true),
+            (&get, b"/", true),
+            (&get, b"http://a/tasks", true),
+            (&get, b"HTTPS://a/tasks", true),
+            (&options, b"*", true),
+            (&get, b"*", false),
+            (&get, b"tasks/1", false),
+            (&get, b"a:80", false),
+            (&get, b"http://", false),
+            (&get, b"ftp://a/tasks", false),
+        ] {
+            assert_eq!(target_form_allowed(method, target), allowed, "{method} {}", target.escape_ascii());
+        }
     }
 
     #[test]

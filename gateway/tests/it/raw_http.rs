@@ -191,6 +191,15 @@ async fn malformed_requests_get_a_json_400_and_a_closed_connection_and_never_rea
         ("no request line", "HELLO\r\n\r\n".into()),
         ("a request line without a version", "GET /tasks/health\r\nHost: a\r\n\r\n".into()),
         ("a header line without a colon", "GET /tasks/health HTTP/1.1\r\nHost: a\r\nX-A\r\n\r\n".into()),
+        // The request line (RFC 9112 section 3): single spaces, no whitespace in the target,
+        // and a target in a form its method may use (section 3.2).
+        ("two spaces before the target", "GET  /tasks/health HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("two spaces after the target", "GET /tasks/health  HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("a space in the target", "GET /tasks/health x HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("a quote and angle brackets in the target", "GET /tasks/health?q=<\"a\"> HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("a target that is not a path", "GET tasks/health HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("the asterisk form with GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("the authority form with GET", "GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n".into()),
     ];
     // (More than 256 header fields: a limit, 431, see `pipelining_and_limits`.)
     for (name, request) in cases {

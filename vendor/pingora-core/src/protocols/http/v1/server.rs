@@ -449,7 +449,12 @@ impl HttpSession {
                                 }
                             }
                             // try to escape URI
-                            if let Some(new_buf) = escape_illegal_request_line(&buf) {
+                            // Local change (vendor/pingora-core/README.md, change 4): off, so a
+                            // request line RFC 9112 forbids is refused, not rewritten and forwarded.
+                            let escaped = ESCAPE_ILLEGAL_REQUEST_LINE
+                                .then(|| escape_illegal_request_line(&buf))
+                                .flatten();
+                            if let Some(new_buf) = escaped {
                                 buf = new_buf;
                                 already_read = buf.len();
                             } else {
@@ -1767,6 +1772,11 @@ impl HttpSession {
         self.underlying_stream
     }
 }
+
+/// Local change (vendor/pingora-core/README.md, change 4): whether a request line httparse
+/// refuses (whitespace or `"<>` or control bytes in the target, extra spaces) is percent-encoded
+/// and parsed again, as published pingora does, instead of being refused.
+const ESCAPE_ILLEGAL_REQUEST_LINE: bool = false;
 
 // Regex to parse request line that has illegal chars in it
 static REQUEST_LINE_REGEX: Lazy<Regex> =
