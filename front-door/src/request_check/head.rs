@@ -62,6 +62,10 @@ pub(super) fn parse_error(e: httparse::Error) -> Rejection {
     Rejection::malformed(message)
 }
 
+/// The largest `Content-Length` the HTTP server behind this check (hyper) reads: it keeps the
+/// two largest u64 values for its own markers and answers them with an empty 431 of its own.
+const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
+
 /// Whether `target` is a request target the HTTP server behind this check accepts for a method
 /// other than CONNECT (RFC 9112 section 3.2): origin-form (`/tasks?x=1`), absolute-form
 /// (`http://host/tasks`) or asterisk-form (`*`). httparse takes any token here (`tasks`, `?x`),
@@ -135,6 +139,7 @@ pub(super) fn check(req: &httparse::Request<'_, '_>) -> Result<Framing, Rejectio
             std::str::from_utf8(digits)
                 .ok()
                 .and_then(|d| d.parse::<u64>().ok())
+                .filter(|n| *n <= MAX_CONTENT_LENGTH)
                 .map(Framing::Length)
                 .ok_or_else(|| Rejection::malformed("Content-Length is too large"))
         }
