@@ -33,6 +33,10 @@ pub struct FrontDoorConfig {
     pub upstream_timeout: Duration,
     /// How long in-flight requests may finish after shutdown starts.
     pub drain: Duration,
+    /// How long a client connection may go without a whole request head: idle between
+    /// requests, or sending one too slowly. Then it is closed, as the ALB closes a client
+    /// connection after its idle timeout (`idle_timeout.timeout_seconds`, 60 s by default).
+    pub client_idle_timeout: Duration,
 }
 
 impl Default for FrontDoorConfig {
@@ -41,6 +45,7 @@ impl Default for FrontDoorConfig {
             health: HealthCheck::default(),
             upstream_timeout: Duration::from_secs(60),
             drain: Duration::from_secs(10),
+            client_idle_timeout: Duration::from_secs(60),
         }
     }
 }

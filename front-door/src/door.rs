@@ -13,7 +13,7 @@ use axum::http::Request;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -119,8 +119,8 @@ impl FrontDoor {
 
         let public_app = Router::new().fallback(public_proxy).with_state(shared.clone());
         let internal_app = Router::new().fallback(internal_proxy).with_state(shared.clone());
-        let public = serve(CheckedListener(public), public_app)?;
-        let internal = serve(internal, internal_app)?;
+        let public = serve(CheckedListener(public), public_app, config.client_idle_timeout)?;
+        let internal = serve(internal, internal_app, config.client_idle_timeout)?;
         let health = tokio::spawn(health_loop(shared.clone(), config.health));
         Ok(Self { shared, public: Some(public), internal: Some(internal), health, drain: config.drain })
     }
@@ -171,9 +171,11 @@ impl Drop for FrontDoor {
 /// request message, nor does it imply that the client is no longer interested in a
 /// response"). `axum::serve` builds hyper's connection with its default, which drops such a
 /// request unanswered, and offers no way to change it. Each request carries the peer as
-/// `ConnectInfo<L::Addr>`. On stop: no new connections, idle ones closed, busy ones finish
-/// their request (hyper-util's `GracefulShutdown`, as `axum::serve` does).
-fn serve<L>(mut listener: L, app: Router) -> Result<Listener>
+/// `ConnectInfo<L::Addr>`. A connection without a whole request head for `idle_timeout`
+/// (idle, or a head sent too slowly) is closed (hyper's `header_read_timeout`, which runs
+/// from when it waits for a head). On stop: no new connections, idle ones closed, busy ones
+/// finish their request (hyper-util's `GracefulShutdown`, as `axum::serve` does).
+fn serve<L>(mut listener: L, app: Router, idle_timeout: Duration) -> Result<Listener>
 where
     L: axum::serve::Listener<Addr: Into<SocketAddrOf> + Clone + Send + Sync + 'static>,
 {
@@ -181,7 +183,7 @@ where
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut http = hyper::server::conn::http1::Builder::new();
-        http.half_close(true);
+        http.half_close(true).timer(TokioTimer::new()).header_read_timeout(idle_timeout);
         let graceful = GracefulShutdown::new();
         loop {
             let (io, peer) = tokio::select! {

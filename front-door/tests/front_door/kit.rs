@@ -76,6 +76,7 @@ pub fn config() -> FrontDoorConfig {
         },
         upstream_timeout: Duration::from_secs(5),
         drain: Duration::from_secs(1),
+        ..FrontDoorConfig::default()
     }
 }
 
@@ -106,13 +107,18 @@ pub async fn get(url: &str) -> (StatusCode, Value) {
 
 /// A front door over one auth and one task target (both healthy), ready for requests.
 pub async fn door() -> (FrontDoor, String) {
+    door_with(config()).await
+}
+
+/// [`door`] with `config` instead of the tests' [`config`].
+pub async fn door_with(config: FrontDoorConfig) -> (FrontDoor, String) {
     let targets = vec![
         ("auth-1".to_owned(), target("auth-1", Arc::new(AtomicBool::new(true))).await, PoolKind::Auth),
         ("task-1".to_owned(), target("task-1", Arc::new(AtomicBool::new(true))).await, PoolKind::Tasks),
     ];
     let public = front_door::bind(0, "front door", "--port").await.unwrap();
     let internal = front_door::bind(0, "auth discovery", "--base-port").await.unwrap();
-    let door = FrontDoor::start(public, internal, targets, config()).unwrap();
+    let door = FrontDoor::start(public, internal, targets, config).unwrap();
     wait_for(&door, "auth-1", true).await;
     wait_for(&door, "task-1", true).await;
     let base = format!("http://{}", door.public_addr().unwrap());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::StatusCode;
-use front_door::{FrontDoor, PoolKind};
+use front_door::{FrontDoor, FrontDoorConfig, PoolKind};
 use serde_json::Value;
 
 use crate::kit::*;
@@ -265,4 +265,49 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     assert_eq!(answer.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{answer:?}");
     let (first, second) = (answer.find("/tasks/first"), answer.find("/tasks/second"));
     assert!(first.is_some() && first < second, "in order: {answer:?}");
+}
+
+/// A client connection without a whole request head for `client_idle_timeout` is closed, as the
+/// ALB closes one after its idle timeout: idle from the start, idle after a request, or
+/// sending its head too slowly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connection_without_a_request_head_is_closed_after_the_idle_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idle = Duration::from_millis(600);
+    let (door, _base) = door_with(FrontDoorConfig { client_idle_timeout: idle, ..config() }).await;
+    let addr = door.public_addr().unwrap();
+
+    /// Reads until the front door closes `stream`: how long that took after `from`.
+    async fn closed_after(stream: &mut tokio::net::TcpStream, from: Instant) -> Duration {
+        let mut sink = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink))
+            .await
+            .expect("closed within 10 s")
+            .ok();
+        from.elapsed()
+    }
+
+    // Idle from the start.
+    let start = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let took = closed_after(&mut stream, start).await;
+    assert!(took >= idle, "closed after {took:?}, before the idle timeout");
+
+    // A head sent in pieces slower than the timeout allows.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let start = Instant::now();
+    stream.write_all(b"GET /tasks/health HTTP/1.1\r\n").await.unwrap();
+    let took = closed_after(&mut stream, start).await;
+    assert!(took >= idle, "closed after {took:?}, before the idle timeout");
+
+    // Idle after an answered request: the connection served it and is then closed.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /tasks/health HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let start = Instant::now();
+    let took = closed_after(&mut stream, start).await;
+    assert!(took + Duration::from_millis(100) >= idle, "closed after {took:?}, before the idle timeout");
 }
