@@ -139,7 +139,9 @@ impl RequestLimits {
 /// request without `Host` (§3.2: "MUST respond with a 400"), and one with both
 /// `Content-Length` and `Transfer-Encoding` (§6.1: the request-smuggling shape, "ought to be
 /// handled as an error"). The ALB and the front door refuse both too.
-/// And a request target in a form its method may not use (§3.2): anything but origin-form
+/// And `chunked` applied more than once, on one `Transfer-Encoding` line or over several
+/// (§6.1: "A sender MUST NOT apply the chunked transfer coding more than once"). And a request
+/// target in a form its method may not use (§3.2): anything but origin-form
 /// (`/path?query`), absolute-form (`http://host/path`; pingora refuses one whose host is not
 /// `Host`) and, for `OPTIONS` only, asterisk-form (`*`). (A target with whitespace never gets
 /// here: the vendored pingora refuses it while parsing.)
@@ -147,7 +149,16 @@ pub fn check_framing(req: &RequestHeader) -> Option<Refusal> {
     let no_host = req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST);
     let both_lengths = req.headers.contains_key(http::header::CONTENT_LENGTH)
         && req.headers.contains_key(http::header::TRANSFER_ENCODING);
-    (no_host || both_lengths || !target_form_allowed(&req.method, req.raw_path())).then_some(Refusal::MALFORMED)
+    let chunked_twice = req
+        .headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        .nth(1)
+        .is_some();
+    (no_host || both_lengths || chunked_twice || !target_form_allowed(&req.method, req.raw_path()))
+        .then_some(Refusal::MALFORMED)
 }
 
 /// RFC 9112 section 3.2's request-target forms a non-CONNECT request may use (CONNECT never

@@ -200,6 +200,15 @@ async fn malformed_requests_get_a_json_400_and_a_closed_connection_and_never_rea
         ("a target that is not a path", "GET tasks/health HTTP/1.1\r\nHost: a\r\n\r\n".into()),
         ("the asterisk form with GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n".into()),
         ("the authority form with GET", "GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        // Chunked applied twice (RFC 9112 section 6.1: a sender MUST NOT).
+        (
+            "chunked on two lines",
+            "POST /tasks/health HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(),
+        ),
+        (
+            "chunked twice in one line",
+            "POST /tasks/health HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n".into(),
+        ),
     ];
     // (More than 256 header fields: a limit, 431, see `pipelining_and_limits`.)
     for (name, request) in cases {
