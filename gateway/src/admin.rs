@@ -87,7 +87,9 @@ async fn upstream_metrics_handler(State(s): State<AdminState>) -> Response {
     };
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::warn!(%addr, error = %e, "task-svc metrics unavailable");
-        ErrorBody::response(StatusCode::BAD_GATEWAY, "task-svc metrics are unavailable")
+        let body = ErrorBody::new(StatusCode::BAD_GATEWAY, "task-svc metrics are unavailable")
+            .with_reason("upstream_unavailable");
+        (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
     };
     let response = match s.http.get(format!("http://{addr}/metrics")).send().await {
         Ok(r) if r.status().is_success() => r,
@@ -229,6 +231,7 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         let body: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(body["error"], "Bad Gateway");
+        assert_eq!(body["reason"], "upstream_unavailable", "the proxy port's reason for the same failure");
         let app = router(state(None));
         assert_eq!(get(&app, TASK_SVC_METRICS_PATH).await.0, StatusCode::NOT_FOUND);
     }
