@@ -3,7 +3,8 @@
 //! request in, do it): the request is forwarded and its answer delivered, as HAProxy does by
 //! default (its `option abortonclose` is off). Before the body's end the request is
 //! incomplete (RFC 9112 section 8): it is not answered by the upstream, and the client gets the
-//! contract's JSON 400, not a bare close.
+//! contract's JSON 400, not a bare close. Before its head's end there is nothing to answer,
+//! and the gateway's log has no ERROR line for it (the client's doing).
 
 use std::time::Duration;
 
@@ -120,4 +121,35 @@ async fn a_client_that_half_closes_before_its_body_ends_gets_a_json_400_and_noth
     let r = client().get(stack.gateway.url_for(&format!("/tasks/{id}"))).bearer_auth(&token).send().await.unwrap();
     let json: Value = r.json().await.unwrap();
     assert_eq!(json["task"]["title"], "unchanged", "no cut body was applied: {json}");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_head_is_not_an_error_in_the_log() {
+    let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |_| {}).await;
+    // A few bytes of a head, then a close (FIN) or an abort (RST).
+    for linger_zero in [false, true] {
+        let mut client = TcpStream::connect(stack.gateway.addr).await.unwrap();
+        client.write_all(b"GET /tasks/health HTTP/1.1\r\nHo").await.unwrap();
+        if linger_zero {
+            client.set_linger(Some(Duration::ZERO)).unwrap();
+        }
+        drop(client);
+    }
+    // Lines are written in order: once a later request's access line is in, the earlier
+    // connections' lines (if any) are too.
+    let r = client()
+        .get(stack.gateway.url_for("/tasks/health"))
+        .header("x-request-id", "after-partial-heads")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let log = log_path("gateway", stack.gateway.addr.port());
+    let text = testkit::wait::until_some("the access line of the later request", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { text.contains("after-partial-heads").then_some(text) }
+    })
+    .await;
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "a client's own close logged as an error: {errors:#?}");
 }

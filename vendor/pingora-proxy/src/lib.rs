@@ -365,7 +365,9 @@ where
                         });
                 } else {
                     // otherwise the connection must be broken, no need to send anything
-                    error!(
+                    // Local change (see README.md): a client that closed, reset or stalled
+                    // its connection mid-head is the client's doing, not an error to alert on.
+                    debug!(
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
