@@ -131,7 +131,7 @@ async fn a_client_that_leaves_mid_head_is_not_an_error_in_the_log() {
         let mut client = TcpStream::connect(stack.gateway.addr).await.unwrap();
         client.write_all(b"GET /tasks/health HTTP/1.1\r\nHo").await.unwrap();
         if linger_zero {
-            client.set_linger(Some(Duration::ZERO)).unwrap();
+            client.set_zero_linger().unwrap();
         }
         drop(client);
     }
