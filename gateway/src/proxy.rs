@@ -28,9 +28,9 @@ use crate::request_limits::{self, Refusal};
 use crate::trace_context::RequestTrace;
 
 /// `reason` of the gateway's 504: task-svc did not answer within `[upstream]`'s timeouts.
-const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
+pub(crate) const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
 /// `reason` of the gateway's 502: task-svc refused the connection, or reset or broke it.
-const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
+pub(crate) const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
 /// Headers pingora needs for framing or routing; never removed even if `Connection` names them.
 const KEEP: &[&str] = &["host", "content-length", "transfer-encoding"];
 

@@ -128,17 +128,37 @@ pub async fn door_with(config: FrontDoorConfig) -> (FrontDoor, String) {
 /// Sends raw bytes (for requests no HTTP client library would send) and reads the answer until
 /// the connection closes: status, head, and the body as JSON.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String, Value) {
-    let text = raw_text(addr, request).await;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    parse_answer(&raw_text(addr, request).await)
+}
+
+/// [`raw`], the client closing its sending side (TCP FIN) once the bytes are sent.
+pub async fn raw_half_closed(addr: SocketAddr, request: &[u8]) -> (u16, String, Value) {
+    parse_answer(&raw_text_half_closed(addr, request).await)
+}
+
+fn parse_answer(text: &str) -> (u16, String, Value) {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, head.to_owned(), serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// Sends raw bytes and returns everything the front door answered until it closed.
 pub async fn raw_text(addr: SocketAddr, request: &[u8]) -> String {
+    exchange(addr, request, false).await
+}
+
+/// [`raw_text`], the client closing its sending side (TCP FIN) once the bytes are sent.
+pub async fn raw_text_half_closed(addr: SocketAddr, request: &[u8]) -> String {
+    exchange(addr, request, true).await
+}
+
+async fn exchange(addr: SocketAddr, request: &[u8], half_close: bool) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
+    if half_close {
+        stream.shutdown().await.unwrap();
+    }
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     assert!(read.is_ok(), "the front door kept the connection open after answering");

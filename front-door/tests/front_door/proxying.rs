@@ -234,34 +234,20 @@ async fn pipelined_requests_are_all_answered_in_order() {
 /// (RFC 9112 section 9.6; `nc` does this); the front door forwards it and answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (door, _base) = door().await;
+    let addr = door.public_addr().unwrap();
     let before = task_requests(&door);
-    let mut stream = tokio::net::TcpStream::connect(door.public_addr().unwrap()).await.unwrap();
-    stream.write_all(b"GET /tasks/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await.unwrap();
-    stream.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("answered and closed within 10 s")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+    let answer =
+        raw_text_half_closed(addr, b"GET /tasks/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
     assert_eq!(task_requests(&door), before + 1, "forwarded once");
 
     // Two requests pipelined, then the FIN: both answered, in order (RFC 9112 section 9.3.2).
-    let mut stream = tokio::net::TcpStream::connect(door.public_addr().unwrap()).await.unwrap();
-    stream
-        .write_all(b"GET /tasks/first HTTP/1.1\r\nHost: a\r\n\r\nGET /tasks/second HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    stream.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("both answered and closed within 10 s")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = raw_text_half_closed(
+        addr,
+        b"GET /tasks/first HTTP/1.1\r\nHost: a\r\n\r\nGET /tasks/second HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
     assert_eq!(answer.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{answer:?}");
     let (first, second) = (answer.find("/tasks/first"), answer.find("/tasks/second"));
     assert!(first.is_some() && first < second, "in order: {answer:?}");

@@ -228,25 +228,13 @@ async fn trace_and_connect_are_a_json_405() {
 /// reads a JSON 400, as for broken framing, not a bare close or a 502.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_cut_short_by_a_half_close_is_a_json_400() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (door, _) = door().await;
     let cut: [&[u8]; 2] = [
         b"POST /tasks HTTP/1.1\r\nHost: a\r\nContent-Length: 50\r\n\r\n{\"t",
         b"POST /tasks HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
     ];
     for request in cut {
-        let mut stream = tokio::net::TcpStream::connect(door.public_addr().unwrap()).await.unwrap();
-        stream.write_all(request).await.unwrap();
-        stream.shutdown().await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer))
-            .await
-            .expect("answered and closed within 10 s")
-            .unwrap();
-        let text = String::from_utf8_lossy(&answer);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no answer: {text:?}"));
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-        assert_refused(status, head, &json, StatusCode::BAD_REQUEST, "malformed_request");
+        let (status, head, json) = raw_half_closed(door.public_addr().unwrap(), request).await;
+        assert_refused(status, &head, &json, StatusCode::BAD_REQUEST, "malformed_request");
     }
 }

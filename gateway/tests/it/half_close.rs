@@ -13,15 +13,19 @@ use testkit::harness::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Everything the gateway sends on `stream` until it closes, within 10 s: status line, head
-/// and body (the body parsed as JSON).
-async fn answer_until_close(stream: &mut TcpStream) -> (String, String, Value) {
+/// Everything the gateway sends on `stream` until it closes, within 10 s.
+async fn read_until_close(stream: &mut TcpStream) -> String {
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
         .await
         .expect("the gateway answered and closed within 10 s")
         .expect("read");
-    let text = String::from_utf8_lossy(&got).into_owned();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// [`read_until_close`] as one answer: status line, head and body (parsed as JSON).
+async fn answer_until_close(stream: &mut TcpStream) -> (String, String, Value) {
+    let text = read_until_close(stream).await;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no whole answer: {text:?}"));
     let status = head.lines().next().unwrap_or_default().to_owned();
     let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not one JSON body ({e}): {text:?}"));
@@ -54,12 +58,7 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     let health = "GET /tasks/health HTTP/1.1\r\nHost: gateway\r\n\r\n";
     pipelined.write_all(format!("{get}{health}").as_bytes()).await.unwrap();
     pipelined.shutdown().await.unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), pipelined.read_to_end(&mut got))
-        .await
-        .expect("both answered and the connection closed within 10 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&got);
+    let text = read_until_close(&mut pipelined).await;
     let statuses: Vec<&str> = text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i..i + 12]).collect();
     assert_eq!(statuses, ["HTTP/1.1 200", "HTTP/1.1 200"], "{text}");
     let task_at = text.find(&format!("\"id\":{id}")).unwrap_or_else(|| panic!("the task: {text}"));
