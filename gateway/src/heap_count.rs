@@ -1,6 +1,7 @@
 //! Heap allocation counters for benchmarks: with the `count-allocations` cargo feature (off by
-//! default: production builds use the system allocator unwrapped), the process's global
-//! allocator is `stats_alloc`'s counting wrapper of the system allocator, and `/metrics` serves
+//! default: production builds use jemalloc, uncounted; see the gateway's `main.rs`), the
+//! process's global allocator is `stats_alloc`'s counting wrapper of the system allocator (the
+//! number and size of allocations do not depend on the allocator), and `/metrics` serves
 //! its totals as `gateway_heap_allocations_total` and `gateway_heap_allocated_bytes_total`. The
 //! bench scrapes them before and after a cell to report allocations and bytes per request.
 

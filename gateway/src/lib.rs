@@ -67,8 +67,10 @@ impl BackgroundService for KeyringRefresh {
 
 /// Builds the pingora server with the proxy and its background services (keyring refresh,
 /// revocation pulls, DNS re-resolution, metrics/readiness) from the validated `config`. The
-/// caller runs it (`Server::run`, which returns after the graceful shutdown).
-pub fn build_server(config: Config) -> anyhow::Result<Server> {
+/// caller runs it (`Server::run`, which returns after the graceful shutdown). Access lines go
+/// to `lines` when the logs are JSON ([`platform::telemetry::init_non_blocking`]), else to
+/// `tracing`.
+pub fn build_server(config: Config, lines: platform::telemetry::JsonLines) -> anyhow::Result<Server> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let jwt = &config.jwt;
@@ -101,7 +103,7 @@ pub fn build_server(config: Config) -> anyhow::Result<Server> {
     conf.upstream_keepalive_pool_size = config.upstream.keepalive_pool_size;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let gateway = Gateway::new(config.clone(), auth, metrics.clone())?;
+    let gateway = Gateway::new(config.clone(), auth, metrics.clone(), lines)?;
     if let Some(limits) = gateway.admission.limits.clone() {
         server.add_service(background_service("rate limits", RateLimitService { limits }));
     }

@@ -39,6 +39,15 @@ enum Command {
     Healthcheck,
 }
 
+/// jemalloc, not glibc's malloc: the gateway makes about a hundred allocations per proxied
+/// request (pingora's header maps, buffers and futures), and jemalloc's thread caches take
+/// about 14,000 instructions per request off glibc's, at the same peak RSS
+/// (docs/benchmarks.md). The `count-allocations` build counts over the system allocator
+/// instead (`gateway::heap_count`): the counts do not depend on the allocator.
+#[cfg(not(feature = "count-allocations"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let at = ConfigPath::locate(cli.config.as_deref(), &Env);
@@ -49,7 +58,7 @@ fn main() -> ExitCode {
     // The access log is one line per request: written by a background thread, not by the
     // worker with a system call per line. The guard writes the last lines at exit.
     // The span exporter's guard flushes the last spans at exit too.
-    let _log_guard = platform::telemetry::init_non_blocking("gateway");
+    let logs = platform::telemetry::init_non_blocking("gateway");
     let config = match platform::telemetry::check(&Env, "gateway").and_then(|()| Config::load(&at, &Env)) {
         Ok(c) => c,
         Err(e) => {
@@ -58,9 +67,9 @@ fn main() -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    match gateway::build_server(config) {
+    match gateway::build_server(config, logs.lines.clone()) {
         // `run` (not `run_forever`, which ends in `std::process::exit`) returns after the
-        // graceful shutdown, so `_log_guard` writes the last batch of access lines on the way out.
+        // graceful shutdown, so `logs` writes the last batch of access lines on the way out.
         Ok(server) => {
             server.run(pingora::server::RunArgs::default());
             tracing::info!("gateway stopped");

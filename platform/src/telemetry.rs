@@ -1,7 +1,7 @@
 //! Logging set-up: JSON lines for ECS/CloudWatch (`LOG_FORMAT=json`), compact text locally.
 //! The filter comes from `RUST_LOG` (default `info`).
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 
 use crate::tracing_otel::TracingGuard;
 use tracing_subscriber::EnvFilter;
@@ -34,14 +34,74 @@ pub fn init(service: &'static str) -> TracingGuard {
 /// Logs to stdout through `tracing-appender`'s non-blocking writer: the calling thread formats
 /// the line and queues it; a dedicated thread writes it (several lines per `write` under load),
 /// so no request thread blocks on stdout. Lossless (`lossy(false)`: a full queue makes the
-/// caller wait rather than drop lines). The guard writes what is queued when dropped: keep it
-/// until `main` returns (the gateway leaves pingora through `Server::run`, not `run_forever`,
-/// whose `std::process::exit` would skip the drop).
-pub fn init_non_blocking(service: &'static str) -> (WorkerGuard, TracingGuard) {
+/// caller wait rather than drop lines). Keep the returned [`NonBlockingLogs`] until `main`
+/// returns: dropped, it writes what is queued and flushes the spans (the gateway leaves pingora
+/// through `Server::run`, not `run_forever`, whose `std::process::exit` would skip the drop).
+pub fn init_non_blocking(service: &'static str) -> NonBlockingLogs {
     let (writer, guard) =
         NonBlockingBuilder::default().lossy(false).thread_name("log-writer").finish(std::io::stdout());
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let lines = JsonLines { writer: json.then(|| writer.clone()) };
     let tracing = install(service, writer);
-    (guard, tracing)
+    NonBlockingLogs { lines, _writer: guard, _tracing: tracing }
+}
+
+/// What [`init_non_blocking`] set up. Dropping it writes the queued lines, then flushes the
+/// spans (fields drop in this order).
+pub struct NonBlockingLogs {
+    /// The stream's writer for whole JSON records ([`JsonLines`]).
+    pub lines: JsonLines,
+    _writer: WorkerGuard,
+    _tracing: TracingGuard,
+}
+
+/// Whole JSON lines written to the log stream beside tracing's events, through the same queue
+/// (one message per line, so lines of different threads never interleave). For a record made
+/// on every request, where a `tracing` event's dispatch, field visitor and JSON formatter cost
+/// several times the serialization of a struct (the gateway's access line: docs/benchmarks.md).
+/// Holds a writer only when the logs are JSON (`LOG_FORMAT=json`); otherwise
+/// [`JsonLines::write`] declines and the caller logs its record as an event.
+#[derive(Clone, Default)]
+pub struct JsonLines {
+    writer: Option<NonBlocking>,
+}
+
+impl std::fmt::Debug for JsonLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLines").field("json", &self.writer.is_some()).finish()
+    }
+}
+
+impl JsonLines {
+    /// Lines that always decline: the logs are not JSON (or not set up, in tests).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Writes `record` as one JSON line (`serde_json`, then a newline) and returns `true`;
+    /// returns `false` without writing when the logs are not JSON. A record that fails to
+    /// serialize (a map with non-string keys; a plain struct cannot) is dropped with a warning
+    /// naming the error, never half-written.
+    pub fn write<T: serde::Serialize>(&self, record: &T) -> bool {
+        let Some(writer) = &self.writer else { return false };
+        thread_local! {
+            // Reused per thread: the writer copies the line into its queue.
+            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            match serde_json::to_writer(&mut *line, record) {
+                Ok(()) => {
+                    line.push(b'\n');
+                    // `NonBlocking::write` queues the whole buffer as one message and cannot fail
+                    // short (lossless: it waits for room).
+                    let _ = std::io::Write::write_all(&mut writer.make_writer(), line);
+                }
+                Err(e) => tracing::warn!(error = %e, "a log record did not serialize; dropped"),
+            }
+        });
+        true
+    }
 }
 
 /// The crates whose spans become OpenTelemetry spans (at `info` and above, whatever `RUST_LOG`

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use devstack::launch::{self, AuthSvcSettings, Binaries, Probe, ServiceSettings, TaskSvcSettings, loopback};
-pub use devstack::launch::{KeyringSource, RunningService};
+pub use devstack::launch::{KeyringSource, LogFormat, Logging, RunningService};
 use devstack::postgres::free_port;
 use devstack::process::Output;
 use gateway::config::SidecarFile;
@@ -157,6 +157,20 @@ pub async fn start_gateway(
     keyring: KeyringSource,
     wait_ready: bool,
 ) -> RunningService {
+    let logging = Logging { format: None, filter: Some("info".into()) };
+    start_gateway_logging(sidecar, upstream, auth_url, keyring, wait_ready, logging).await
+}
+
+/// [`start_gateway`] with `logging` (`LOG_FORMAT`, `RUST_LOG`) instead of the parent's format
+/// at `info`.
+pub async fn start_gateway_logging(
+    sidecar: SidecarFile,
+    upstream: SocketAddr,
+    auth_url: &str,
+    keyring: KeyringSource,
+    wait_ready: bool,
+    logging: Logging,
+) -> RunningService {
     let addr = loopback(free_port().unwrap());
     let metrics = loopback(free_port().unwrap());
     let mut settings = launch::GatewaySettings::new(
@@ -168,7 +182,7 @@ pub async fn start_gateway(
         auth_url,
         keyring,
     );
-    settings.logging.filter = Some("info".into());
+    settings.logging = logging;
     settings.ready = if wait_ready {
         vec![Probe::http(metrics, "/ready"), Probe::Tcp(addr)]
     } else {

@@ -1,5 +1,6 @@
-//! `[access_log] successes`: with a share of 0, a success gets no access line while a refusal
-//! and a request whose trace is sampled still get one, with the request's trace id.
+//! The access line: with `[access_log] successes` at 0, a success gets none while a refusal
+//! and a request whose trace is sampled still get one, with the request's trace id; with JSON
+//! logs, one JSON line per request with the access keys in order, and none at `RUST_LOG=warn`.
 
 use std::time::Duration;
 
@@ -34,4 +35,104 @@ async fn with_no_share_of_successes_only_refusals_and_sampled_traces_are_logged(
     assert!(line("al-refused").is_some_and(|l| l.contains("401")), "{text}");
     assert!(line("al-sampled").is_some_and(|l| l.contains(sampled_trace)), "{text}");
     assert_eq!(line("al-success"), None, "a success is not logged at a share of 0");
+}
+
+/// The gateway's keys of a JSON access line, in the order they are written (docs/observability.md).
+const ACCESS_KEYS: [&str; 14] = [
+    "timestamp",
+    "level",
+    "message",
+    "method",
+    "path",
+    "status",
+    "upstream_status",
+    "duration_ms",
+    "request_id",
+    "trace_id",
+    "decision",
+    "reason",
+    "user_id",
+    "error",
+];
+
+/// A gateway in front of the harness's task-svc logging `LOG_FORMAT=json` at `filter`.
+async fn json_gateway(stack: &GatewayHarness, filter: &str) -> RunningService {
+    let logging = Logging { format: Some(LogFormat::Json), filter: Some(filter.into()) };
+    start_gateway_logging(
+        test_sidecar(),
+        stack.task.addr,
+        &stack.auth.url(),
+        KeyringSource::secret(OLD_SECRET),
+        true,
+        logging,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn with_json_logs_a_request_is_one_json_line_with_the_access_keys_in_order() {
+    let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |_| {}).await;
+    let gateway = json_gateway(&stack, "info").await;
+    let (token, user_id) = login(&stack.auth, "jsonline").await;
+    let get = |path: &str, id: &'static str| client().get(gateway.url_for(path)).header("x-request-id", id);
+    let r = get("/tasks?status=completed", "jl-success").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(get("/tasks/x", "jl-refused").send().await.unwrap().status(), 401);
+
+    let log = log_path("gateway", gateway.addr.port());
+    let text = testkit::wait::until_some("the access line of the refused request", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { text.contains("jl-refused").then_some(text) }
+    })
+    .await;
+    // Every line of the log is JSON, the access lines and tracing's own alike.
+    let lines: Vec<(&str, serde_json::Value)> =
+        text.lines().map(|l| (l, serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))).collect();
+    let access = |id: &str| {
+        lines
+            .iter()
+            .find(|(_, v)| v["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access line for {id} in\n{text}"))
+            .clone()
+    };
+
+    let (raw, ok) = access("jl-success");
+    let positions: Vec<usize> =
+        ACCESS_KEYS.iter().map(|k| raw.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} in {raw}"))).collect();
+    assert!(positions.is_sorted(), "keys out of order: {raw}");
+    assert_eq!(ok.as_object().map(|o| o.len()), Some(ACCESS_KEYS.len()), "{raw}");
+    assert_eq!((ok["level"].as_str(), ok["message"].as_str()), (Some("INFO"), Some("request")));
+    assert_eq!((ok["method"].as_str(), ok["path"].as_str()), (Some("GET"), Some("/tasks")), "no query string");
+    assert_eq!((ok["status"].as_u64(), ok["upstream_status"].as_u64()), (Some(200), Some(200)));
+    assert_eq!((ok["decision"].as_str(), ok["user_id"].as_i64()), (Some("allow"), Some(user_id)));
+    assert_eq!(ok["error"], "");
+    assert!(ok["duration_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{raw}");
+    let trace = ok["trace_id"].as_str().unwrap_or_default();
+    assert!(trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()), "{raw}");
+    let at = ok["timestamp"].as_str().unwrap_or_default();
+    assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok() && at.ends_with('Z') && at.len() == 27, "{raw}");
+    assert!(
+        !text.contains("status=completed") && !text.contains(&token),
+        "the query and the token stay out of the log"
+    );
+
+    let (raw, refused) = access("jl-refused");
+    assert_eq!((refused["status"].as_u64(), refused["upstream_status"].as_u64()), (Some(401), Some(0)), "{raw}");
+    assert_eq!((refused["user_id"].as_i64(), refused["path"].as_str()), (Some(0), Some("/tasks/x")), "{raw}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_rust_log_warn_writes_no_access_line() {
+    let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |_| {}).await;
+    let mut gateway = json_gateway(&stack, "warn").await;
+    let (token, _) = login(&stack.auth, "quietline").await;
+    let get = |id: &'static str| client().get(gateway.url_for("/tasks")).header("x-request-id", id);
+    assert_eq!(get("ql-success").bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(get("ql-refused").send().await.unwrap().status(), 401);
+    // Whatever is queued is written when the gateway exits.
+    gateway.process.terminate().unwrap();
+    let exit = tokio::task::block_in_place(|| gateway.process.wait_timeout(Duration::from_secs(10))).unwrap();
+    assert!(exit.is_some_and(|e| e.success()), "{exit:?}");
+    let text = std::fs::read_to_string(log_path("gateway", gateway.addr.port())).unwrap();
+    assert!(!text.contains("ql-success") && !text.contains("ql-refused"), "{text}");
 }
