@@ -32,14 +32,20 @@ pub fn init(service: &'static str) -> TracingGuard {
 }
 
 /// Logs to stdout through `tracing-appender`'s non-blocking writer: the calling thread formats
-/// the line and queues it; a dedicated thread writes it (several lines per `write` under load),
+/// the line and queues it; a dedicated thread writes it (the lines queued meanwhile in one
+/// `write`),
 /// so no request thread blocks on stdout. Lossless (`lossy(false)`: a full queue makes the
 /// caller wait rather than drop lines). Keep the returned [`NonBlockingLogs`] until `main`
 /// returns: dropped, it writes what is queued and flushes the spans (the gateway leaves pingora
 /// through `Server::run`, not `run_forever`, whose `std::process::exit` would skip the drop).
 pub fn init_non_blocking(service: &'static str) -> NonBlockingLogs {
-    let (writer, guard) =
-        NonBlockingBuilder::default().lossy(false).thread_name("log-writer").finish(std::io::stdout());
+    // The writer thread drains every queued line, then flushes (tracing-appender's worker):
+    // behind a `BufWriter` the lines queued together leave in one `write` (up to 8 KiB) where
+    // stdout's own line buffering made one per line.
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stdout()));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let lines = JsonLines { writer: json.then(|| writer.clone()) };
     let tracing = install(service, writer);
