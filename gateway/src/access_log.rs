@@ -1,9 +1,9 @@
 //! `[access_log]`: which requests get an access line. Every refusal, error and request whose
 //! trace is sampled gets one; of the successful rest (status below 400), the share
-//! `successes` (0..=1, default 1: every request). Formatting and writing the line is about 13%
-//! of the gateway's instructions per request (docs/benchmarks.md), so a fleet that logs only
-//! what an operator reads (failures) and a sample to see the traffic can lower `successes`; the
-//! metrics count every request either way.
+//! `successes` (0..=1, default 1: every request). Making and writing the line is about 5% of
+//! the gateway's instructions per request (about 7,000; docs/benchmarks.md), so a fleet that
+//! logs only what an operator reads (failures) and a sample to see the traffic can lower
+//! `successes`; the metrics count every request either way.
 //!
 //! The line itself is [`AccessLine`]: with JSON logs (`LOG_FORMAT=json`, as on ECS) it is
 //! serialized straight into the log stream ([`platform::telemetry::JsonLines`]), at a fraction

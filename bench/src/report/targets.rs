@@ -41,14 +41,37 @@ pub fn targets(
     out
 }
 
-/// The gateway against HAProxy and direct on `GET /tasks/{id}`, and its writes against its GET.
+/// The workloads of the hop's targets (issue 20), with their labels.
+const HOP_WORKLOADS: [(&str, &str); 3] =
+    [("get", "GET /tasks/{id}"), ("put", "PUT /tasks/{id}"), ("post", "POST /tasks")];
+
+/// The hop's cost (issue 20): on each of `GET /tasks/{id}`, `PUT` and `POST`, the gateway's CPU
+/// per request at most HAProxy `jwt_verify`'s (the goal, 0.8x, shown beside it) and its
+/// throughput at least HAProxy's; a write at most 1.1x the gateway's GET. And against direct on
+/// `GET /tasks/{id}`: throughput and saturated p99 (issue 12).
 fn gateway_cost(cells: &[Cell], out: &mut Vec<Target>) {
-    if let (Some(g), Some(h)) = (find(cells, "get", "gateway"), find(cells, "get", "haproxy-jwt")) {
+    for (workload, label) in HOP_WORKLOADS {
+        let (Some(g), Some(h)) = (find(cells, workload, "gateway"), find(cells, workload, "haproxy-jwt")) else {
+            continue;
+        };
+        let x = edge_ms(g) / edge_ms(h);
         out.push(target(
-            "GET /tasks/{id}: gateway CPU per request vs HAProxy jwt_verify",
-            format!("{:.3} vs {:.3} ms ({:.2}x)", edge_ms(g), edge_ms(h), edge_ms(g) / edge_ms(h)),
+            &format!("{label}: gateway CPU per request vs HAProxy jwt_verify"),
+            format!(
+                "{:.3} vs {:.3} ms ({x:.2}x; goal 0.8x {})",
+                edge_ms(g),
+                edge_ms(h),
+                if x <= 0.8 { "met" } else { "not met" }
+            ),
             "<= 1.00x",
-            edge_ms(g) <= edge_ms(h),
+            x <= 1.0,
+        ));
+        let t = g.rps / h.rps;
+        out.push(target(
+            &format!("{label}: gateway throughput vs HAProxy jwt_verify"),
+            format!("{t:.2}x ({:.0} vs {:.0} req/s)", g.rps, h.rps),
+            ">= 1.00x",
+            t >= 1.0,
         ));
     }
     if let (Some(d), Some(g)) = (find(cells, "get", "direct"), find(cells, "get", "gateway")) {
@@ -68,14 +91,14 @@ fn gateway_cost(cells: &[Cell], out: &mut Vec<Target>) {
         ));
     }
     let Some(get) = find(cells, "get", "gateway") else { return };
-    for (workload, label) in [("post", "POST /tasks"), ("put", "PUT /tasks/{id}")] {
+    for (workload, label) in &HOP_WORKLOADS[1..] {
         if let Some(c) = find(cells, workload, "gateway") {
             let x = edge_ms(c) / edge_ms(get);
             out.push(target(
                 &format!("{label}: gateway CPU per request vs its GET /tasks/{{id}}"),
                 format!("{x:.2}x ({:.3} vs {:.3} ms)", edge_ms(c), edge_ms(get)),
-                "<= 1.2x",
-                x <= 1.2,
+                "<= 1.1x",
+                x <= 1.1,
             ));
         }
     }
@@ -220,4 +243,63 @@ fn login_targets(l: &Login, out: &mut Vec<Target>) {
         "only 200, 401, 503",
         others == 0 && !l.flood_statuses.is_empty(),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::PerRequest;
+
+    fn cell(workload: &str, path: &str, rps: f64, edge_ms: f64) -> Cell {
+        Cell {
+            workload: workload.into(),
+            path: path.into(),
+            connections: 32,
+            duration_s: 6.0,
+            requests: 1000,
+            rps,
+            latency_ms: BTreeMap::from([("p50", 1.0), ("p90", 2.0), ("p99", 3.0), ("max", 4.0), ("mean", 1.0)]),
+            non_2xx: 0,
+            socket_errors: 0,
+            statuses: BTreeMap::new(),
+            allowed: Vec::new(),
+            ok: true,
+            cpu_s_per_1k: BTreeMap::new(),
+            peak_rss_mib: BTreeMap::new(),
+            per_request: BTreeMap::new(),
+            validate_calls_per_1k: 0.0,
+            edges: vec![path.into()],
+            edge_cpu_s_per_1k: edge_ms,
+            edge_per_request: PerRequest::default(),
+            rounds: Vec::new(),
+        }
+    }
+
+    fn met(targets: &[Target], name: &str) -> bool {
+        targets.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no target {name}: {targets:?}")).met
+    }
+
+    #[test]
+    fn the_hop_is_judged_against_haproxy_on_each_workload_and_writes_against_the_get() {
+        let cells = [
+            cell("get", "gateway", 9000.0, 0.040),
+            cell("get", "haproxy-jwt", 8000.0, 0.045),
+            cell("put", "gateway", 5000.0, 0.044),
+            cell("put", "haproxy-jwt", 5500.0, 0.043),
+            cell("post", "gateway", 6000.0, 0.0448),
+            cell("post", "haproxy-jwt", 6000.0, 0.050),
+        ];
+        let mut out = Vec::new();
+        gateway_cost(&cells, &mut out);
+        assert!(met(&out, "GET /tasks/{id}: gateway CPU per request vs HAProxy jwt_verify"));
+        assert!(met(&out, "GET /tasks/{id}: gateway throughput vs HAProxy jwt_verify"));
+        assert!(!met(&out, "PUT /tasks/{id}: gateway CPU per request vs HAProxy jwt_verify"));
+        assert!(!met(&out, "PUT /tasks/{id}: gateway throughput vs HAProxy jwt_verify"));
+        assert!(met(&out, "POST /tasks: gateway throughput vs HAProxy jwt_verify"), "equal is met");
+        // 1.10x and 1.12x its GET: the bound is 1.1x, not 1.2x.
+        assert!(met(&out, "PUT /tasks/{id}: gateway CPU per request vs its GET /tasks/{id}"));
+        assert!(!met(&out, "POST /tasks: gateway CPU per request vs its GET /tasks/{id}"));
+        let get = out.iter().find(|t| t.name.starts_with("GET /tasks/{id}: gateway CPU")).map(|t| t.value.clone());
+        assert_eq!(get.as_deref(), Some("0.040 vs 0.045 ms (0.89x; goal 0.8x not met)"));
+    }
 }
