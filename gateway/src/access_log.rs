@@ -56,7 +56,9 @@ impl AccessLogSettings {
 
 /// One request's access line. As JSON, the keys and order of a `tracing` event's line
 /// (`timestamp`, `level`, `message`, then the fields), so a query over the gateway's log group
-/// reads the same keys whichever way the line was written:
+/// reads the same keys whichever way the line was written (one difference: the event's line for
+/// a sampled request also carried the request span's fields as a `span` object; the trace is
+/// found by `trace_id`):
 ///
 /// `{"timestamp":"2026-12-04T19:47:54.418515Z","level":"INFO","message":"request","method":"GET",
 /// "path":"/tasks/4","status":200,"upstream_status":200,"duration_ms":1.6,"request_id":"...",
@@ -92,12 +94,37 @@ fn rfc3339_micros<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Erro
     s.serialize_str(&DateTime::<Utc>::from(*at).to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
+/// Where access lines go: serialized into the JSON log stream when the logs are JSON and
+/// `RUST_LOG` lets `access` events at `info` through (decided once, at start-up: `RUST_LOG` is
+/// read once), else a `tracing` event (the compact format, filtered as any event).
+#[derive(Debug, Clone, Default)]
+pub struct AccessSink {
+    lines: JsonLines,
+    /// The logs are JSON and take the line.
+    json_enabled: bool,
+}
+
+impl AccessSink {
+    /// The sink of `lines`. The filter is asked under `RUST_LOG`'s filter alone
+    /// ([`platform::telemetry::under_env_filter`]), never of the process's subscriber on a
+    /// request's thread: there an `enabled!` with no event after it would make the next span
+    /// on that thread miss the OpenTelemetry layer.
+    pub fn new(lines: JsonLines) -> Self {
+        let json_enabled = lines.is_json()
+            && platform::telemetry::under_env_filter(|| tracing::enabled!(target: "access", tracing::Level::INFO));
+        Self { lines, json_enabled }
+    }
+}
+
 impl AccessLine<'_> {
-    /// Writes the line: serialized into `lines` when the logs are JSON, else as an `info` event
-    /// of target `access` (which the compact format prints). Either way only when `RUST_LOG`
-    /// lets `access` events at `info` through, so `RUST_LOG=warn` silences both.
-    pub fn write(&self, lines: &JsonLines) {
-        if !tracing::enabled!(target: "access", tracing::Level::INFO) || lines.write(self) {
+    /// Writes the line to `sink`: serialized when the logs are JSON, else as an `info` event of
+    /// target `access` (which the compact format prints). `RUST_LOG=warn` (or `access=off`)
+    /// silences both.
+    pub fn write(&self, sink: &AccessSink) {
+        if sink.lines.is_json() {
+            if sink.json_enabled {
+                sink.lines.write(self);
+            }
             return;
         }
         // Every field is a number or a `&str`: a `Display` field goes through the formatting

@@ -19,7 +19,7 @@ use platform::identity;
 use platform::telemetry::JsonLines;
 use tracing::Instrument as _;
 
-use crate::access_log::AccessLine;
+use crate::access_log::{AccessLine, AccessSink};
 use crate::admission::Admission;
 use crate::authenticator::{Authenticator, credential};
 use crate::config::Config;
@@ -47,8 +47,8 @@ pub struct Gateway {
     request_ids: RequestIds,
     /// Rate limits and scope checks after authentication (`admission.rs`).
     pub admission: Admission,
-    /// Where the access line goes when the logs are JSON ([`AccessLine::write`]).
-    lines: JsonLines,
+    /// Where the access line goes ([`AccessLine::write`]).
+    access: AccessSink,
 }
 
 impl Gateway {
@@ -58,7 +58,8 @@ impl Gateway {
         let peer = config.upstream.peer()?;
         let hot = RequestMetrics::new(&metrics);
         let admission = Admission::new(&config.rate_limit, metrics.registry())?;
-        Ok(Self { config, auth, metrics, hot, peer, request_ids: RequestIds::new(), admission, lines })
+        let access = AccessSink::new(lines);
+        Ok(Self { config, auth, metrics, hot, peer, request_ids: RequestIds::new(), admission, access })
     }
 }
 
@@ -448,7 +449,7 @@ impl ProxyHttp for Gateway {
             user_id: ctx.identity.as_ref().map_or(0, |i| i.user_id),
             error: e.map(|e| e.etype().as_str()).unwrap_or(""),
         }
-        .write(&self.lines);
+        .write(&self.access);
     }
 }
 

@@ -84,6 +84,11 @@ impl JsonLines {
         Self::default()
     }
 
+    /// Whether the logs are JSON: [`JsonLines::write`] writes.
+    pub fn is_json(&self) -> bool {
+        self.writer.is_some()
+    }
+
     /// Writes `record` as one JSON line (`serde_json`, then a newline) and returns `true`;
     /// returns `false` without writing when the logs are not JSON. A record that fails to
     /// serialize (a map with non-string keys; a plain struct cannot) is dropped with a warning
@@ -110,6 +115,22 @@ impl JsonLines {
     }
 }
 
+/// `RUST_LOG`'s filter (default `info`), as the logs use it.
+fn env_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Runs `probe` (a `tracing::enabled!`) under a subscriber of `RUST_LOG`'s filter alone, and
+/// returns its answer: whether the logs would take such an event. For a caller that writes a
+/// record of its own ([`JsonLines`]) and asks once, at start-up. Asking the process's subscriber
+/// instead would leave its per-layer filters' answers on the calling thread when no event
+/// follows, and the next span made on that thread would skip the OpenTelemetry layer
+/// (tokio-rs/tracing#2519).
+pub fn under_env_filter<R>(probe: impl FnOnce() -> R) -> R {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(env_filter()), probe)
+}
+
 /// The crates whose spans become OpenTelemetry spans (at `info` and above, whatever `RUST_LOG`
 /// says); libraries' spans (tonic, hyper, sqlx) are left out, the exporter's own above all.
 const TRACED_CRATES: [&str; 4] = ["gateway", "task_svc", "auth_svc", "platform"];
@@ -122,7 +143,7 @@ where
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = env_filter();
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     // A bad setting is reported by `check` (exit 78); here it means: no exporter.
     let settings =

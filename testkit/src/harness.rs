@@ -158,11 +158,11 @@ pub async fn start_gateway(
     wait_ready: bool,
 ) -> RunningService {
     let logging = Logging { format: None, filter: Some("info".into()) };
-    start_gateway_logging(sidecar, upstream, auth_url, keyring, wait_ready, logging).await
+    start_gateway_logging(sidecar, upstream, auth_url, keyring, wait_ready, logging, &[]).await
 }
 
 /// [`start_gateway`] with `logging` (`LOG_FORMAT`, `RUST_LOG`) instead of the parent's format
-/// at `info`.
+/// at `info`, and the variables `env` (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`) set.
 pub async fn start_gateway_logging(
     sidecar: SidecarFile,
     upstream: SocketAddr,
@@ -170,6 +170,7 @@ pub async fn start_gateway_logging(
     keyring: KeyringSource,
     wait_ready: bool,
     logging: Logging,
+    env: &[(&str, &str)],
 ) -> RunningService {
     let addr = loopback(free_port().unwrap());
     let metrics = loopback(free_port().unwrap());
@@ -188,8 +189,11 @@ pub async fn start_gateway_logging(
     } else {
         vec![Probe::Tcp(metrics), Probe::Tcp(addr)]
     };
-    let launch =
+    let mut launch =
         settings.launch("gateway", &bin("gateway")).unwrap().output(Output::File(log_file("gateway", addr.port())));
+    for (key, value) in env {
+        launch = launch.env(key, value);
+    }
     RunningService::start("gateway", &launch, addr, Some(metrics), Duration::from_secs(30)).await.unwrap()
 }
 

@@ -1,9 +1,11 @@
 //! The access line: with `[access_log] successes` at 0, a success gets none while a refusal
 //! and a request whose trace is sampled still get one, with the request's trace id; with JSON
-//! logs, one JSON line per request with the access keys in order, and none at `RUST_LOG=warn`.
+//! logs, one JSON line per request with the access keys in order, none at `RUST_LOG=warn`, and
+//! every recorded request's spans still exported after the line before it.
 
 use std::time::Duration;
 
+use gateway::config::SidecarFile;
 use testkit::harness::*;
 
 #[tokio::test]
@@ -55,36 +57,42 @@ const ACCESS_KEYS: [&str; 14] = [
     "error",
 ];
 
-/// A gateway in front of the harness's task-svc logging `LOG_FORMAT=json` at `filter`.
-async fn json_gateway(stack: &GatewayHarness, filter: &str) -> RunningService {
+/// A gateway (`edit` applied to its config) in front of the harness's task-svc, logging
+/// `LOG_FORMAT=json` at `filter`, with the variables `env`.
+async fn json_gateway(
+    stack: &GatewayHarness,
+    filter: &str,
+    edit: impl FnOnce(&mut SidecarFile),
+    env: &[(&str, &str)],
+) -> RunningService {
     let logging = Logging { format: Some(LogFormat::Json), filter: Some(filter.into()) };
-    start_gateway_logging(
-        test_sidecar(),
-        stack.task.addr,
-        &stack.auth.url(),
-        KeyringSource::secret(OLD_SECRET),
-        true,
-        logging,
-    )
+    let (upstream, auth) = (stack.task.addr, stack.auth.url());
+    start_gateway_logging(sidecar(edit), upstream, &auth, KeyringSource::secret(OLD_SECRET), true, logging, env).await
+}
+
+/// The gateway's log once it holds a whole line (a JSON object) containing `needle`.
+async fn log_with_line(gateway: &RunningService, needle: &str) -> String {
+    let log = log_path("gateway", gateway.addr.port());
+    testkit::wait::until_some(&format!("a whole log line with {needle}"), Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let whole = text.lines().any(|l| l.contains(needle) && serde_json::from_str::<serde_json::Value>(l).is_ok());
+        async move { whole.then_some(text) }
+    })
     .await
 }
 
 #[tokio::test]
 async fn with_json_logs_a_request_is_one_json_line_with_the_access_keys_in_order() {
     let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |_| {}).await;
-    let gateway = json_gateway(&stack, "info").await;
+    let gateway = json_gateway(&stack, "info", |_| {}, &[]).await;
     let (token, user_id) = login(&stack.auth, "jsonline").await;
     let get = |path: &str, id: &'static str| client().get(gateway.url_for(path)).header("x-request-id", id);
     let r = get("/tasks?status=completed", "jl-success").bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(get("/tasks/x", "jl-refused").send().await.unwrap().status(), 401);
 
-    let log = log_path("gateway", gateway.addr.port());
-    let text = testkit::wait::until_some("the access line of the refused request", Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        async move { text.contains("jl-refused").then_some(text) }
-    })
-    .await;
+    // Lines are written in the order the requests ended: the refusal's is the later one.
+    let text = log_with_line(&gateway, "jl-refused").await;
     // Every line of the log is JSON, the access lines and tracing's own alike.
     let lines: Vec<(&str, serde_json::Value)> =
         text.lines().map(|l| (l, serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))).collect();
@@ -124,7 +132,8 @@ async fn with_json_logs_a_request_is_one_json_line_with_the_access_keys_in_order
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_json_logs_rust_log_warn_writes_no_access_line() {
     let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |_| {}).await;
-    let mut gateway = json_gateway(&stack, "warn").await;
+    // The gateway's own lines stay at info: the file shows the log was written to the end.
+    let mut gateway = json_gateway(&stack, "warn,gateway=info", |_| {}, &[]).await;
     let (token, _) = login(&stack.auth, "quietline").await;
     let get = |id: &'static str| client().get(gateway.url_for("/tasks")).header("x-request-id", id);
     assert_eq!(get("ql-success").bearer_auth(&token).send().await.unwrap().status(), 200);
@@ -134,5 +143,42 @@ async fn with_json_logs_rust_log_warn_writes_no_access_line() {
     let exit = tokio::task::block_in_place(|| gateway.process.wait_timeout(Duration::from_secs(10))).unwrap();
     assert!(exit.is_some_and(|e| e.success()), "{exit:?}");
     let text = std::fs::read_to_string(log_path("gateway", gateway.addr.port())).unwrap();
+    assert!(text.contains("gateway stopped"), "the log was not written to its end:\n{text}");
     assert!(!text.contains("ql-success") && !text.contains("ql-refused"), "{text}");
+}
+
+/// The access line is written after the request's spans end, on the same worker thread. Each
+/// recorded request must still reach the OpenTelemetry layer: its server span is exported, and
+/// task-svc is sent that span's trace (one proxy thread, so every request follows the one
+/// before on the same thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_every_recorded_request_after_an_access_line_is_exported() {
+    let receiver = testkit::otlp::Receiver::start().await;
+    let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |_| {}).await;
+    let endpoint = receiver.endpoint();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_TRACES_SAMPLER_ARG", "1")];
+    let gateway = json_gateway(&stack, "info", |f| f.server.threads = 1, &env).await;
+    let (token, _) = login(&stack.auth, "tracedline").await;
+    let ids = ["tl-1", "tl-2", "tl-3", "tl-4"];
+    for id in ids {
+        let r = client().get(gateway.url_for("/tasks")).bearer_auth(&token).header("x-request-id", id).send().await;
+        assert_eq!(r.unwrap().status(), 200, "{id}");
+    }
+    let text = log_with_line(&gateway, "tl-4").await;
+    for id in ids {
+        let line: serde_json::Value = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .find(|v: &serde_json::Value| v["request_id"] == id && v["message"] == "request")
+            .unwrap_or_else(|| panic!("no access line for {id}:\n{text}"));
+        let trace = line["trace_id"].as_str().unwrap_or_default().to_owned();
+        let spans = testkit::wait::until_some(&format!("the gateway's spans of {id}"), Duration::from_secs(15), || {
+            let spans = receiver.trace(&trace);
+            let server =
+                spans.iter().any(|s| s.service == "gateway" && s.kind == 2 && s.attr("request_id") == Some(id));
+            async move { server.then_some(spans) }
+        })
+        .await;
+        assert!(spans.iter().any(|s| s.service == "gateway" && s.kind == 3), "the upstream call's span: {spans:?}");
+    }
 }
