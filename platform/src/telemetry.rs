@@ -33,8 +33,7 @@ pub fn init(service: &'static str) -> TracingGuard {
 
 /// Logs to stdout through `tracing-appender`'s non-blocking writer: the calling thread formats
 /// the line and queues it; a dedicated thread writes it (the lines queued meanwhile in one
-/// `write`),
-/// so no request thread blocks on stdout. Lossless (`lossy(false)`: a full queue makes the
+/// `write`), so no request thread blocks on stdout. Lossless (`lossy(false)`: a full queue makes the
 /// caller wait rather than drop lines). Keep the returned [`NonBlockingLogs`] until `main`
 /// returns: dropped, it writes what is queued and flushes the spans (the gateway leaves pingora
 /// through `Server::run`, not `run_forever`, whose `std::process::exit` would skip the drop).
@@ -46,8 +45,7 @@ pub fn init_non_blocking(service: &'static str) -> NonBlockingLogs {
         .lossy(false)
         .thread_name("log-writer")
         .finish(std::io::BufWriter::new(std::io::stdout()));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let lines = JsonLines { writer: json.then(|| writer.clone()) };
+    let lines = JsonLines { writer: json_logs().then(|| writer.clone()) };
     let tracing = install(service, writer);
     NonBlockingLogs { lines, _writer: guard, _tracing: tracing }
 }
@@ -65,8 +63,8 @@ pub struct NonBlockingLogs {
 /// (one message per line, so lines of different threads never interleave). For a record made
 /// on every request, where a `tracing` event's dispatch, field visitor and JSON formatter cost
 /// several times the serialization of a struct (the gateway's access line: docs/benchmarks.md).
-/// Holds a writer only when the logs are JSON (`LOG_FORMAT=json`); otherwise
-/// [`JsonLines::write`] declines and the caller logs its record as an event.
+/// Holds a writer only when the logs are JSON (`LOG_FORMAT=json`, [`JsonLines::is_json`]);
+/// otherwise [`JsonLines::write`] writes nothing and the caller logs its record as an event.
 #[derive(Clone, Default)]
 pub struct JsonLines {
     writer: Option<NonBlocking>,
@@ -79,22 +77,16 @@ impl std::fmt::Debug for JsonLines {
 }
 
 impl JsonLines {
-    /// Lines that always decline: the logs are not JSON (or not set up, in tests).
-    pub fn none() -> Self {
-        Self::default()
-    }
-
     /// Whether the logs are JSON: [`JsonLines::write`] writes.
     pub fn is_json(&self) -> bool {
         self.writer.is_some()
     }
 
-    /// Writes `record` as one JSON line (`serde_json`, then a newline) and returns `true`;
-    /// returns `false` without writing when the logs are not JSON. A record that fails to
-    /// serialize (a map with non-string keys; a plain struct cannot) is dropped with a warning
-    /// naming the error, never half-written.
-    pub fn write<T: serde::Serialize>(&self, record: &T) -> bool {
-        let Some(writer) = &self.writer else { return false };
+    /// Writes `record` as one JSON line (`serde_json`, then a newline); nothing when the logs
+    /// are not JSON. A record that fails to serialize (a map with non-string keys; a plain
+    /// struct cannot) is dropped with a warning naming the error, never half-written.
+    pub fn write<T: serde::Serialize>(&self, record: &T) {
+        let Some(writer) = &self.writer else { return };
         thread_local! {
             // Reused per thread: the writer copies the line into its queue.
             static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -111,8 +103,13 @@ impl JsonLines {
                 Err(e) => tracing::warn!(error = %e, "a log record did not serialize; dropped"),
             }
         });
-        true
     }
+}
+
+/// Whether `LOG_FORMAT` asks for JSON lines (any case; anything else is the compact format,
+/// and [`check_log_format`] refuses a typo at start-up).
+fn json_logs() -> bool {
+    std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"))
 }
 
 /// `RUST_LOG`'s filter (default `info`), as the logs use it.
@@ -144,7 +141,7 @@ where
     use tracing_subscriber::util::SubscriberInitExt as _;
 
     let filter = env_filter();
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let json = json_logs();
     // A bad setting is reported by `check` (exit 78); here it means: no exporter.
     let settings =
         crate::tracing_otel::settings(&crate::config::Env, service).unwrap_or_else(|_| crate::tracing_otel::Settings {
