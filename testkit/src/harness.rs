@@ -228,6 +228,20 @@ pub async fn login(auth: &RunningService, name: &str) -> (String, i64) {
     crate::accounts::sign_up(&Http::new(&client(), &auth.url()), name).await
 }
 
+/// `service`'s log ([`log_path`]) once `ready(text)` holds, within 10 s; panics naming `what`
+/// otherwise. For a test asserting on the lines a process wrote after a request: the processes
+/// write each thread's lines in order, so once a later request's line is in, the earlier ones
+/// are too.
+pub async fn log_once(service: &RunningService, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let log = log_path(service.name, service.addr.port());
+    crate::wait::until_some(what, Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let done = ready(&text);
+        async move { done.then_some(text) }
+    })
+    .await
+}
+
 /// The text of `service`'s `/metrics`.
 pub async fn metrics_text(service: &RunningService) -> String {
     let url = service.metrics_url("/metrics").unwrap_or_else(|| panic!("{} has no metrics listener", service.name));

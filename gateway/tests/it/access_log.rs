@@ -27,12 +27,7 @@ async fn with_no_share_of_successes_only_refusals_and_sampled_traces_are_logged(
 
     // Lines are written in the order the requests ended: once the last one's is in, the
     // success's would be too.
-    let log = log_path("gateway", stack.gateway.addr.port());
-    let text = testkit::wait::until_some("the access line of the sampled request", Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        async move { text.contains("al-sampled").then_some(text) }
-    })
-    .await;
+    let text = log_once(&stack.gateway, "the access line of the sampled request", |t| t.contains("al-sampled")).await;
     let line = |id: &str| text.lines().find(|l| l.contains(id)).map(str::to_owned);
     assert!(line("al-refused").is_some_and(|l| l.contains("401")), "{text}");
     assert!(line("al-sampled").is_some_and(|l| l.contains(sampled_trace)), "{text}");
@@ -72,11 +67,8 @@ async fn json_gateway(
 
 /// The gateway's log once it holds a whole line (a JSON object) containing `needle`.
 async fn log_with_line(gateway: &RunningService, needle: &str) -> String {
-    let log = log_path("gateway", gateway.addr.port());
-    testkit::wait::until_some(&format!("a whole log line with {needle}"), Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let whole = text.lines().any(|l| l.contains(needle) && serde_json::from_str::<serde_json::Value>(l).is_ok());
-        async move { whole.then_some(text) }
+    log_once(gateway, &format!("a whole log line with {needle}"), |text| {
+        text.lines().any(|l| l.contains(needle) && serde_json::from_str::<serde_json::Value>(l).is_ok())
     })
     .await
 }

@@ -143,12 +143,8 @@ async fn a_client_that_leaves_mid_head_is_not_an_error_in_the_log() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let log = log_path("gateway", stack.gateway.addr.port());
-    let text = testkit::wait::until_some("the access line of the later request", Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        async move { text.contains("after-partial-heads").then_some(text) }
-    })
-    .await;
+    let text =
+        log_once(&stack.gateway, "the access line of the later request", |t| t.contains("after-partial-heads")).await;
     let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
     assert!(errors.is_empty(), "a client's own close logged as an error: {errors:#?}");
 }

@@ -166,12 +166,10 @@ async fn a_request_over_a_limit_gets_the_gateways_json_before_task_svc_answers()
         send(h.gateway.addr, get("/tasks/health".into(), headers(60, 100) + "Connection: close\r\n").as_bytes()).await;
     assert_eq!(responses.first().map(|r| r.status), Some(200), "{responses:#?}");
     // A broken limit is the client's: access lines, no ERROR line (it quoted the request's head).
-    let log = log_path("gateway", h.gateway.addr.port());
     // Each request's lines are written in order on its thread: once its access line is in, an
     // ERROR line for it would be too.
-    let text = testkit::wait::until_some("the access lines of a 413 and a 431", Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        async move { (text.contains("status=413") && text.contains("status=431")).then_some(text) }
+    let text = log_once(&h.gateway, "the access lines of a 413 and a 431", |t| {
+        t.contains("status=413") && t.contains("status=431")
     })
     .await;
     assert!(!text.contains("ERROR"), "{text}");

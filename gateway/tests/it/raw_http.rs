@@ -256,10 +256,8 @@ async fn a_body_with_broken_chunked_framing_gets_our_json_400() {
     assert_eq!(body["reason"], "malformed_request", "{body}");
     assert!(r.head.to_ascii_lowercase().contains("x-request-id:"), "{}", r.head);
     // A client's fault is its access line, not an ERROR line quoting its bytes.
-    let log = log_path("gateway", gateway.addr.port());
-    let text = testkit::wait::until_some("the refused request's access line", Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        async move { text.lines().any(|l| l.contains("malformed") || l.contains("status=400")).then_some(text) }
+    let text = log_once(&gateway, "the refused request's access line", |t| {
+        t.lines().any(|l| l.contains("malformed") || l.contains("status=400"))
     })
     .await;
     assert!(!text.contains("ERROR") && !text.contains("Fail to proxy"), "{text}");
