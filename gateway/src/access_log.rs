@@ -77,7 +77,8 @@ pub struct AccessLine<'a> {
     pub status: u16,
     /// task-svc's status; 0 when the request was not forwarded or got no answer.
     pub upstream_status: u16,
-    /// From the request's arrival to the end of its response, milliseconds.
+    /// From the request's arrival to the end of its response, milliseconds rounded up to the
+    /// microsecond ([`AccessLine::millis`]).
     pub duration_ms: f64,
     pub request_id: &'a str,
     /// The W3C trace id, 32 lowercase hex digits.
@@ -88,6 +89,18 @@ pub struct AccessLine<'a> {
     pub user_id: i64,
     /// pingora's error type when the request failed (`ConnectRefused`, ...); empty otherwise.
     pub error: &'a str,
+}
+
+impl AccessLine<'_> {
+    /// `elapsed` in milliseconds, rounded up to the microsecond (so no request shows 0):
+    /// `0.496` for 495.87 µs, where
+    /// `as_secs_f64() * 1000.0` writes `0.49587000000000003` (the product's binary rounding,
+    /// printed in full by the shortest round-trip form that JSON and `Display` use).
+    pub fn millis(elapsed: std::time::Duration) -> f64 {
+        let micros = elapsed.as_nanos().div_ceil(1_000).min(u128::from(u64::MAX)) as u64;
+        // A quotient of two exact doubles is the double nearest the decimal, so it prints as one.
+        micros as f64 / 1_000.0
+    }
 }
 
 fn rfc3339_micros<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -179,6 +192,22 @@ mod tests {
         let logged =
             (0..10_000u64).filter(|i| tenth.logs(200, id(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), false)).count();
         assert!((800..1200).contains(&logged), "{logged} of 10000 at 0.1");
+    }
+
+    #[test]
+    fn a_duration_is_written_in_milliseconds_to_the_microsecond() {
+        use std::time::Duration;
+        for (elapsed, written) in [
+            (Duration::from_nanos(495_870), "0.496"),
+            (Duration::from_nanos(1_500_000), "1.5"),
+            (Duration::from_nanos(1), "0.001"),
+            (Duration::ZERO, "0.0"),
+            (Duration::from_secs(61) + Duration::from_nanos(123_456_001), "61123.457"),
+        ] {
+            let ms = AccessLine::millis(elapsed);
+            assert_eq!(serde_json::to_string(&ms).unwrap(), written, "{elapsed:?}");
+            assert_eq!(ms.to_string(), written.trim_end_matches(".0"), "{elapsed:?} in a compact line");
+        }
     }
 
     #[test]

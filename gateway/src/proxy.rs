@@ -441,7 +441,7 @@ impl ProxyHttp for Gateway {
             path: req.uri.path(),
             status,
             upstream_status: ctx.upstream_status.unwrap_or(0),
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            duration_ms: AccessLine::millis(elapsed),
             request_id: ctx.request_id.to_str().unwrap_or("-"),
             trace_id: trace_id.as_str(),
             decision: ctx.decision.0,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use serde_json::Value;
 use testkit::harness::*;
 use testkit::launch::KeyringSource;
@@ -18,21 +18,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// An HTTP server that answers every request with the header lines it received, as
-/// `[[name, value], ...]`, and counts requests.
+/// `[[name, value], ...]`, then `[":target", <the request target as received>]`, and counts
+/// requests.
 async fn start_probe() -> (SocketAddr, Arc<AtomicUsize>) {
     // Reading the body first makes a request with a broken body fail before anything answers.
     async fn echo(
         State(seen): State<Arc<AtomicUsize>>,
+        uri: Uri,
         headers: HeaderMap,
         _body: axum::body::Bytes,
     ) -> Json<Vec<(String, String)>> {
         seen.fetch_add(1, Ordering::SeqCst);
-        Json(
-            headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                .collect(),
-        )
+        let mut lines: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        lines.push((":target".to_owned(), uri.to_string()));
+        Json(lines)
     }
     let seen = Arc::new(AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -169,7 +171,7 @@ async fn a_repeated_request_id_is_replaced_by_the_gateways_own_as_the_services_d
 #[tokio::test]
 async fn malformed_requests_get_a_json_400_and_a_closed_connection_and_never_reach_task_svc() {
     let (gateway, seen, _auth) = gateway_before_probe().await;
-    let cases: Vec<(&str, String)> = vec![
+    let cases: Vec<(&str, Vec<u8>)> = vec![
         ("duplicate Host", "GET /tasks/health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into()),
         ("userinfo in Host", "GET /tasks/health HTTP/1.1\r\nHost: user@a\r\n\r\n".into()),
         ("absolute form naming another host", "GET http://a/tasks/health HTTP/1.1\r\nHost: b\r\n\r\n".into()),
@@ -196,7 +198,14 @@ async fn malformed_requests_get_a_json_400_and_a_closed_connection_and_never_rea
         ("two spaces before the target", "GET  /tasks/health HTTP/1.1\r\nHost: a\r\n\r\n".into()),
         ("two spaces after the target", "GET /tasks/health  HTTP/1.1\r\nHost: a\r\n\r\n".into()),
         ("a space in the target", "GET /tasks/health x HTTP/1.1\r\nHost: a\r\n\r\n".into()),
-        ("a quote and angle brackets in the target", "GET /tasks/health?q=<\"a\"> HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        // Bytes outside what the `http` crate's `Uri` (and so hyper, axum and task-svc) takes in a
+        // target: WHATWG's path and query sets.
+        ("`<` in the path", "GET /tasks/<a HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("`>` in the query", "GET /tasks/health?q=a> HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("a backtick in the path", "GET /tasks/`a HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("a quote in the query", "GET /tasks/health?q=\"a\" HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("DEL in the target", "GET /tasks/\x7fa HTTP/1.1\r\nHost: a\r\n\r\n".into()),
+        ("a byte that is not UTF-8 in the target", b"GET /tasks/\xffa HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()),
         ("a target that is not a path", "GET tasks/health HTTP/1.1\r\nHost: a\r\n\r\n".into()),
         ("the asterisk form with GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n".into()),
         ("the authority form with GET", "GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n".into()),
@@ -212,7 +221,7 @@ async fn malformed_requests_get_a_json_400_and_a_closed_connection_and_never_rea
     ];
     // (More than 256 header fields: a limit, 431, see `pipelining_and_limits`.)
     for (name, request) in cases {
-        let r = exchange(gateway.addr, request.as_bytes()).await;
+        let r = exchange(gateway.addr, &request).await;
         assert!(r.closed, "{name}: the connection stayed open (hang)");
         assert_json_refusal(name, &r, 400, "malformed_request");
     }
@@ -226,6 +235,36 @@ async fn malformed_requests_get_a_json_400_and_a_closed_connection_and_never_rea
     let r = exchange(gateway.addr, b"GET /tasks/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
     assert_eq!(r.status, 200, "{}", r.head);
     assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
+
+/// What the `http` crate's `Uri` takes beyond RFC 3986 (`"`, `{`, `}` in the path, for clients
+/// that send JSON there; `\`, `^`, `|`; a backtick in the query; UTF-8) reaches task-svc byte for
+/// byte, neither refused nor percent-encoded: the gateway, the front door (hyper) and task-svc
+/// (axum) read a target with the same parser, so none of them sees another path than the next.
+/// A fragment is cut off.
+#[tokio::test]
+async fn a_target_the_services_parse_is_forwarded_as_sent() {
+    let (gateway, seen, _auth) = gateway_before_probe().await;
+    let token = mint(OLD_SECRET, 7, 600);
+    let sent_and_received = [
+        ("/tasks/\"{a}\"", "/tasks/\"{a}\""),
+        ("/tasks/a\\b^c|d", "/tasks/a\\b^c|d"),
+        ("/tasks/health?q={a}|`^\\", "/tasks/health?q={a}|`^\\"),
+        ("/tasks/\u{e9}t\u{e9}", "/tasks/\u{e9}t\u{e9}"),
+        // A fragment is no part of a request target (RFC 9112 section 3.2): cut, never forwarded.
+        ("/tasks/a#/../admin", "/tasks/a"),
+    ];
+    for (i, (target, forwarded)) in sent_and_received.into_iter().enumerate() {
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        let r = exchange(gateway.addr, request.as_bytes()).await;
+        assert_eq!(r.status, 200, "{target}: {}", r.head);
+        let lines: Vec<(String, String)> = serde_json::from_slice(&r.body).unwrap();
+        let received = lines.iter().find(|(n, _)| n == ":target").map(|(_, v)| v.as_str());
+        assert_eq!(received, Some(forwarded), "{target}: {lines:?}");
+        assert_eq!(seen.load(Ordering::SeqCst), i + 1);
+    }
 }
 
 /// The gateway's own refusal: `status`, the contract's JSON body with `reason`, a request id.
