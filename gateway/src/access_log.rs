@@ -71,7 +71,8 @@ pub struct AccessLine<'a> {
     pub level: &'static str,
     pub message: &'static str,
     pub method: &'a str,
-    /// The path only: a query string can carry anything. Never the token.
+    /// The path only: a query string can carry anything. Never the token: a segment holding a
+    /// JWT is `[redacted]` (`platform::access_log::path_for_log`).
     pub path: &'a str,
     /// The status the client got; 0 when no response was written.
     pub status: u16,

@@ -433,12 +433,13 @@ impl ProxyHttp for Gateway {
             return;
         }
         let trace_id = platform::trace_header::TraceIdHex::new(ctx.trace.trace_id());
+        let path = platform::access_log::path_for_log(req.uri.path());
         AccessLine {
             timestamp: std::time::SystemTime::now(),
             level: "INFO",
             message: "request",
             method: req.method.as_str(),
-            path: req.uri.path(),
+            path: &path,
             status,
             upstream_status: ctx.upstream_status.unwrap_or(0),
             duration_ms: AccessLine::millis(elapsed),

@@ -79,7 +79,7 @@ impl RequestTrace {
             otel.kind = "server",
             otel.status_code = Empty,
             http.request.method = req.method.as_str(),
-            url.path = req.uri.path(),
+            url.path = &*platform::access_log::path_for_log(req.uri.path()),
             http.response.status_code = Empty,
             request_id = request_id.to_str().unwrap_or("-"),
             auth.decision = Empty,
@@ -121,7 +121,7 @@ impl RequestTrace {
                 otel.kind = "client",
                 otel.status_code = Empty,
                 http.request.method = upstream.method.as_str(),
-                url.path = upstream.uri.path(),
+                url.path = &*platform::access_log::path_for_log(upstream.uri.path()),
                 server.address = "task-svc",
                 http.response.status_code = Empty,
             );

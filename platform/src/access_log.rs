@@ -7,6 +7,7 @@
 //! `debug` (`RUST_LOG=debug` shows them); a failed poll (4xx, 5xx) stays at `info`, because a
 //! failing health check or feed is news.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -14,6 +15,39 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::trace::{DefaultOnResponse, OnResponse};
 use tracing::{Level, Span};
+
+/// What a log line or a trace holds in place of a credential found in a path.
+pub const REDACTED: &str = "[redacted]";
+
+/// `path` as a log line or a span may hold it: every segment holding a JWT (RFC 7519 section 3:
+/// base64url parts joined by `.`, three for a JWS, five for a JWE; the first is a JSON object,
+/// so it begins `eyJ`) is replaced by [`REDACTED`], so a client that puts its token in a path
+/// does not leave a bearer credential in the access log or a trace (the query string is never
+/// logged). Borrows, after one scan for `eyJ`, when there is nothing to redact.
+pub fn path_for_log(path: &str) -> Cow<'_, str> {
+    if !path.contains(JWT_START) {
+        return Cow::Borrowed(path);
+    }
+    let mut redacted = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            redacted.push('/');
+        }
+        redacted.push_str(if holds_jwt(segment) { REDACTED } else { segment });
+    }
+    Cow::Owned(redacted)
+}
+
+/// base64url of `{"`: how every JWT's header begins.
+const JWT_START: &str = "eyJ";
+
+/// Whether `segment` holds, from an `eyJ` on, base64url characters and at least two dots.
+fn holds_jwt(segment: &str) -> bool {
+    segment.match_indices(JWT_START).any(|(at, _)| {
+        let run = segment[at..].bytes().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        run.filter(|b| *b == b'.').count() >= 2
+    })
+}
 
 /// Marks a response to a polled route (set by [`mark_polled`], read by [`on_response`]).
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +59,7 @@ struct Polled;
 /// [`on_response`]).
 pub(crate) fn server_span(req: &Request, request_id: &str) -> Span {
     let route = req.extensions().get::<axum::extract::MatchedPath>().map(axum::extract::MatchedPath::as_str);
+    let path = path_for_log(req.uri().path());
     let name = match route {
         Some(route) => format!("{} {route}", req.method()),
         None => req.method().to_string(),
@@ -35,11 +70,11 @@ pub(crate) fn server_span(req: &Request, request_id: &str) -> Span {
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = %req.method(),
-        url.path = %req.uri().path(),
+        url.path = &*path,
         http.route = route,
         http.response.status_code = tracing::field::Empty,
         method = %req.method(),
-        path = %req.uri().path(),
+        path = &*path,
         request_id,
     )
 }
@@ -132,17 +167,45 @@ mod tests {
     async fn a_passing_health_check_is_logged_at_debug_and_a_real_request_at_info() {
         let info = access_log(Level::INFO, &["/svc/health", "/svc/things", "/svc/health"]).await;
         assert_eq!(info.len(), 1, "{info:#?}");
-        assert!(info[0].contains("INFO") && info[0].contains("path=/svc/things"), "{info:#?}");
+        assert!(info[0].contains("INFO") && info[0].contains("path=\"/svc/things\""), "{info:#?}");
 
         let debug = access_log(Level::DEBUG, &["/svc/health", "/svc/things"]).await;
         assert_eq!(debug.len(), 2, "{debug:#?}");
-        assert!(debug[0].contains("DEBUG") && debug[0].contains("path=/svc/health"), "{debug:#?}");
+        assert!(debug[0].contains("DEBUG") && debug[0].contains("path=\"/svc/health\""), "{debug:#?}");
+    }
+
+    #[test]
+    fn a_segment_holding_a_jwt_is_redacted_and_the_rest_of_the_path_kept() {
+        let jws = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln-_";
+        let jwe = "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d";
+        for (path, logged) in [
+            ("/tasks/4", "/tasks/4"),
+            (&format!("/tasks/{jws}") as &str, "/tasks/[redacted]"),
+            (&format!("/tasks/{jws}/x"), "/tasks/[redacted]/x"),
+            (&format!("/tasks/token={jws}"), "/tasks/[redacted]"),
+            (&format!("/{jwe}/{jws}"), "/[redacted]/[redacted]"),
+            // Not a token: one dot, no `eyJ`, or the dots outside the run that follows `eyJ`.
+            ("/tasks/eyJhbGciOiJIUzI1NiJ9.e30", "/tasks/eyJhbGciOiJIUzI1NiJ9.e30"),
+            ("/tasks/a.b.c", "/tasks/a.b.c"),
+            ("/tasks/eyJ~a.b.c", "/tasks/eyJ~a.b.c"),
+        ] {
+            assert_eq!(path_for_log(path), logged, "{path}");
+        }
+        assert!(matches!(path_for_log("/tasks/4"), Cow::Borrowed(_)));
+    }
+
+    #[tokio::test]
+    async fn a_token_in_a_path_stays_out_of_the_access_log() {
+        let jws = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
+        let info = access_log(Level::INFO, &[&format!("/svc/things/{jws}")]).await;
+        assert_eq!(info.len(), 1, "{info:#?}");
+        assert!(info[0].contains("path=\"/svc/things/[redacted]\"") && !info[0].contains("eyJ"), "{info:#?}");
     }
 
     #[tokio::test]
     async fn a_failing_poll_stays_at_info() {
         let info = access_log(Level::INFO, &["/svc/feed"]).await;
         assert_eq!(info.len(), 1, "{info:#?}");
-        assert!(info[0].contains("path=/svc/feed") && info[0].contains("status=503"), "{info:#?}");
+        assert!(info[0].contains("path=\"/svc/feed\"") && info[0].contains("status=503"), "{info:#?}");
     }
 }

@@ -81,6 +81,10 @@ async fn with_json_logs_a_request_is_one_json_line_with_the_access_keys_in_order
     let get = |path: &str, id: &'static str| client().get(gateway.url_for(path)).header("x-request-id", id);
     let r = get("/tasks?status=completed", "jl-success").bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // A token put in a path, with and without the header: task-svc's 400 (not an id) and a 401.
+    let in_path = format!("/tasks/{token}");
+    assert_eq!(get(&in_path, "jl-token-path").bearer_auth(&token).send().await.unwrap().status(), 400);
+    assert_eq!(get(&in_path, "jl-token-path-refused").send().await.unwrap().status(), 401);
     assert_eq!(get("/tasks/x", "jl-refused").send().await.unwrap().status(), 401);
 
     // Lines are written in the order the requests ended: the refusal's is the later one.
@@ -115,6 +119,11 @@ async fn with_json_logs_a_request_is_one_json_line_with_the_access_keys_in_order
         !text.contains("status=completed") && !text.contains(&token),
         "the query and the token stay out of the log"
     );
+
+    for id in ["jl-token-path", "jl-token-path-refused"] {
+        let (raw, line) = access(id);
+        assert_eq!(line["path"], "/tasks/[redacted]", "{raw}");
+    }
 
     let (raw, refused) = access("jl-refused");
     assert_eq!((refused["status"].as_u64(), refused["upstream_status"].as_u64()), (Some(401), Some(0)), "{raw}");
@@ -172,5 +181,26 @@ async fn with_json_logs_every_recorded_request_after_an_access_line_is_exported(
         })
         .await;
         assert!(spans.iter().any(|s| s.service == "gateway" && s.kind == 3), "the upstream call's span: {spans:?}");
+    }
+
+    // A token put in a path stays out of the spans' `url.path`, as out of the access line.
+    let in_path = format!("/tasks/{token}");
+    let r = client().get(gateway.url_for(&in_path)).bearer_auth(&token).header("x-request-id", "tl-token").send().await;
+    assert_eq!(r.unwrap().status(), 400);
+    let text = log_with_line(&gateway, "tl-token").await;
+    let line: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["request_id"] == "tl-token")
+        .unwrap_or_else(|| panic!("no access line for tl-token:\n{text}"));
+    let trace = line["trace_id"].as_str().unwrap_or_default().to_owned();
+    let spans = testkit::wait::until_some("the server and upstream spans of tl-token", Duration::from_secs(15), || {
+        let spans: Vec<_> = receiver.trace(&trace).into_iter().filter(|s| s.service == "gateway").collect();
+        let both = [2, 3].iter().all(|kind| spans.iter().any(|s| s.kind == *kind));
+        async move { both.then_some(spans) }
+    })
+    .await;
+    for span in &spans {
+        assert_eq!(span.attr("url.path"), Some("/tasks/[redacted]"), "{span:?}");
     }
 }
