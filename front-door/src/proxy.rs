@@ -11,6 +11,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
+use platform::error_body::reason;
 
 use crate::answer;
 use crate::client_body::ClientBody;
@@ -44,7 +45,7 @@ pub(crate) async fn public_proxy(
         // tunnel either. RFC 9110 section 15.5.6: a 405 carries `Allow`. CONNECT's bytes after
         // the head are not HTTP, so the connection is closed.
         let message = format!("The {} method is not supported", req.method());
-        let (status, reason) = (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"));
+        let (status, reason) = (StatusCode::METHOD_NOT_ALLOWED, Some(reason::METHOD_NOT_ALLOWED));
         let mut resp = if req.method() == Method::CONNECT {
             answer::closing(status, message, reason, id())
         } else {
@@ -79,7 +80,8 @@ async fn forward(shared: &Shared, kind: PoolKind, client: Option<(SocketAddr, u1
     let client_id = answer::client_request_id(req.headers());
     let Some(backend) = shared.pool(kind).pick() else {
         let message = format!("No healthy {} instance is available, retry later", kind.service());
-        return answer::error(StatusCode::SERVICE_UNAVAILABLE, message, None, answer::request_id(client_id));
+        let id = answer::request_id(client_id);
+        return answer::error(StatusCode::SERVICE_UNAVAILABLE, message, Some(reason::NO_HEALTHY_TARGET), id);
     };
     backend.requests.fetch_add(1, Ordering::Relaxed);
 
@@ -92,7 +94,7 @@ async fn forward(shared: &Shared, kind: PoolKind, client: Option<(SocketAddr, u1
             return answer::error(
                 StatusCode::BAD_REQUEST,
                 message,
-                Some("malformed_request"),
+                Some(reason::MALFORMED_REQUEST),
                 answer::request_id(client_id),
             );
         }
@@ -119,17 +121,27 @@ async fn forward(shared: &Shared, kind: PoolKind, client: Option<(SocketAddr, u1
         Ok(Err(_)) if client_body_failed.load(Ordering::Relaxed) => answer::closing(
             StatusCode::BAD_REQUEST,
             "The request body is malformed: its chunked encoding or length is not valid HTTP/1.1",
-            Some("malformed_request"),
+            Some(reason::MALFORMED_REQUEST),
             answer::request_id(client_id),
         ),
         Ok(Err(e)) => {
             tracing::warn!("{} ({}) failed: {e}", backend.name, backend.addr);
             let message = format!("The {} instance did not answer", kind.service());
-            answer::error(StatusCode::BAD_GATEWAY, message, Some("upstream_unavailable"), answer::request_id(client_id))
+            answer::error(
+                StatusCode::BAD_GATEWAY,
+                message,
+                Some(reason::UPSTREAM_UNAVAILABLE),
+                answer::request_id(client_id),
+            )
         }
         Err(_) => {
             let message = format!("The {} instance did not answer in time", kind.service());
-            answer::error(StatusCode::GATEWAY_TIMEOUT, message, Some("upstream_timeout"), answer::request_id(client_id))
+            answer::error(
+                StatusCode::GATEWAY_TIMEOUT,
+                message,
+                Some(reason::UPSTREAM_TIMEOUT),
+                answer::request_id(client_id),
+            )
         }
     }
 }

@@ -88,7 +88,7 @@ async fn upstream_metrics_handler(State(s): State<AdminState>) -> Response {
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::warn!(%addr, error = %e, "task-svc metrics unavailable");
         let body = ErrorBody::new(StatusCode::BAD_GATEWAY, "task-svc metrics are unavailable")
-            .with_reason(crate::proxy::UPSTREAM_UNAVAILABLE);
+            .with_reason(platform::error_body::reason::UPSTREAM_UNAVAILABLE);
         (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
     };
     let response = match s.http.get(format!("http://{addr}/metrics")).send().await {

@@ -19,6 +19,8 @@ use platform::identity;
 use platform::telemetry::JsonLines;
 use tracing::Instrument as _;
 
+use platform::error_body::reason;
+
 use crate::access_log::{AccessLine, AccessSink};
 use crate::admission::Admission;
 use crate::authenticator::{Authenticator, credential};
@@ -29,10 +31,6 @@ use crate::request_id::{REQUEST_ID, RequestIds, request_id};
 use crate::request_limits::{self, Refusal};
 use crate::trace_context::RequestTrace;
 
-/// `reason` of the gateway's 504: task-svc did not answer within `[upstream]`'s timeouts.
-pub(crate) const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
-/// `reason` of the gateway's 502: task-svc refused the connection, or reset or broke it.
-pub(crate) const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
 /// Headers pingora needs for framing or routing; never removed even if `Connection` names them.
 const KEEP: &[&str] = &["host", "content-length", "transfer-encoding"];
 
@@ -393,11 +391,11 @@ impl ProxyHttp for Gateway {
             (ErrorSource::Downstream, ErrorType::ReadTimedout) => (408, None, None),
             (ErrorSource::Downstream, _) => refusal(Refusal::MALFORMED),
             (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
-                (504, Some("The upstream service did not answer in time"), Some(UPSTREAM_TIMEOUT))
+                (504, Some("The upstream service did not answer in time"), Some(reason::UPSTREAM_TIMEOUT))
             }
             (ErrorSource::Upstream, _)
             | (_, ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError) => {
-                (502, Some("The upstream service is unavailable"), Some(UPSTREAM_UNAVAILABLE))
+                (502, Some("The upstream service is unavailable"), Some(reason::UPSTREAM_UNAVAILABLE))
             }
             _ => (500, None, None),
         };

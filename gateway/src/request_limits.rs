@@ -15,6 +15,7 @@ use http::StatusCode;
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType};
 use platform::config::ConfigError;
+use platform::error_body::reason;
 
 use crate::config::file::ServerSection;
 use crate::config::values::in_range;
@@ -68,39 +69,42 @@ impl Refusal {
     const TOO_MANY_HEADERS: Self = Self {
         status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         message: "The request has too many header fields",
-        reason: "too_many_headers",
+        reason: reason::TOO_MANY_HEADERS,
     };
     const HEADERS_TOO_LARGE: Self = Self {
         status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         message: "The request's header fields are too large",
-        reason: "headers_too_large",
+        reason: reason::HEADERS_TOO_LARGE,
     };
-    const URI_TOO_LONG: Self =
-        Self { status: StatusCode::URI_TOO_LONG, message: "The request target is too long", reason: "uri_too_long" };
+    const URI_TOO_LONG: Self = Self {
+        status: StatusCode::URI_TOO_LONG,
+        message: "The request target is too long",
+        reason: reason::URI_TOO_LONG,
+    };
     /// A body over `max_body_bytes` (announced, or counted as it arrives).
     pub const BODY_TOO_LARGE: Self = Self {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         message: "The request body is too large",
-        reason: "body_too_large",
+        reason: reason::BODY_TOO_LARGE,
     };
     /// A request that is not valid HTTP/1.1, head or body framing.
     pub const MALFORMED: Self = Self {
         status: StatusCode::BAD_REQUEST,
         message: "The request is not valid HTTP/1.1 (RFC 9112)",
-        reason: "malformed_request",
+        reason: reason::MALFORMED_REQUEST,
     };
     /// A body whose client closed its side before the body's end: fewer bytes than its
     /// `Content-Length`, or no last chunk (an incomplete message, RFC 9112 section 8).
     pub const INCOMPLETE_BODY: Self = Self {
         status: StatusCode::BAD_REQUEST,
         message: "The request body ended before its Content-Length or its last chunk (RFC 9112 section 8)",
-        reason: "malformed_request",
+        reason: reason::MALFORMED_REQUEST,
     };
     /// CONNECT, which the gateway does not tunnel (pingora refuses it before any phase).
     pub const CONNECT: Self = Self {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: "CONNECT is not supported",
-        reason: "method_not_allowed",
+        reason: reason::METHOD_NOT_ALLOWED,
     };
 }
 

@@ -5,6 +5,31 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+/// The `reason`s of the edge's own answers, one spelling for the gateway and the front door
+/// (the ALB's stand-in), so a client reads the same cause whichever of them refused it.
+pub mod reason {
+    /// 400: a request head, target or body framing RFC 9112 forbids, or a body cut short.
+    pub const MALFORMED_REQUEST: &str = "malformed_request";
+    /// 431 (gateway) or 400 (front door, as the ALB): a header line or the whole head too large.
+    pub const HEADERS_TOO_LARGE: &str = "headers_too_large";
+    /// 431: more header fields than the limit.
+    pub const TOO_MANY_HEADERS: &str = "too_many_headers";
+    /// 414: a request target longer than the limit.
+    pub const URI_TOO_LONG: &str = "uri_too_long";
+    /// 413: a body longer than the limit.
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    /// 501: a `Transfer-Encoding` other than `chunked`.
+    pub const UNSUPPORTED_TRANSFER_ENCODING: &str = "unsupported_transfer_encoding";
+    /// 405: `CONNECT` or `TRACE`, which the edge never forwards.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// 502: the target refused the connection, or reset or closed it without an answer.
+    pub const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
+    /// 504: the target did not answer in time.
+    pub const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
+    /// 503 (front door): no target of the route passes its health checks.
+    pub const NO_HEALTHY_TARGET: &str = "no_healthy_target";
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The status code's reason phrase, e.g. "Bad Request".

@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use axum::serve::Listener;
+use platform::error_body::reason;
 use tokio::net::{TcpListener, TcpStream};
 
 pub use checked::Checked;
@@ -60,13 +61,13 @@ impl Rejection {
     /// A 400 `malformed_request`: the head is not valid HTTP/1.1 (RFC 9112), or its framing is
     /// ambiguous.
     pub(super) fn malformed(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into(), reason: "malformed_request" }
+        Self { status: StatusCode::BAD_REQUEST, message: message.into(), reason: reason::MALFORMED_REQUEST }
     }
 
     /// A 400 `headers_too_large`: a header line over [`MAX_LINE`] or a head over [`MAX_HEAD`]
     /// (the ALB's 400 for its header limits).
     pub(super) fn headers_too_large(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into(), reason: "headers_too_large" }
+        Self { status: StatusCode::BAD_REQUEST, message: message.into(), reason: reason::HEADERS_TOO_LARGE }
     }
 
     /// A 414 `uri_too_long`: a request line over [`MAX_LINE`].
@@ -74,7 +75,7 @@ impl Rejection {
         Self {
             status: StatusCode::URI_TOO_LONG,
             message: "The request line is longer than 16 KiB: the request target is too long".into(),
-            reason: "uri_too_long",
+            reason: reason::URI_TOO_LONG,
         }
     }
 
@@ -83,7 +84,7 @@ impl Rejection {
         Self {
             status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             message: format!("The request has more than {MAX_HEADERS} header fields"),
-            reason: "too_many_headers",
+            reason: reason::TOO_MANY_HEADERS,
         }
     }
 
@@ -92,7 +93,7 @@ impl Rejection {
         Self {
             status: StatusCode::NOT_IMPLEMENTED,
             message: "Transfer-Encoding is not supported: send chunked, or a Content-Length".into(),
-            reason: "unsupported_transfer_encoding",
+            reason: reason::UNSUPPORTED_TRANSFER_ENCODING,
         }
     }
 }

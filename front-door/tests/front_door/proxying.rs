@@ -91,6 +91,7 @@ async fn routes_balances_and_rotates_on_health() {
     let (status, j) = get(&format!("{base}/tasks")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(j["message"].as_str().unwrap().contains("task-svc"), "{j}");
+    assert_eq!(j["reason"], "no_healthy_target", "{j}");
     assert_eq!(get(&format!("{base}/auth/health")).await.0, StatusCode::OK, "the auth pool is unaffected");
     t1.store(true, Ordering::Relaxed);
     wait_for(&door, "task-1", true).await;
