@@ -183,8 +183,8 @@ mod tests {
         let text = "\u{1b}[2m2026\u{1b}[0m INFO request: finished latency=0 ms status\u{1b}[2m=\u{1b}[0m200 method=GET path\u{1b}[2m=\u{1b}[0m/auth/health";
         assert!(is_passing_health_check(text));
         assert!(is_passing_health_check(r#"{"path":"/tasks/health","status":200}"#));
-        assert!(!is_passing_health_check("path=/tasks/health status=502 upstream_status=0"));
-        assert!(!is_passing_health_check("path=/tasks status=200"));
+        assert!(!is_passing_health_check("path=\"/tasks/health\" status=502 upstream_status=0"));
+        assert!(!is_passing_health_check("path=\"/tasks\" status=200"));
     }
 
     /// A `Write` whose bytes a test can read back.

@@ -45,11 +45,11 @@ pub(crate) async fn public_proxy(
         // tunnel either. RFC 9110 section 15.5.6: a 405 carries `Allow`. CONNECT's bytes after
         // the head are not HTTP, so the connection is closed.
         let message = format!("The {} method is not supported", req.method());
-        let (status, reason) = (StatusCode::METHOD_NOT_ALLOWED, Some(reason::METHOD_NOT_ALLOWED));
+        let (status, why) = (StatusCode::METHOD_NOT_ALLOWED, Some(reason::METHOD_NOT_ALLOWED));
         let mut resp = if req.method() == Method::CONNECT {
-            answer::closing(status, message, reason, id())
+            answer::closing(status, message, why, id())
         } else {
-            answer::error(status, message, reason, id())
+            answer::error(status, message, why, id())
         };
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
         return resp;

@@ -93,7 +93,7 @@ pub struct AccessLine<'a> {
 }
 
 impl AccessLine<'_> {
-    /// `elapsed` in milliseconds, rounded up to the microsecond (so no request shows 0):
+    /// `elapsed` in milliseconds, rounded up to the microsecond (any time at all shows as at least 0.001):
     /// `0.496` for 495.87 µs, where
     /// `as_secs_f64() * 1000.0` writes `0.49587000000000003` (the product's binary rounding,
     /// printed in full by the shortest round-trip form that JSON and `Display` use).

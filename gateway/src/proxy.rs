@@ -15,11 +15,10 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, Result};
 use platform::ErrorBody;
+use platform::error_body::reason;
 use platform::identity;
 use platform::telemetry::JsonLines;
 use tracing::Instrument as _;
-
-use platform::error_body::reason;
 
 use crate::access_log::{AccessLine, AccessSink};
 use crate::admission::Admission;

@@ -247,6 +247,19 @@ mod tests {
         }
     }
 
+    /// What the gateway forwards is the parsed head's `raw_path`: a fragment, no part of a
+    /// request target (RFC 9112 section 3.2), is cut there, before the target's bytes are
+    /// checked, so task-svc never sees it.
+    #[test]
+    fn a_fragment_is_cut_from_the_target_that_is_forwarded() {
+        for (target, forwarded) in
+            [(&b"/tasks/a#/../admin"[..], &b"/tasks/a"[..]), (b"/tasks/a?q=1#<x>", b"/tasks/a?q=1")]
+        {
+            let req = RequestHeader::build("GET", target, None).unwrap();
+            assert_eq!(req.raw_path(), forwarded, "{}", target.escape_ascii());
+        }
+    }
+
     #[test]
     fn http_1_1_without_host_and_both_length_headers_are_malformed() {
         let mut req = request("/tasks", 0, 0);

@@ -21,11 +21,23 @@ pub const REDACTED: &str = "[redacted]";
 
 /// `path` as a log line or a span may hold it: every segment holding a JWT (RFC 7519 section 3:
 /// base64url parts joined by `.`, three for a JWS, five for a JWE; the first is a JSON object,
-/// so it begins `eyJ`) is replaced by [`REDACTED`], so a client that puts its token in a path
-/// does not leave a bearer credential in the access log or a trace (the query string is never
-/// logged). Borrows, after one scan for `eyJ`, when there is nothing to redact.
+/// which as every issuer writes it, `{"`, begins `eyJ`) is replaced by [`REDACTED`], so a client
+/// that puts its token in a path does not leave a bearer credential in the access log or a trace
+/// (the query string is never logged). A segment is read percent-decoded, as the services read
+/// it (`%2E` is a dot). A segment that only looks like a token (`eyJ`, base64url, two dots) is
+/// redacted too. Linear in the path's length; borrows when nothing is redacted.
 pub fn path_for_log(path: &str) -> Cow<'_, str> {
-    if !path.contains(JWT_START) {
+    if !path.contains(JWT_START) && !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let holds = |segment: &str| {
+        if segment.contains('%') {
+            holds_jwt(&percent_encoding::percent_decode_str(segment).decode_utf8_lossy())
+        } else {
+            holds_jwt(segment)
+        }
+    };
+    if !path.split('/').any(holds) {
         return Cow::Borrowed(path);
     }
     let mut redacted = String::with_capacity(path.len());
@@ -33,7 +45,7 @@ pub fn path_for_log(path: &str) -> Cow<'_, str> {
         if i > 0 {
             redacted.push('/');
         }
-        redacted.push_str(if holds_jwt(segment) { REDACTED } else { segment });
+        redacted.push_str(if holds(segment) { REDACTED } else { segment });
     }
     Cow::Owned(redacted)
 }
@@ -41,12 +53,22 @@ pub fn path_for_log(path: &str) -> Cow<'_, str> {
 /// base64url of `{"`: how every JWT's header begins.
 const JWT_START: &str = "eyJ";
 
-/// Whether `segment` holds, from an `eyJ` on, base64url characters and at least two dots.
+/// Whether `segment` holds `eyJ` followed by base64url characters and at least two dots, in one
+/// pass: each run of base64url characters and dots is read once, from its first `eyJ` (a later
+/// `eyJ` in the same run is followed by no more dots than the first).
 fn holds_jwt(segment: &str) -> bool {
-    segment.match_indices(JWT_START).any(|(at, _)| {
-        let run = segment[at..].bytes().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        run.filter(|b| *b == b'.').count() >= 2
-    })
+    let token_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    let mut rest = segment.as_bytes();
+    while !rest.is_empty() {
+        let run_len = rest.iter().take_while(|b| token_byte(b)).count();
+        let run = &rest[..run_len];
+        let start = run.windows(JWT_START.len()).position(|w| w == JWT_START.as_bytes());
+        if start.is_some_and(|at| run[at..].iter().filter(|b| **b == b'.').nth(1).is_some()) {
+            return true;
+        }
+        rest = &rest[(run_len + 1).min(rest.len())..];
+    }
+    false
 }
 
 /// Marks a response to a polled route (set by [`mark_polled`], read by [`on_response`]).
@@ -188,10 +210,28 @@ mod tests {
             ("/tasks/eyJhbGciOiJIUzI1NiJ9.e30", "/tasks/eyJhbGciOiJIUzI1NiJ9.e30"),
             ("/tasks/a.b.c", "/tasks/a.b.c"),
             ("/tasks/eyJ~a.b.c", "/tasks/eyJ~a.b.c"),
+            // Percent-encoded dots or letters, as a service decodes them.
+            (&format!("/tasks/{}", jws.replace('.', "%2E")), "/tasks/[redacted]"),
+            (&format!("/tasks/{}", jws.replace('.', "%2e")), "/tasks/[redacted]"),
+            ("/tasks/%65yJhbGciOiJIUzI1NiJ9.e30.c2ln/1", "/tasks/[redacted]/1"),
+            ("/tasks/a%20b/eyJhbGciOiJIUzI1NiJ9", "/tasks/a%20b/eyJhbGciOiJIUzI1NiJ9"),
         ] {
             assert_eq!(path_for_log(path), logged, "{path}");
         }
-        assert!(matches!(path_for_log("/tasks/4"), Cow::Borrowed(_)));
+        for path in ["/tasks/4", "/tasks/eyJ.a", "/tasks/a%2Eb"] {
+            assert!(matches!(path_for_log(path), Cow::Borrowed(_)), "{path}");
+        }
+    }
+
+    /// Long segments (a target can be 64 KiB before a limit answers it): `eyJ` over and over with
+    /// no dot is kept; dots far after the `eyJ` still make a token.
+    #[test]
+    fn a_long_segment_is_kept_unless_it_holds_a_token() {
+        let no_dots = format!("/tasks/{}", "eyJ".repeat(64 * 1024 / 3));
+        assert_eq!(path_for_log(&no_dots), no_dots);
+        let far_dots = format!("/tasks/{}.{}", "eyJ".repeat(10_000), "a".repeat(30_000));
+        assert_eq!(path_for_log(&far_dots), far_dots);
+        assert_eq!(path_for_log(&format!("{far_dots}.c")), "/tasks/[redacted]");
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ pub mod reason {
     pub const BODY_TOO_LARGE: &str = "body_too_large";
     /// 501: a `Transfer-Encoding` other than `chunked`.
     pub const UNSUPPORTED_TRANSFER_ENCODING: &str = "unsupported_transfer_encoding";
-    /// 405: `CONNECT` or `TRACE`, which the edge never forwards.
+    /// 405: `CONNECT` (the gateway and the front door) or `TRACE` (the front door, as the ALB).
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// 502: the target refused the connection, or reset or closed it without an answer.
     pub const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
