@@ -23,6 +23,7 @@ use pingora::services::background::BackgroundService;
 use platform::ErrorBody;
 use platform::keyring::store::KeyringStore;
 
+use crate::decision::Unavailable;
 use crate::metrics::Metrics;
 use crate::revocation_list::RevocationList;
 
@@ -116,10 +117,11 @@ async fn ready_handler(State(s): State<AdminState>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
     };
     if !s.keyring.is_ready() {
-        return unready("no_keyring", "No signing keys loaded yet");
+        return unready(Unavailable::NoKeyring.reason(), "No signing keys loaded yet");
     }
     if !s.revocations.is_pulled() {
-        return unready("revocation_pending", "No revocation list has been pulled from auth-svc yet");
+        let message = "No revocation list has been pulled from auth-svc yet";
+        return unready(Unavailable::RevocationPending.reason(), message);
     }
     (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "service": "gateway"}))).into_response()
 }

@@ -96,6 +96,8 @@ impl Unavailable {
         Self::RevocationPending,
     ];
 
+    /// The `reason` of the 503 this gives (the request's and `/ready`'s JSON body) and its
+    /// metric label, e.g. `no_keyring`.
     pub fn reason(self) -> &'static str {
         match self {
             Self::NoKeyring => "no_keyring",
