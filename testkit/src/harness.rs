@@ -35,10 +35,35 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// Where the harness's processes write their logs and config files (`<temp>/gateway-tests`).
+/// Every test process names its files by its pid, so the directory would grow with every run:
+/// the first call in a process removes the files last written more than [`LOG_RETENTION`] ago
+/// (a test reads only the files its own process wrote moments before).
 pub fn log_dir() -> PathBuf {
+    static PRUNED: std::sync::Once = std::sync::Once::new();
     let dir = std::env::temp_dir().join("gateway-tests");
     std::fs::create_dir_all(&dir).unwrap();
+    PRUNED.call_once(|| prune(&dir, LOG_RETENTION));
     dir
+}
+
+/// How long [`log_dir`] keeps a file after its last write: a day, for reading a failed run's
+/// logs afterwards.
+pub const LOG_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Removes the files in `dir` last modified more than `age` ago; a file it cannot read or remove
+/// (another run's, just removed) is left alone.
+fn prune(dir: &std::path::Path, age: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| now.duration_since(at).is_ok_and(|elapsed| elapsed > age));
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Where process `name` listening on `port`, started by this test process, writes its log:
@@ -278,7 +303,24 @@ pub async fn create_task(gateway: &RunningService, token: &str, title: &str) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{log_file, log_path};
+    use std::time::{Duration, SystemTime};
+
+    use super::{log_file, log_path, prune};
+
+    #[test]
+    fn pruning_removes_only_the_files_older_than_the_retention() {
+        let dir = std::env::temp_dir().join(format!("gateway-tests-prune-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (dir.join("old.log"), dir.join("new.log"));
+        std::fs::write(&old, "old").unwrap();
+        std::fs::write(&new, "new").unwrap();
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 60 * 60);
+        std::fs::File::options().write(true).open(&old).unwrap().set_modified(two_hours_ago).unwrap();
+        prune(&dir, Duration::from_secs(60 * 60));
+        assert!(!old.exists(), "a file past the retention is kept");
+        assert!(new.exists(), "a fresh file is removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_log_left_on_the_port_is_not_read_as_the_new_process_log() {

@@ -39,8 +39,7 @@ const SECRET: &str = "keepalive-secret-0123456789abcdef0123456789";
 async fn start_gateway(sidecar: SidecarFile, upstream: SocketAddr, name: &str) -> (Process, SocketAddr) {
     let listen = loopback(free_port().unwrap());
     let metrics = loopback(free_port().unwrap());
-    let dir = std::env::temp_dir().join("gateway-tests");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = testkit::harness::log_dir();
     let settings = GatewaySettings {
         ready: vec![Probe::Tcp(metrics), Probe::Tcp(listen)],
         ..GatewaySettings::new(
