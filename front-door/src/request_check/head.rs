@@ -78,6 +78,21 @@ fn is_request_target(target: &str) -> bool {
     }
 }
 
+/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9112 section 3.2, RFC 3986 section
+/// 3.2.2): an authority without userinfo (`user@host`, which the gateway behind would refuse
+/// with its own 400) whose port, if any, is a number, or empty (allowed for a target without an
+/// authority).
+fn is_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    let Ok(authority) = axum::http::uri::Authority::try_from(value) else { return false };
+    let text = authority.as_str();
+    // A colon after any IPv6 literal's `]` starts a port; the `http` crate does not check it.
+    let has_port = text.rfind(':') > text.rfind(']');
+    !value.contains(&b'@') && (!has_port || authority.port_u16().is_some())
+}
+
 /// The checks on a complete head; the body framing that follows it.
 pub(super) fn check(req: &httparse::Request<'_, '_>) -> Result<Framing, Rejection> {
     let http11 = req.version == Some(1);
@@ -102,9 +117,14 @@ pub(super) fn check(req: &httparse::Request<'_, '_>) -> Result<Framing, Rejectio
     let values = |name: &str| -> Vec<&[u8]> {
         req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value).collect()
     };
-    let hosts = values("host").len();
-    if hosts > 1 || (http11 && hosts == 0) {
+    let hosts = values("host");
+    if hosts.len() > 1 || (http11 && hosts.is_empty()) {
         return Err(Rejection::malformed("An HTTP/1.1 request needs exactly one Host header (RFC 9112 section 3.2)"));
+    }
+    if hosts.first().is_some_and(|host| !is_host(host)) {
+        return Err(Rejection::malformed(
+            "The Host header must be a host and an optional port, without userinfo (RFC 9112 section 3.2)",
+        ));
     }
     let lengths = values("content-length");
     let codings = values("transfer-encoding");
