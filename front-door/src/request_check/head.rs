@@ -80,8 +80,8 @@ fn is_request_target(target: &str) -> bool {
 
 /// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9112 section 3.2, RFC 3986 section
 /// 3.2.2): an authority without userinfo (`user@host`, which the gateway behind would refuse
-/// with its own 400) whose port, if any, is a number, or empty (allowed for a target without an
-/// authority).
+/// with its own 400) whose port, if any, is a number up to 65535 or empty (RFC 3986's
+/// `port = *DIGIT`), or empty (allowed for a target without an authority).
 fn is_host(value: &[u8]) -> bool {
     if value.is_empty() {
         return true;
@@ -89,8 +89,8 @@ fn is_host(value: &[u8]) -> bool {
     let Ok(authority) = axum::http::uri::Authority::try_from(value) else { return false };
     let text = authority.as_str();
     // A colon after any IPv6 literal's `]` starts a port; the `http` crate does not check it.
-    let has_port = text.rfind(':') > text.rfind(']');
-    !value.contains(&b'@') && (!has_port || authority.port_u16().is_some())
+    let port = text.rfind(':').filter(|colon| Some(*colon) > text.rfind(']')).map(|colon| &text[colon + 1..]);
+    !value.contains(&b'@') && port.is_none_or(|port| port.is_empty() || port.parse::<u16>().is_ok())
 }
 
 /// The checks on a complete head; the body framing that follows it.
@@ -123,7 +123,7 @@ pub(super) fn check(req: &httparse::Request<'_, '_>) -> Result<Framing, Rejectio
     }
     if hosts.first().is_some_and(|host| !is_host(host)) {
         return Err(Rejection::malformed(
-            "The Host header must be a host and an optional port, without userinfo (RFC 9112 section 3.2)",
+            "The Host header must be a host and an optional port number, with no user name (RFC 9112 section 3.2)",
         ));
     }
     let lengths = values("content-length");

@@ -63,15 +63,17 @@ async fn a_missing_repeated_or_invalid_host_is_a_json_400() {
         ("userinfo in Host", b"GET /tasks HTTP/1.1\r\nHost: user@a\r\n\r\n".to_vec()),
         ("a space in Host", b"GET /tasks HTTP/1.1\r\nHost: a b\r\n\r\n".to_vec()),
         ("a port that is not a number", b"GET /tasks HTTP/1.1\r\nHost: a:x\r\n\r\n".to_vec()),
+        ("a port past 65535", b"GET /tasks HTTP/1.1\r\nHost: a:65536\r\n\r\n".to_vec()),
         ("HTTP/1.1 without Host", b"GET /tasks HTTP/1.1\r\n\r\n".to_vec()),
         ("two Host lines", b"GET /tasks HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec()),
         ("two equal Host lines", b"GET /tasks HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n".to_vec()),
     ];
     assert_all_refused(&door, &cases, StatusCode::BAD_REQUEST, "malformed_request").await;
     // HTTP/1.0 does not need Host (RFC 9112 section 3.2 is about HTTP/1.1), and a host with a
-    // port or an IPv6 literal is a host: forwarded.
-    let forwarded: [&[u8]; 3] = [
+    // port, an empty port (RFC 3986 `port = *DIGIT`) or an IPv6 literal is a host: forwarded.
+    let forwarded: [&[u8]; 4] = [
         b"GET /tasks/1 HTTP/1.0\r\n\r\n",
+        b"GET /tasks/1 HTTP/1.1\r\nHost: a:\r\nConnection: close\r\n\r\n",
         b"GET /tasks/1 HTTP/1.1\r\nHost: a:8080\r\nConnection: close\r\n\r\n",
         b"GET /tasks/1 HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n",
     ];
