@@ -93,10 +93,10 @@ pub struct AccessLine<'a> {
 }
 
 impl AccessLine<'_> {
-    /// `elapsed` in milliseconds, rounded up to the microsecond (any time at all shows as at least 0.001):
-    /// `0.496` for 495.87 µs, where
-    /// `as_secs_f64() * 1000.0` writes `0.49587000000000003` (the product's binary rounding,
-    /// printed in full by the shortest round-trip form that JSON and `Display` use).
+    /// `elapsed` in milliseconds, rounded up to the microsecond (any time at all shows as at
+    /// least 0.001): `0.496` for 495.87 µs, where `as_secs_f64() * 1000.0` writes
+    /// `0.49587000000000003` (the product's binary rounding, printed in full by the shortest
+    /// round-trip form that JSON and `Display` use).
     pub fn millis(elapsed: std::time::Duration) -> f64 {
         let micros = elapsed.as_nanos().div_ceil(1_000).min(u128::from(u64::MAX)) as u64;
         // A quotient of two exact doubles is the double nearest the decimal, so it prints as one.

@@ -65,6 +65,15 @@ async fn json_gateway(
     start_gateway_logging(sidecar(edit), upstream, &auth, KeyringSource::secret(OLD_SECRET), true, logging, env).await
 }
 
+/// The JSON access line of request `id` in the log `text`, as written and parsed; panics naming
+/// `id` when there is none.
+fn access_line(text: &str, id: &str) -> (String, serde_json::Value) {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().map(|v| (l.to_owned(), v)))
+        .find(|(_, v)| v["request_id"] == id && v["message"] == "request")
+        .unwrap_or_else(|| panic!("no access line for {id} in\n{text}"))
+}
+
 /// The gateway's log once it holds a whole line (a JSON object) containing `needle`.
 async fn log_with_line(gateway: &RunningService, needle: &str) -> String {
     log_once(gateway, &format!("a whole log line with {needle}"), |text| {
@@ -90,15 +99,10 @@ async fn with_json_logs_a_request_is_one_json_line_with_the_access_keys_in_order
     // Lines are written in the order the requests ended: the refusal's is the later one.
     let text = log_with_line(&gateway, "jl-refused").await;
     // Every line of the log is JSON, the access lines and tracing's own alike.
-    let lines: Vec<(&str, serde_json::Value)> =
-        text.lines().map(|l| (l, serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))).collect();
-    let access = |id: &str| {
-        lines
-            .iter()
-            .find(|(_, v)| v["request_id"] == id)
-            .unwrap_or_else(|| panic!("no access line for {id} in\n{text}"))
-            .clone()
-    };
+    for l in text.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+    }
+    let access = |id: &str| access_line(&text, id);
 
     let (raw, ok) = access("jl-success");
     let positions: Vec<usize> =
@@ -167,11 +171,7 @@ async fn with_json_logs_every_recorded_request_after_an_access_line_is_exported(
     }
     let text = log_with_line(&gateway, "tl-4").await;
     for id in ids {
-        let line: serde_json::Value = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .find(|v: &serde_json::Value| v["request_id"] == id && v["message"] == "request")
-            .unwrap_or_else(|| panic!("no access line for {id}:\n{text}"));
+        let (_, line) = access_line(&text, id);
         let trace = line["trace_id"].as_str().unwrap_or_default().to_owned();
         let spans = testkit::wait::until_some(&format!("the gateway's spans of {id}"), Duration::from_secs(15), || {
             let spans = receiver.trace(&trace);
@@ -188,11 +188,7 @@ async fn with_json_logs_every_recorded_request_after_an_access_line_is_exported(
     let r = client().get(gateway.url_for(&in_path)).bearer_auth(&token).header("x-request-id", "tl-token").send().await;
     assert_eq!(r.unwrap().status(), 400);
     let text = log_with_line(&gateway, "tl-token").await;
-    let line: serde_json::Value = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .find(|v: &serde_json::Value| v["request_id"] == "tl-token")
-        .unwrap_or_else(|| panic!("no access line for tl-token:\n{text}"));
+    let (_, line) = access_line(&text, "tl-token");
     let trace = line["trace_id"].as_str().unwrap_or_default().to_owned();
     let spans = testkit::wait::until_some("the server and upstream spans of tl-token", Duration::from_secs(15), || {
         let spans: Vec<_> = receiver.trace(&trace).into_iter().filter(|s| s.service == "gateway").collect();
