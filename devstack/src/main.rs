@@ -52,6 +52,12 @@ struct Args {
     #[arg(long, value_name = "PATH", default_value_os_t = repo_root().join("sidecar.toml"))]
     sidecar_config: PathBuf,
 
+    /// Set one key of the gateways' config (dotted, value as TOML), e.g.
+    /// `--sidecar-set access_log.successes=1` for an access line per request; repeatable.
+    /// An unknown key or a value the key refuses stops the start with an error naming it.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_sidecar_set)]
+    sidecar_set: Vec<(String, String)>,
+
     /// Override the gateways' shutdown grace (sidecar.toml [shutdown] grace_period_secs, 15 s
     /// there: pingora waits all of it on SIGTERM, so Ctrl-C takes that long by default).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=100))]
@@ -65,7 +71,8 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     health_interval_ms: u64,
 
-    /// Also print the gateways' access-log lines for passing health checks (hidden by default).
+    /// Also print the gateways' access-log lines for passing health checks (hidden by default;
+    /// a success has a line only in the share `[access_log] successes` sets, 0.01 by default).
     /// auth-svc and task-svc log polled routes at debug: `RUST_LOG=info,tower_http=debug` shows them.
     #[arg(long)]
     show_health_checks: bool,
@@ -129,6 +136,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--sidecar-set`'s `KEY=VALUE`, split at the first `=`; the pair is checked against the config
+/// when the stack starts.
+fn parse_sidecar_set(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("{raw:?}: wants KEY=VALUE, e.g. access_log.successes=1")),
+    }
+}
+
 /// Under `cargo run`, builds the other binaries with the profile this one was built with, so
 /// the one command works on a fresh clone. The build selects the whole workspace like the
 /// `cargo run --bin devstack` that started us, so it reuses every unit that build compiled
@@ -158,6 +174,7 @@ async fn run(args: Args, logs: LogSink) -> Result<()> {
     opts.data_dir = args.data_dir;
     opts.database_url = args.database_url.filter(|u| !u.trim().is_empty());
     opts.sidecar_config = args.sidecar_config;
+    opts.sidecar_set = args.sidecar_set;
     opts.gateway_grace_secs = args.gateway_grace;
     opts.service_grace_secs = args.service_grace;
     opts.jwt_alg = args.jwt_alg.parse().map_err(|e| anyhow::anyhow!("--jwt-alg: {e}"))?;
@@ -268,4 +285,39 @@ fn banner(stack: &Stack) -> String {
         storage = stack.storage().describe(),
         prometheus = prometheus_lines(stack),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn sidecar_set_takes_repeated_pairs_split_at_the_first_equals_sign() {
+        let args = Args::try_parse_from([
+            "devstack",
+            "--sidecar-set",
+            "access_log.successes=1",
+            "--sidecar-set",
+            "auth.url=\"http://a=b\"",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.sidecar_set,
+            vec![
+                ("access_log.successes".to_owned(), "1".to_owned()),
+                ("auth.url".to_owned(), "\"http://a=b\"".to_owned())
+            ]
+        );
+        assert!(Args::try_parse_from(["devstack"]).unwrap().sidecar_set.is_empty());
+    }
+
+    #[test]
+    fn sidecar_set_without_a_key_and_value_is_refused_with_an_example() {
+        for bad in ["access_log.successes", "=1", ""] {
+            let e = Args::try_parse_from(["devstack", "--sidecar-set", bad]).unwrap_err().to_string();
+            assert!(e.contains("wants KEY=VALUE, e.g. access_log.successes=1"), "{bad:?}: {e}");
+        }
+    }
 }

@@ -1,16 +1,18 @@
 //! `[access_log]`: which requests get an access line. Every refusal, error and request whose
 //! trace is sampled gets one; of the successful rest (status below 400), the share
-//! `successes` (0..=1, default 1: every request). Making and writing the line is about 5% of
-//! the gateway's instructions per request (about 7,000; docs/benchmarks.md), so a fleet that
-//! logs only what an operator reads (failures) and a sample to see the traffic can lower
-//! `successes`; the metrics count every request either way.
+//! `successes` (0..=1; default 0.01, one in a hundred; 1 logs every request), and every success
+//! that took `slow_ms` or more (default 500 ms; 0: none for its duration). A line costs
+//! about 5% of the gateway's instructions per request (about 7,000) and more of its CPU under
+//! load, where each line also wakes the log writer's thread (docs/benchmarks.md, "Sampled
+//! access lines"), so by default the gateway logs what an operator reads (failures) and a
+//! sample to see the traffic; the metrics count every request either way.
 //!
 //! The line itself is [`AccessLine`]: with JSON logs (`LOG_FORMAT=json`, as on ECS) it is
 //! serialized straight into the log stream ([`platform::telemetry::JsonLines`]), at a fraction
 //! of what the same fields cost as a `tracing` event through the JSON formatter
 //! (docs/benchmarks.md); with compact logs (local runs) it is that event.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use opentelemetry::trace::TraceId;
@@ -20,11 +22,17 @@ use serde::{Serialize, Serializer};
 
 use crate::config::AccessLogSection;
 
+/// The largest `slow_ms`: an hour, past any timeout of the hop.
+const MAX_SLOW_MS: u64 = 3_600_000;
+
 /// `[access_log]`, validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AccessLogSettings {
     /// The share of successful requests given a line, 0..=1.
     pub successes: f64,
+    /// A success that took this long or longer gets a line whatever the share; `None`: no
+    /// success does for its duration.
+    pub slow: Option<Duration>,
 }
 
 impl TryFrom<&AccessLogSection> for AccessLogSettings {
@@ -34,18 +42,25 @@ impl TryFrom<&AccessLogSection> for AccessLogSettings {
         if !(0.0..=1.0).contains(&s.successes) {
             return Err(ConfigError::new("[access_log] successes", format!("{} is out of range 0..=1", s.successes)));
         }
-        Ok(Self { successes: s.successes })
+        if s.slow_ms > MAX_SLOW_MS {
+            return Err(ConfigError::new("[access_log] slow_ms", format!("{} is above {MAX_SLOW_MS}", s.slow_ms)));
+        }
+        let slow = (s.slow_ms > 0).then(|| Duration::from_millis(s.slow_ms));
+        Ok(Self { successes: s.successes, slow })
     }
 }
 
 impl AccessLogSettings {
-    /// Whether the request answered `status` (0: no response was written) in the trace
-    /// `trace_id` (`sampled`: the trace is sampled) gets an access line. The share of successes
-    /// is taken on the trace id's random low 64 bits, as a trace-id-ratio sampler does: a
-    /// request's line does not depend on which gateway answered it, and ids chosen by a client
-    /// choose only whether their own successes are logged.
-    pub fn logs(&self, status: u16, trace_id: TraceId, sampled: bool) -> bool {
+    /// Whether the request answered `status` (0: no response was written) after `elapsed`, in
+    /// the trace `trace_id` (`sampled`: the trace is sampled), gets an access line. The share of
+    /// successes is taken on the trace id's random low 64 bits, as a trace-id-ratio sampler
+    /// does: a request's line does not depend on which gateway answered it, and ids chosen by a
+    /// client choose only whether their own successes are logged.
+    pub fn logs(&self, status: u16, elapsed: Duration, trace_id: TraceId, sampled: bool) -> bool {
         if status == 0 || status >= 400 || sampled || self.successes >= 1.0 {
+            return true;
+        }
+        if self.slow.is_some_and(|slow| elapsed >= slow) {
             return true;
         }
         let low = u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or([0; 8]));
@@ -166,8 +181,10 @@ mod tests {
     use super::*;
 
     fn settings(successes: f64) -> AccessLogSettings {
-        AccessLogSettings::try_from(&AccessLogSection { successes }).unwrap_or_else(|e| panic!("{e}"))
+        AccessLogSettings::try_from(&AccessLogSection { successes, slow_ms: 0 }).unwrap_or_else(|e| panic!("{e}"))
     }
+
+    const QUICK: Duration = Duration::from_millis(1);
 
     fn id(low: u64) -> TraceId {
         TraceId::from((0x6b11_a173_u128 << 96) | u128::from(low))
@@ -177,27 +194,38 @@ mod tests {
     fn refusals_errors_and_sampled_traces_are_always_logged() {
         let none = settings(0.0);
         for status in [0, 400, 401, 403, 404, 429, 431, 500, 502, 503, 504] {
-            assert!(none.logs(status, id(u64::MAX), false), "{status}");
+            assert!(none.logs(status, QUICK, id(u64::MAX), false), "{status}");
         }
-        assert!(none.logs(200, id(u64::MAX), true), "a sampled trace's success");
-        assert!(!none.logs(200, id(0), false));
-        assert!(!none.logs(304, id(0), false));
-        assert!(settings(1.0).logs(200, id(u64::MAX), false));
+        assert!(none.logs(200, QUICK, id(u64::MAX), true), "a sampled trace's success");
+        assert!(!none.logs(200, QUICK, id(0), false));
+        assert!(!none.logs(304, QUICK, id(0), false));
+        assert!(settings(1.0).logs(200, QUICK, id(u64::MAX), false));
     }
 
     #[test]
     fn the_share_of_successes_follows_the_trace_id() {
         let tenth = settings(0.1);
-        assert!(tenth.logs(200, id(0), false));
-        assert!(!tenth.logs(200, id(u64::MAX / 2), false));
+        assert!(tenth.logs(200, QUICK, id(0), false));
+        assert!(!tenth.logs(200, QUICK, id(u64::MAX / 2), false));
         let logged =
-            (0..10_000u64).filter(|i| tenth.logs(200, id(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), false)).count();
+            (0..10_000u64).filter(|i| tenth.logs(200, QUICK, id(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), false)).count();
         assert!((800..1200).contains(&logged), "{logged} of 10000 at 0.1");
     }
 
     #[test]
+    fn a_success_at_or_over_slow_ms_is_logged_whatever_the_share() {
+        let none = AccessLogSettings::try_from(&AccessLogSection { successes: 0.0, slow_ms: 500 }).unwrap();
+        assert_eq!(none.slow, Some(Duration::from_millis(500)));
+        assert!(none.logs(200, Duration::from_millis(500), id(u64::MAX), false));
+        assert!(none.logs(201, Duration::from_secs(30), id(u64::MAX), false));
+        assert!(!none.logs(200, Duration::from_micros(499_999), id(u64::MAX), false));
+        let off = AccessLogSettings::try_from(&AccessLogSection { successes: 0.0, slow_ms: 0 }).unwrap();
+        assert_eq!(off.slow, None);
+        assert!(!off.logs(200, Duration::from_secs(3600), id(u64::MAX), false), "0 turns the rule off");
+    }
+
+    #[test]
     fn a_duration_is_written_in_milliseconds_to_the_microsecond() {
-        use std::time::Duration;
         for (elapsed, written) in [
             (Duration::from_nanos(495_870), "0.496"),
             (Duration::from_nanos(1_500_000), "1.5"),
@@ -239,8 +267,10 @@ mod tests {
     #[test]
     fn a_share_outside_zero_to_one_is_refused_naming_the_key() {
         for bad in [-0.1, 1.5, f64::NAN] {
-            let e = AccessLogSettings::try_from(&AccessLogSection { successes: bad }).unwrap_err();
+            let e = AccessLogSettings::try_from(&AccessLogSection { successes: bad, slow_ms: 0 }).unwrap_err();
             assert_eq!(e.key, "[access_log] successes", "{bad}");
         }
+        let e = AccessLogSettings::try_from(&AccessLogSection { successes: 0.5, slow_ms: 3_600_001 }).unwrap_err();
+        assert_eq!(e.key, "[access_log] slow_ms");
     }
 }

@@ -131,7 +131,7 @@ pub async fn start_task(db_url: &str) -> RunningService {
 
 /// The gateway's config schema with the tests' values: two proxy threads, quick
 /// re-resolution and retries, no leeway, a 1 s revocation poll, a short shutdown, per-subject
-/// rate limits no test reaches unless it sets its own. The public
+/// rate limits no test reaches unless it sets its own, an access line for every request. The public
 /// routes are the gateway's defaults (the repository's sidecar.toml states them).
 pub fn test_sidecar() -> SidecarFile {
     let mut f = SidecarFile::default();
@@ -163,6 +163,9 @@ pub fn test_sidecar() -> SidecarFile {
     f.rate_limit.burst = 1_000_000;
     f.shutdown.grace_period_secs = 2;
     f.shutdown.graceful_shutdown_timeout_secs = 1;
+    // Tests read the lines of the requests they send, successes too; the default share (one
+    // success in a hundred) has its own tests (`gateway/tests/it/access_log.rs`).
+    f.access_log.successes = 1.0;
     f
 }
 

@@ -349,13 +349,25 @@ impl RateLimitSection {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLogSection {
-    /// The share of successful requests (status below 400) given an access line, 0..=1.
+    /// The share of successful requests (status below 400) given an access line, 0..=1
+    /// (default [`AccessLogSection::DEFAULT_SUCCESSES`]).
     pub successes: f64,
+    /// Milliseconds from the request's head to the end of its response at and above which a
+    /// success gets a line whatever the share (0: none for its duration). Default 500: every
+    /// request behind a p99 over the 1 s alert (`HighLatencyP99`) can be found in the log.
+    pub slow_ms: u64,
+}
+
+impl AccessLogSection {
+    /// One success in a hundred: a line per request is the largest cost on the hop that is not
+    /// forwarding (docs/benchmarks.md, "Sampled access lines"); refusals, errors and sampled
+    /// traces are logged whatever the share, and the metrics count every request.
+    pub const DEFAULT_SUCCESSES: f64 = 0.01;
 }
 
 impl Default for AccessLogSection {
     fn default() -> Self {
-        Self { successes: 1.0 }
+        Self { successes: Self::DEFAULT_SUCCESSES, slow_ms: 500 }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The access line: with `[access_log] successes` at 0, a success gets none while a refusal
-//! and a request whose trace is sampled still get one, with the request's trace id; with JSON
+//! and a request whose trace is sampled still get one, with the request's trace id; at the
+//! default share, a success whose trace id falls in it gets one, and at any share one slower
+//! than `slow_ms`; with JSON
 //! logs, one JSON line per request with the access keys in order, none at `RUST_LOG=warn`, and
 //! every recorded request's spans still exported after the line before it.
 
@@ -7,6 +9,7 @@ use std::time::Duration;
 
 use gateway::config::SidecarFile;
 use testkit::harness::*;
+use testkit::launch::KeyringSource;
 
 #[tokio::test]
 async fn with_no_share_of_successes_only_refusals_and_sampled_traces_are_logged() {
@@ -32,6 +35,92 @@ async fn with_no_share_of_successes_only_refusals_and_sampled_traces_are_logged(
     assert!(line("al-refused").is_some_and(|l| l.contains("401")), "{text}");
     assert!(line("al-sampled").is_some_and(|l| l.contains(sampled_trace)), "{text}");
     assert_eq!(line("al-success"), None, "a success is not logged at a share of 0");
+}
+
+/// The default share (one success in a hundred, sidecar.toml): a success is logged when its
+/// trace id's low 64 bits fall in the share, whichever gateway answers, and a refusal always.
+#[tokio::test]
+async fn by_default_a_success_is_logged_when_its_trace_id_falls_in_the_share() {
+    let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |f| {
+        f.access_log = SidecarFile::default().access_log;
+        // A busy machine's request can take longer than the default's 500 ms; the slow rule has
+        // its own test.
+        f.access_log.slow_ms = 0;
+    })
+    .await;
+    let (token, _) = login(&stack.auth, "defaultshare").await;
+    let get = |id: &str, trace: &str| {
+        client()
+            .get(stack.gateway.url_for("/tasks"))
+            .header("x-request-id", id)
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-00"))
+    };
+    // Unsampled traces (flag 00): only the share decides. Low 64 bits 1 are in any share
+    // above 0; low bits near 2^64 only in a share near 1.
+    let inside = "4bf92f3577b34da60000000000000001";
+    let outside = "4bf92f3577b34da6fffffffffffffff0";
+    assert_eq!(get("ds-outside", outside).bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(get("ds-refused", outside).send().await.unwrap().status(), 401);
+    assert_eq!(get("ds-inside", inside).bearer_auth(&token).send().await.unwrap().status(), 200);
+
+    let text = log_once(&stack.gateway, "the access line of the last request", |t| t.contains("ds-inside")).await;
+    let line = |id: &str| text.lines().find(|l| l.contains(id)).map(str::to_owned);
+    assert!(line("ds-inside").is_some_and(|l| l.contains(inside)), "{text}");
+    assert!(line("ds-refused").is_some_and(|l| l.contains("401")), "{text}");
+    assert_eq!(line("ds-outside"), None, "a success outside the default share is not logged");
+}
+
+/// A success slower than `slow_ms` gets a line at any share: an upstream that answers
+/// `/tasks/health` (a public route) after `delay`.
+async fn slow_upstream(delay: Duration) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut chunk = [0u8; 1024];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_success_slower_than_slow_ms_is_logged_at_any_share() {
+    let upstream = slow_upstream(Duration::from_millis(300)).await;
+    let edit = |slow_ms| {
+        sidecar(move |f| {
+            f.access_log.successes = 0.0;
+            f.access_log.slow_ms = slow_ms;
+        })
+    };
+    let logged =
+        start_gateway(edit(200), upstream, "http://127.0.0.1:9", KeyringSource::secret(OLD_SECRET), false).await;
+    let unlogged =
+        start_gateway(edit(0), upstream, "http://127.0.0.1:9", KeyringSource::secret(OLD_SECRET), false).await;
+    for (gateway, id) in [(&logged, "slow-logged"), (&unlogged, "slow-unlogged"), (&unlogged, "slow-refused")] {
+        let mut r = client().get(gateway.url_for("/tasks/health")).header("x-request-id", id);
+        if id == "slow-refused" {
+            // A refusal after it on the same gateway: once its line is in, the success's would be.
+            r = client().get(gateway.url_for("/tasks")).header("x-request-id", id);
+        }
+        let status = r.send().await.unwrap().status();
+        assert_eq!(status, if id == "slow-refused" { 401 } else { 200 }, "{id}");
+    }
+    let text = log_once(&logged, "the slow success's access line", |t| t.contains("slow-logged")).await;
+    assert!(text.lines().any(|l| l.contains("slow-logged") && l.contains("200")), "{text}");
+    let text = log_once(&unlogged, "the refusal's access line", |t| t.contains("slow-refused")).await;
+    assert!(!text.contains("slow-unlogged"), "slow_ms 0 logs no success for its duration:\n{text}");
 }
 
 /// The gateway's keys of a JSON access line, in the order they are written (docs/observability.md).

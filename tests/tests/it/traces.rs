@@ -77,6 +77,9 @@ async fn one_request_is_one_trace_from_the_alb_header_to_the_sql_and_its_logs() 
     opts.auth_instances = 1;
     opts.task_instances = 1;
     opts.logs = LogSink::new(Box::new(lines.clone()));
+    // The unsampled request below is a success: its access line is asserted, so every success
+    // gets one (the default share logs one in a hundred).
+    opts.sidecar_set.push(("access_log.successes".into(), "1".into()));
     opts.service_env = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.endpoint()),
         ("OTEL_TRACES_SAMPLER".into(), "parentbased_traceidratio".into()),
