@@ -3,7 +3,7 @@
 //! `successes` (0..=1; default 0.01, one in a hundred; 1 logs every request), and every success
 //! that took `slow_ms` or more (default 500 ms; 0: none for its duration). A line costs
 //! about 5% of the gateway's instructions per request (about 7,000) and more of its CPU under
-//! load, where each line also wakes the log writer's thread (docs/benchmarks.md, "Sampled
+//! load (2% to 29% in two runs), where each line also wakes the log writer's thread (docs/benchmarks.md, "Sampled
 //! access lines"), so by default the gateway logs what an operator reads (failures) and a
 //! sample to see the traffic; the metrics count every request either way.
 //!
@@ -52,12 +52,13 @@ impl TryFrom<&AccessLogSection> for AccessLogSettings {
 
 impl AccessLogSettings {
     /// Whether the request answered `status` (0: no response was written) after `elapsed`, in
-    /// the trace `trace_id` (`sampled`: the trace is sampled), gets an access line. The share of
+    /// the trace `trace_id` (`sampled`: the trace is sampled), gets an access line; `failed`:
+    /// the request ended in an error (e.g. the upstream or the client broke off a 200's body). The share of
     /// successes is taken on the trace id's random low 64 bits, as a trace-id-ratio sampler
     /// does: a request's line does not depend on which gateway answered it, and ids chosen by a
     /// client choose only whether their own successes are logged.
-    pub fn logs(&self, status: u16, elapsed: Duration, trace_id: TraceId, sampled: bool) -> bool {
-        if status == 0 || status >= 400 || sampled || self.successes >= 1.0 {
+    pub fn logs(&self, status: u16, failed: bool, elapsed: Duration, trace_id: TraceId, sampled: bool) -> bool {
+        if status == 0 || status >= 400 || failed || sampled || self.successes >= 1.0 {
             return true;
         }
         if self.slow.is_some_and(|slow| elapsed >= slow) {
@@ -194,21 +195,23 @@ mod tests {
     fn refusals_errors_and_sampled_traces_are_always_logged() {
         let none = settings(0.0);
         for status in [0, 400, 401, 403, 404, 429, 431, 500, 502, 503, 504] {
-            assert!(none.logs(status, QUICK, id(u64::MAX), false), "{status}");
+            assert!(none.logs(status, false, QUICK, id(u64::MAX), false), "{status}");
         }
-        assert!(none.logs(200, QUICK, id(u64::MAX), true), "a sampled trace's success");
-        assert!(!none.logs(200, QUICK, id(0), false));
-        assert!(!none.logs(304, QUICK, id(0), false));
-        assert!(settings(1.0).logs(200, QUICK, id(u64::MAX), false));
+        assert!(none.logs(200, false, QUICK, id(u64::MAX), true), "a sampled trace's success");
+        assert!(none.logs(200, true, QUICK, id(u64::MAX), false), "a 200 whose body broke off");
+        assert!(!none.logs(200, false, QUICK, id(0), false));
+        assert!(!none.logs(304, false, QUICK, id(0), false));
+        assert!(settings(1.0).logs(200, false, QUICK, id(u64::MAX), false));
     }
 
     #[test]
     fn the_share_of_successes_follows_the_trace_id() {
         let tenth = settings(0.1);
-        assert!(tenth.logs(200, QUICK, id(0), false));
-        assert!(!tenth.logs(200, QUICK, id(u64::MAX / 2), false));
-        let logged =
-            (0..10_000u64).filter(|i| tenth.logs(200, QUICK, id(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), false)).count();
+        assert!(tenth.logs(200, false, QUICK, id(0), false));
+        assert!(!tenth.logs(200, false, QUICK, id(u64::MAX / 2), false));
+        let logged = (0..10_000u64)
+            .filter(|i| tenth.logs(200, false, QUICK, id(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), false))
+            .count();
         assert!((800..1200).contains(&logged), "{logged} of 10000 at 0.1");
     }
 
@@ -216,12 +219,12 @@ mod tests {
     fn a_success_at_or_over_slow_ms_is_logged_whatever_the_share() {
         let none = AccessLogSettings::try_from(&AccessLogSection { successes: 0.0, slow_ms: 500 }).unwrap();
         assert_eq!(none.slow, Some(Duration::from_millis(500)));
-        assert!(none.logs(200, Duration::from_millis(500), id(u64::MAX), false));
-        assert!(none.logs(201, Duration::from_secs(30), id(u64::MAX), false));
-        assert!(!none.logs(200, Duration::from_micros(499_999), id(u64::MAX), false));
+        assert!(none.logs(200, false, Duration::from_millis(500), id(u64::MAX), false));
+        assert!(none.logs(201, false, Duration::from_secs(30), id(u64::MAX), false));
+        assert!(!none.logs(200, false, Duration::from_micros(499_999), id(u64::MAX), false));
         let off = AccessLogSettings::try_from(&AccessLogSection { successes: 0.0, slow_ms: 0 }).unwrap();
         assert_eq!(off.slow, None);
-        assert!(!off.logs(200, Duration::from_secs(3600), id(u64::MAX), false), "0 turns the rule off");
+        assert!(!off.logs(200, false, Duration::from_secs(3600), id(u64::MAX), false), "0 turns the rule off");
     }
 
     #[test]

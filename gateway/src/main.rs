@@ -55,8 +55,8 @@ fn main() -> ExitCode {
         let addr = Config::metrics_addr(&at, &Env);
         return platform::healthcheck::run(platform::healthcheck::local_addr(addr.ip(), addr.port()), "/ready");
     }
-    // The access log is one line per request: written by a background thread, not by the
-    // worker with a system call per line. The guard writes the last lines at exit.
+    // Access lines are written by a background thread, not by the worker with a system call
+    // per line. The guard writes the last lines at exit.
     // The span exporter's guard flushes the last spans at exit too.
     let logs = platform::telemetry::init_non_blocking("gateway");
     let config = match platform::telemetry::check(&Env, "gateway").and_then(|()| Config::load(&at, &Env)) {

@@ -426,7 +426,7 @@ impl ProxyHttp for Gateway {
         self.hot.count(ctx.public, status, elapsed.as_secs_f64());
         let req = session.req_header();
         ctx.trace.finish(status);
-        if !self.config.access_log.logs(status, elapsed, ctx.trace.trace_id(), ctx.trace.sampled()) {
+        if !self.config.access_log.logs(status, e.is_some(), elapsed, ctx.trace.trace_id(), ctx.trace.sampled()) {
             return;
         }
         let trace_id = platform::trace_header::TraceIdHex::new(ctx.trace.trace_id());

@@ -68,7 +68,7 @@ fn sidecar_config(opts: &Options) -> Result<SidecarFile> {
         sidecar.shutdown.graceful_shutdown_timeout_secs = timeout;
     }
     for (key, value) in &opts.sidecar_set {
-        sidecar.set(key, value).map_err(|e| anyhow::anyhow!("gateway config: {e}"))?;
+        sidecar.set(key, value).map_err(|e| anyhow::anyhow!("gateway config (--sidecar-set {key}={value}): {e}"))?;
     }
     // As on ECS, where each gateway counts the task-service tasks in Cloud Map, the fleet rate
     // of a subject is split over this stack's gateways (the front door spreads requests over
@@ -76,7 +76,21 @@ fn sidecar_config(opts: &Options) -> Result<SidecarFile> {
     if sidecar.rate_limit.peers == 0 && sidecar.rate_limit.peers_dns_name.trim().is_empty() {
         sidecar.rate_limit.peers = u32::try_from(opts.task_instances.max(1)).unwrap_or(u32::MAX);
     }
+    // Every key's own rules (ranges, addresses), as each gateway will check them, now: a bad
+    // value then fails the run before PostgreSQL and the services start, not each gateway after.
+    // The keyring is not the file's (the run sets it per gateway), so a placeholder stands in.
+    gateway::config::Config::from_file(sidecar.clone(), &PlaceholderKeyring)
+        .map_err(|e| anyhow::anyhow!("gateway config (--sidecar-config, --sidecar-set): {e}"))?;
     Ok(sidecar)
+}
+
+/// An environment with only a valid `JWT_SECRET`, to check a gateway config without its keyring.
+struct PlaceholderKeyring;
+
+impl platform::config::Source for PlaceholderKeyring {
+    fn get(&self, key: &str) -> Option<String> {
+        (key == "JWT_SECRET").then(|| "k".repeat(64))
+    }
 }
 
 /// The front door's two listeners, bound first so that a taken port fails the run before
@@ -127,5 +141,22 @@ mod tests {
         assert_eq!(sidecar_config(&options(3, &[("rate_limit.peers", "1")])).unwrap().rate_limit.peers, 1);
         let dns = sidecar_config(&options(2, &[("rate_limit.peers_dns_name", "\"tasks.local\"")])).unwrap();
         assert_eq!((dns.rate_limit.peers, dns.rate_limit.peers_dns_name.as_str()), (0, "tasks.local"));
+    }
+
+    /// `--sidecar-set` reaches the gateways' file, and a key or value a gateway would refuse
+    /// fails the run before anything starts, naming the key.
+    #[test]
+    fn a_set_key_is_applied_and_a_bad_one_is_refused_before_the_start() {
+        let all = sidecar_config(&options(2, &[("access_log.successes", "1")])).unwrap();
+        assert_eq!(all.access_log.successes, 1.0);
+        for (key, value, named) in [
+            ("access_log.successes", "2", "[access_log] successes"),
+            ("access_log.slow_ms", "3600001", "[access_log] slow_ms"),
+            ("access_log.sucesses", "1", "sucesses"),
+            ("server.threads", "\"two\"", "server.threads"),
+        ] {
+            let e = format!("{:#}", sidecar_config(&options(2, &[(key, value)])).unwrap_err());
+            assert!(e.contains(named) && e.contains("--sidecar-set"), "{key}={value}: {e}");
+        }
     }
 }

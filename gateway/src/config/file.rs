@@ -355,6 +355,8 @@ pub struct AccessLogSection {
     /// Milliseconds from the request's head to the end of its response at and above which a
     /// success gets a line whatever the share (0: none for its duration). Default 500: every
     /// request behind a p99 over the 1 s alert (`HighLatencyP99`) can be found in the log.
+    /// Left out of a written file at its default: a gateway older than the key reads the file.
+    #[serde(skip_serializing_if = "AccessLogSection::is_default_slow_ms")]
     pub slow_ms: u64,
 }
 
@@ -363,11 +365,17 @@ impl AccessLogSection {
     /// forwarding (docs/benchmarks.md, "Sampled access lines"); refusals, errors and sampled
     /// traces are logged whatever the share, and the metrics count every request.
     pub const DEFAULT_SUCCESSES: f64 = 0.01;
+    /// [`AccessLogSection::slow_ms`]'s default.
+    pub const DEFAULT_SLOW_MS: u64 = 500;
+
+    fn is_default_slow_ms(v: &u64) -> bool {
+        *v == Self::DEFAULT_SLOW_MS
+    }
 }
 
 impl Default for AccessLogSection {
     fn default() -> Self {
-        Self { successes: Self::DEFAULT_SUCCESSES, slow_ms: 500 }
+        Self { successes: Self::DEFAULT_SUCCESSES, slow_ms: Self::DEFAULT_SLOW_MS }
     }
 }
 
