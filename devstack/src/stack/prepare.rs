@@ -58,7 +58,7 @@ pub(super) fn check(opts: &Options, logs: &LogSink) -> Result<Prerequisites> {
 /// `opts.sidecar_config` with the shutdown overrides and `sidecar_set` applied.
 fn sidecar_config(opts: &Options) -> Result<SidecarFile> {
     if !opts.sidecar_config.exists() {
-        bail!("gateway config {} not found (pass --sidecar-config)", opts.sidecar_config.display());
+        bail!("gateway config {} not found (--sidecar-config names the file to use)", opts.sidecar_config.display());
     }
     let mut sidecar = SidecarFile::read(&opts.sidecar_config).context("the gateway config (--sidecar-config)")?;
     if let Some(grace) = opts.gateway_grace_secs {
@@ -79,8 +79,17 @@ fn sidecar_config(opts: &Options) -> Result<SidecarFile> {
     // Every key's own rules (ranges, addresses), as each gateway will check them, now: a bad
     // value then fails the run before PostgreSQL and the services start, not each gateway after.
     // The keyring is not the file's (the run sets it per gateway), so a placeholder stands in.
-    gateway::config::Config::from_file(sidecar.clone(), &PlaceholderKeyring)
-        .map_err(|e| anyhow::anyhow!("gateway config (--sidecar-config, --sidecar-set): {e}"))?;
+    gateway::config::Config::from_file(sidecar.clone(), &PlaceholderKeyring).map_err(|e| {
+        // The flag that set the refused key, when one did: `[table] key` is `table.key` there.
+        let set = opts
+            .sidecar_set
+            .iter()
+            .find(|(k, _)| k.split_once('.').is_some_and(|(t, k)| e.key == format!("[{t}] {k}")));
+        match set {
+            Some((key, value)) => anyhow::anyhow!("gateway config (--sidecar-set {key}={value}): {e}"),
+            None => anyhow::anyhow!("gateway config ({}): {e}", opts.sidecar_config.display()),
+        }
+    })?;
     Ok(sidecar)
 }
 
@@ -156,7 +165,7 @@ mod tests {
             ("server.threads", "\"two\"", "server.threads"),
         ] {
             let e = format!("{:#}", sidecar_config(&options(2, &[(key, value)])).unwrap_err());
-            assert!(e.contains(named) && e.contains("--sidecar-set"), "{key}={value}: {e}");
+            assert!(e.contains(named) && e.contains(&format!("--sidecar-set {key}={value}")), "{key}={value}: {e}");
         }
     }
 }

@@ -56,7 +56,7 @@ impl SidecarFile {
         let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
             .ok()
             .and_then(|mut t| t.remove("v"))
-            .ok_or_else(|| format!("{dotted_key}: {value} is not a TOML value"))?;
+            .ok_or_else(|| format!("{dotted_key}: {value:?} is not a TOML value (a string is quoted: key=\"text\")"))?;
         let mut doc = match toml::Value::try_from(&*self).map_err(|e| e.to_string())? {
             toml::Value::Table(t) => t,
             _ => return Err("the config is not a table".into()),
