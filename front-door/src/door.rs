@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -36,6 +37,9 @@ pub(crate) struct Shared {
     pub(crate) upstream_timeout: Duration,
     /// The public listener's port, for `X-Forwarded-Port`.
     pub(crate) public_port: u16,
+    /// Set once the public listener has stopped: the task pool is reached through it alone, so
+    /// its targets are no longer probed (a gateway draining on shutdown is not a failure).
+    public_stopped: AtomicBool,
 }
 
 impl Shared {
@@ -48,6 +52,13 @@ impl Shared {
 
     pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<Backend>> {
         self.auth.backends.iter().chain(self.tasks.backends.iter())
+    }
+
+    /// The targets the health checker probes: the auth pool while the internal listener serves
+    /// it, the task pool until the public listener has stopped.
+    pub(crate) fn probed(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        let tasks = if self.public_stopped.load(Ordering::Relaxed) { &[][..] } else { &self.tasks.backends[..] };
+        self.auth.backends.iter().chain(tasks.iter())
     }
 }
 
@@ -115,6 +126,7 @@ impl FrontDoor {
             client,
             upstream_timeout: config.upstream_timeout,
             public_port: public.local_addr().context("front door address")?.port(),
+            public_stopped: AtomicBool::new(false),
         });
 
         let public_app = Router::new().fallback(public_proxy).with_state(shared.clone());
@@ -141,10 +153,13 @@ impl FrontDoor {
     }
 
     /// Stops the public listener: no new connections, in-flight requests get `drain` to finish.
+    /// The task pool's health checks stop with it (nothing reaches the pool any more), so its
+    /// targets stopping afterwards log no failed checks.
     pub async fn stop_public(&mut self) {
         if let Some(l) = self.public.take() {
             stop_listener(l, self.drain).await;
         }
+        self.shared.public_stopped.store(true, Ordering::Relaxed);
     }
 
     /// Stops the internal listener and the health checks.

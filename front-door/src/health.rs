@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::config::HealthCheck;
 use crate::door::Shared;
 
-/// Probes every target each `hc.interval` until aborted.
+/// Probes every target still reached ([`Shared::probed`]) each `hc.interval` until aborted.
 pub(crate) async fn health_loop(shared: Arc<Shared>, hc: HealthCheck) {
     let mut tick = tokio::time::interval(hc.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -16,7 +16,7 @@ pub(crate) async fn health_loop(shared: Arc<Shared>, hc: HealthCheck) {
         // All targets are probed at once: each probe has its own timeout, so one hung target
         // does not delay the verdict on the others.
         let mut checks = tokio::task::JoinSet::new();
-        for b in shared.all() {
+        for b in shared.probed() {
             let b = b.clone();
             checks.spawn(async move {
                 let ok = platform::healthcheck::probe(b.addr, b.kind.health_path(), hc.timeout).await;

@@ -109,6 +109,33 @@ async fn routes_balances_and_rotates_on_health() {
     door.stop_internal().await;
 }
 
+/// After the public listener stops, the task pool is no longer probed: its targets (gateways
+/// draining on shutdown) stay as they were, with no "failed health checks" line, while the
+/// auth pool, which the internal listener still serves, is still checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_pool_is_not_probed_once_the_public_listener_has_stopped() {
+    let (a1, t1) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(true)));
+    let targets = vec![
+        ("auth-1".to_owned(), target("auth-1", a1.clone()).await, PoolKind::Auth),
+        ("task-1".to_owned(), target("task-1", t1.clone()).await, PoolKind::Tasks),
+    ];
+    let public = front_door::bind(0, "front door", "--port").await.unwrap();
+    let internal = front_door::bind(0, "auth discovery", "--base-port").await.unwrap();
+    let mut door = FrontDoor::start(public, internal, targets, config()).unwrap();
+    wait_for(&door, "auth-1", true).await;
+    wait_for(&door, "task-1", true).await;
+
+    door.stop_public().await;
+    // The task target fails first: by the time the auth target is out of rotation, the task
+    // target would have been too, had it still been probed.
+    t1.store(false, Ordering::Relaxed);
+    a1.store(false, Ordering::Relaxed);
+    wait_for(&door, "auth-1", false).await;
+    let task = door.backends().into_iter().find(|b| b.name == "task-1").unwrap();
+    assert!(task.healthy, "the task pool was probed after the public listener stopped");
+    door.stop_internal().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_answer_of_the_target_reaches_the_client() {
     let (_door, base) = door().await;
