@@ -224,7 +224,9 @@ async fn drop_unusable_request_id(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// A query-string extractor whose rejections are the contract's error body.
+/// A query-string extractor whose rejections are the contract's error body, naming the
+/// parameter whose value was refused (`Invalid query string: limit: invalid digit found in
+/// string`).
 pub struct ApiQuery<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
@@ -236,9 +238,16 @@ where
 
     async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded::from_str::<T>(query)
-            .map(Self)
-            .map_err(|e| ErrorBody::response(StatusCode::BAD_REQUEST, format!("Invalid query string: {e}")))
+        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize::<_, T>(pairs).map(Self).map_err(|e| {
+            // The path is `.` when the error is the whole query's (an unknown variant is its
+            // parameter's; a missing parameter names itself in the message).
+            let message = match e.path().to_string().as_str() {
+                "." => format!("Invalid query string: {}", e.inner()),
+                name => format!("Invalid query string: {name}: {}", e.inner()),
+            };
+            ErrorBody::response(StatusCode::BAD_REQUEST, message)
+        })
     }
 }
 
