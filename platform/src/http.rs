@@ -225,8 +225,8 @@ async fn drop_unusable_request_id(mut req: Request, next: Next) -> Response {
 }
 
 /// A query-string extractor whose rejections are the contract's error body, naming the
-/// parameter whose value was refused (`Invalid query string: limit: invalid digit found in
-/// string`).
+/// parameter whose value was refused (``Invalid query string: `limit`: invalid digit found in
+/// string``).
 pub struct ApiQuery<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
@@ -240,11 +240,14 @@ where
         let query = parts.uri.query().unwrap_or_default();
         let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize::<_, T>(pairs).map(Self).map_err(|e| {
-            // The path is `.` when the error is the whole query's (an unknown variant is its
-            // parameter's; a missing parameter names itself in the message).
-            let message = match e.path().to_string().as_str() {
-                "." => format!("Invalid query string: {}", e.inner()),
-                name => format!("Invalid query string: {name}: {}", e.inner()),
+            // The path is `.` when the error is the whole query's (a repeated parameter names
+            // itself in the message), and an unknown parameter's message names it already.
+            let path = e.path().to_string();
+            let inner = e.inner().to_string();
+            let message = if path == "." || inner.starts_with("unknown field") {
+                format!("Invalid query string: {inner}")
+            } else {
+                format!("Invalid query string: `{path}`: {inner}")
             };
             ErrorBody::response(StatusCode::BAD_REQUEST, message)
         })
