@@ -93,7 +93,8 @@ struct Args {
     #[arg(long, value_name = "ALG", default_value = "HS256", value_parser = ["HS256", "RS256", "EdDSA"])]
     jwt_alg: String,
 
-    /// Do not run `cargo build` for the sibling binaries even when launched by cargo.
+    /// Do not build: run the binaries beside this one. Launched by cargo, no `cargo build` of the
+    /// services; through scripts/run.sh, no cargo at all (it runs target/release/devstack).
     #[arg(long)]
     no_build: bool,
 }

@@ -262,6 +262,13 @@ impl BackgroundService for RevocationPoller {
             match self.pull(cursor).await {
                 Ok(next) => {
                     cursor = next;
+                    if !self.list.is_pulled() {
+                        // The line that answers the start's "not pulled yet" ones.
+                        tracing::info!(
+                            revocations = self.list.len(),
+                            "revocation list pulled; requests with a token are served"
+                        );
+                    }
                     self.list.mark_pulled();
                     self.metrics.revocation_pulls.with_label_values(&["success"]).inc();
                 }

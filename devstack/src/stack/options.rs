@@ -97,10 +97,29 @@ impl Options {
     }
 }
 
-/// The workspace root this crate was built from (where `sidecar.toml` and `Cargo.toml` are).
+/// The workspace root (where `sidecar.toml`, `Cargo.toml` and `ecs/prometheus/rules` are): the
+/// checkout the running binary sits in (`<root>/target/<profile>/devstack`, or a test binary
+/// under `deps/`), so a moved checkout or binaries copied into another one read that
+/// checkout's files; else the checkout this crate was built from (a `CARGO_TARGET_DIR`
+/// outside the checkout).
 pub fn repo_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
+    std::env::current_exe().ok().and_then(|exe| checkout_above(&exe)).unwrap_or_else(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        manifest.parent().unwrap_or(manifest).to_path_buf()
+    })
+}
+
+/// The nearest of the four directories above `exe` that holds this workspace's files.
+fn checkout_above(exe: &Path) -> Option<PathBuf> {
+    exe.ancestors()
+        .skip(1)
+        .take(4)
+        .find(|dir| {
+            dir.join("Cargo.toml").is_file()
+                && dir.join("sidecar.toml").is_file()
+                && dir.join("ecs/prometheus/rules").is_dir()
+        })
+        .map(Path::to_path_buf)
 }
 
 /// 32 random bytes, hex: the run's JWT secret (the services refuse fewer than 32 bytes).
@@ -145,4 +164,28 @@ pub struct ProcessInfo {
     pub addr: SocketAddr,
     /// Its Prometheus endpoint (`/metrics`).
     pub metrics: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkout_is_found_above_the_binary_and_only_by_its_files() {
+        let root = std::env::temp_dir().join(format!("devstack-checkout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("ecs/prometheus/rules")).unwrap();
+        std::fs::create_dir_all(root.join("target/release/deps")).unwrap();
+        for file in ["Cargo.toml", "sidecar.toml"] {
+            std::fs::write(root.join(file), "").unwrap();
+        }
+        assert_eq!(checkout_above(&root.join("target/release/devstack")), Some(root.clone()));
+        assert_eq!(checkout_above(&root.join("target/release/deps/devstack-0123")), Some(root.clone()));
+        // Without the rules directory it is not this workspace.
+        std::fs::remove_dir_all(root.join("ecs")).unwrap();
+        assert_eq!(checkout_above(&root.join("target/release/devstack")), None);
+        std::fs::remove_dir_all(&root).unwrap();
+        // The test binary itself sits in this checkout.
+        assert!(repo_root().join("ecs/prometheus/rules").is_dir());
+    }
 }

@@ -195,4 +195,7 @@ async fn revocations_survive_an_auth_svc_restart() {
     time_to_refusal(&c, &gateway.url_for("/tasks"), &token, Duration::from_secs(3)).await;
     let r = c.post(auth.url_for("/auth/validate")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    // The first pull is logged once, answering the start's "not pulled yet" lines.
+    let log = log_once(&gateway, "the first pull's line", |t| t.contains("revocation list pulled")).await;
+    assert_eq!(log.matches("revocation list pulled").count(), 1, "{log}");
 }
