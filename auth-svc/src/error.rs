@@ -7,10 +7,12 @@
 //! chain and the response none of it. The throttle and the hashing pool have error types of
 //! their own, converted here.
 
+use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use platform::ErrorBody;
 use platform::db::QueryError;
+use platform::error_body::reason;
 use platform::http::{internal_error, service_unavailable};
 use platform::keyring::Rejection;
 use platform::metrics::Unavailable;
@@ -135,7 +137,8 @@ fn insufficient_scope(message: &str) -> Response {
 
 /// 429 with `Retry-After` in whole seconds (RFC 6585 §4, RFC 9110 §10.2.3).
 fn too_many_requests(throttled: Throttled) -> Response {
-    let mut response = ErrorBody::response(StatusCode::TOO_MANY_REQUESTS, throttled.to_string());
+    let body = ErrorBody::new(StatusCode::TOO_MANY_REQUESTS, throttled.to_string()).with_reason(reason::RATE_LIMITED);
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(throttled.retry_after_secs));
     response
 }
@@ -192,6 +195,7 @@ mod tests {
         }
         let response = ApiError::Throttled(throttled).into_response();
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "7");
+        assert_eq!(body(response).await["reason"], "rate_limited", "the gateway's 429 reason");
         let response = ApiError::from(HashError::from(PoolError::Busy)).into_response();
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
         assert_eq!(response.extensions().get::<Unavailable>(), Some(&Unavailable::Hashing));

@@ -22,7 +22,7 @@ pub struct Admission {
 }
 
 /// The `reason` of a 429's body and the access log's.
-pub const RATE_LIMITED: &str = "rate_limited";
+pub use platform::error_body::reason::RATE_LIMITED;
 
 impl Admission {
     /// Registers the metrics (the rate-limit ones even when limits are off, so dashboards and

@@ -6,7 +6,8 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 /// The `reason`s of the edge's own answers, one spelling for the gateway and the front door
-/// (the ALB's stand-in), so a client reads the same cause whichever of them refused it.
+/// (the ALB's stand-in), so a client reads the same cause whichever of them refused it; the
+/// services give the same `reason` for the same cause (a body over their limit, a 429).
 pub mod reason {
     /// 400: a request head, target or body framing RFC 9112 forbids, or a body cut short.
     pub const MALFORMED_REQUEST: &str = "malformed_request";
@@ -28,6 +29,8 @@ pub mod reason {
     pub const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
     /// 503 (front door): no target of the route passes its health checks.
     pub const NO_HEALTHY_TARGET: &str = "no_healthy_target";
+    /// 429: over a rate (the gateway's per-subject limits, auth-svc's failed-login throttle).
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -15,6 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::ErrorBody;
+use crate::error_body::reason;
 use crate::metrics::{HttpMetrics, Unavailable};
 
 /// The hop-by-hop header fields a proxy removes before forwarding, in lower case (how `http`
@@ -82,7 +83,7 @@ pub fn body_error_detail(serde_message: &str) -> String {
 }
 
 fn json_rejection(rejection: &JsonRejection) -> Response {
-    let (status, message) = match rejection {
+    let (status, message) = match &rejection {
         JsonRejection::MissingJsonContentType(_) => {
             (StatusCode::BAD_REQUEST, "Content-Type must be application/json".to_owned())
         }
@@ -97,7 +98,19 @@ fn json_rejection(rejection: &JsonRejection) -> Response {
         }
         _ => (StatusCode::BAD_REQUEST, "Request body could not be read".to_owned()),
     };
-    ErrorBody::response(status, message)
+    contract_body(status, message)
+}
+
+/// The contract's body for `status`, with the edge's `reason` where the cause is the same as
+/// one of the edge's (413: [`reason::BODY_TOO_LARGE`], 429: [`reason::RATE_LIMITED`]).
+fn contract_body(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = ErrorBody::new(status, message);
+    let body = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => body.with_reason(reason::BODY_TOO_LARGE),
+        StatusCode::TOO_MANY_REQUESTS => body.with_reason(reason::RATE_LIMITED),
+        _ => body,
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Replaces any error response that is not already JSON (axum's 404 fallback, 405 with `Allow`,
@@ -118,8 +131,7 @@ async fn json_error_bodies(req: Request, next: Next) -> Response {
     }
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let body = ErrorBody::new(status, ErrorBody::default_message(status));
-    let mut fresh = axum::Json(body).into_response();
+    let mut fresh = contract_body(status, ErrorBody::default_message(status));
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE {
             fresh.headers_mut().insert(name.clone(), value.clone());

@@ -222,9 +222,9 @@ async fn malformed_oversized_and_mistyped_bodies_get_json_errors() {
     assert!(r.assert_error(StatusCode::BAD_REQUEST).contains("not valid JSON"));
     let r = send(&api.app, raw("title=x", "application/x-www-form-urlencoded")).await;
     assert!(r.assert_error(StatusCode::BAD_REQUEST).contains("Content-Type"));
-    api.create(&alice, json!({"title": "t", "description": "x".repeat(65 * 1024)}))
-        .await
-        .assert_error(StatusCode::PAYLOAD_TOO_LARGE);
+    let r = api.create(&alice, json!({"title": "t", "description": "x".repeat(65 * 1024)})).await;
+    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json["reason"], "body_too_large", "the edge's reason for the same cause: {}", r.json);
 }
 
 #[tokio::test]
