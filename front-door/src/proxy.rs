@@ -23,8 +23,10 @@ use crate::request_check::Peer;
 /// The methods the load balancer forwards (the `Allow` of its own 405s).
 const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
-/// The body of every 404 of the ALB's listener rules.
-const NO_ROUTE: &str = "No route for this path: the API is under /auth and /tasks";
+/// The message of every 404 of the ALB's listener rules, as the stack's fixed responses give it
+/// (`ecs/cloudformation/task-management.yaml`, `MessageBody`): also for `/auth/validate`, which
+/// is under `/auth` but internal.
+const NO_ROUTE: &str = "No route for this path";
 
 /// auth-svc's token validation for the gateways; not routed by the public listener.
 pub const INTERNAL_PATH: &str = "/auth/validate";

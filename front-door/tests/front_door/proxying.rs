@@ -201,6 +201,23 @@ async fn the_alb_headers_are_added_and_invalid_names_dropped() {
     assert!(trace.starts_with("Self=1-") && trace.ends_with(";Root=1-5759e988-bd862e3fe1be46a994272793"), "{trace}");
 }
 
+/// The `message` of the ALB listener's fixed 404s in the stack's template: every one of them.
+fn alb_no_route_message() -> String {
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ecs/cloudformation/task-management.yaml"))
+            .expect("the stack's template");
+    let messages: std::collections::BTreeSet<String> = template
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("MessageBody: "))
+        .map(|body| {
+            let body: Value = serde_json::from_str(body.trim_matches('\'')).expect("a JSON MessageBody");
+            body["message"].as_str().expect("a message").to_owned()
+        })
+        .collect();
+    assert_eq!(messages.len(), 1, "the template's fixed responses disagree: {messages:?}");
+    messages.into_iter().next().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_validate_is_internal() {
     let (door, base) = door().await;
@@ -211,6 +228,8 @@ async fn auth_validate_is_internal() {
         let j: Value = r.json().await.unwrap();
         assert_eq!(j["error"], "Not Found", "{j}");
         assert!(j.get("target").is_none(), "answered by the front door itself: {j}");
+        // The ALB's fixed response, word for word (the stack's template).
+        assert_eq!(j["message"], alb_no_route_message(), "{j}");
     }
     // Only the exact path: the rest of /auth is routed.
     assert!(get(&format!("{base}/auth/validate/x")).await.1["target"].is_string());
