@@ -26,14 +26,14 @@ if [ -n "$NO_BUILD" ] && [ ! -x "$RELEASE/devstack" ]; then
     exit 1
 fi
 # Without Prometheus, the set-up step need not install it. Asking for the flags needs no
-# release build: the run command's debug build prints them and exits (or, with --no-build,
-# the release one).
+# release build: the run command's debug build prints them and exits (with --no-build, the
+# release one, and no set-up step).
 for arg in "$@"; do
     [ "$arg" = --no-prometheus ] && export SETUP_WITHOUT_PROMETHEUS=1
     if [ "$arg" = --help ] || [ "$arg" = -h ] || [ "$arg" = --version ] || [ "$arg" = -V ]; then
+        [ -n "$NO_BUILD" ] && exec "$RELEASE/devstack" "$arg"
         export SETUP_WITHOUT_PROMETHEUS=1
         "$ROOT/scripts/setup.sh" run
-        [ -n "$NO_BUILD" ] && exec "$RELEASE/devstack" "$arg"
         exec cargo run --quiet --bin devstack -- "$arg"
     fi
 done

@@ -31,6 +31,12 @@ const NO_ROUTE: &str = "No route for this path";
 /// auth-svc's token validation for the gateways; not routed by the public listener.
 pub const INTERNAL_PATH: &str = "/auth/validate";
 
+/// `/auth/validate` and `/auth/validate/*`: the path patterns of the stack's `ValidateDenyRule`
+/// (priority 5, ahead of the `/auth` rule), answered with the fixed 404.
+fn is_internal(path: &str) -> bool {
+    path.strip_prefix(INTERNAL_PATH).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// The ALB listener: its own checks first (request_check, TRACE, the internal
 /// `/auth/validate`), then the listener rules.
 pub(crate) async fn public_proxy(
@@ -59,7 +65,7 @@ pub(crate) async fn public_proxy(
     let path = req.uri().path();
     // Internal: the gateways reach it through Cloud Map, never through the load balancer,
     // whose listener answers it with a fixed 404 like any path without a rule.
-    if path == INTERNAL_PATH {
+    if is_internal(path) {
         return answer::error(StatusCode::NOT_FOUND, NO_ROUTE, None, id());
     }
     let Some(kind) = PoolKind::route(path) else {

@@ -266,7 +266,7 @@ impl BackgroundService for RevocationPoller {
                         // The line that answers the start's "not pulled yet" ones.
                         tracing::info!(
                             revocations = self.list.len(),
-                            "revocation list pulled; requests with a token are served"
+                            "revocation list pulled; requests with a token are no longer refused for the lack of it"
                         );
                     }
                     self.list.mark_pulled();

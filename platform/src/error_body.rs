@@ -29,7 +29,8 @@ pub mod reason {
     pub const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
     /// 503 (front door): no target of the route passes its health checks.
     pub const NO_HEALTHY_TARGET: &str = "no_healthy_target";
-    /// 429: over a rate (the gateway's per-subject limits, auth-svc's failed-login throttle).
+    /// 429: over a rate (the gateway's per-subject limits; auth-svc's throttles of failed
+    /// logins, of requests per client address, of logouts and of API-key changes).
     pub const RATE_LIMITED: &str = "rate_limited";
 }
 

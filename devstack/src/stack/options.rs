@@ -97,29 +97,33 @@ impl Options {
     }
 }
 
-/// The workspace root (where `sidecar.toml`, `Cargo.toml` and `ecs/prometheus/rules` are): the
-/// checkout the running binary sits in (`<root>/target/<profile>/devstack`, or a test binary
-/// under `deps/`), so a moved checkout or binaries copied into another one read that
-/// checkout's files; else the checkout this crate was built from (a `CARGO_TARGET_DIR`
-/// outside the checkout).
+/// The workspace root (where `sidecar.toml`, `Cargo.toml` and `ecs/prometheus/rules` are), in
+/// this order:
+/// 1. under cargo (`cargo run`, `cargo test`, nextest), the parent of the running crate's
+///    `CARGO_MANIFEST_DIR`: the checkout cargo was asked to run, even when its target
+///    directory is shared with another checkout;
+/// 2. the checkout the running binary sits in (`<root>/target/<profile>/devstack`, or a test
+///    binary under `deps/`), so a moved checkout or binaries copied into another one
+///    (`scripts/run.sh --no-build`) read that checkout's files;
+/// 3. the checkout this crate was built from (a `CARGO_TARGET_DIR` outside any checkout).
 pub fn repo_root() -> PathBuf {
-    std::env::current_exe().ok().and_then(|exe| checkout_above(&exe)).unwrap_or_else(|| {
+    let under_cargo = std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|dir| Path::new(&dir).parent().map(Path::to_path_buf))
+        .filter(|dir| is_checkout(dir));
+    under_cargo.or_else(|| std::env::current_exe().ok().and_then(|exe| checkout_above(&exe))).unwrap_or_else(|| {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         manifest.parent().unwrap_or(manifest).to_path_buf()
     })
 }
 
+/// Whether `dir` holds this workspace's files.
+fn is_checkout(dir: &Path) -> bool {
+    dir.join("Cargo.toml").is_file() && dir.join("sidecar.toml").is_file() && dir.join("ecs/prometheus/rules").is_dir()
+}
+
 /// The nearest of the four directories above `exe` that holds this workspace's files.
 fn checkout_above(exe: &Path) -> Option<PathBuf> {
-    exe.ancestors()
-        .skip(1)
-        .take(4)
-        .find(|dir| {
-            dir.join("Cargo.toml").is_file()
-                && dir.join("sidecar.toml").is_file()
-                && dir.join("ecs/prometheus/rules").is_dir()
-        })
-        .map(Path::to_path_buf)
+    exe.ancestors().skip(1).take(4).find(|dir| is_checkout(dir)).map(Path::to_path_buf)
 }
 
 /// 32 random bytes, hex: the run's JWT secret (the services refuse fewer than 32 bytes).

@@ -231,8 +231,10 @@ async fn auth_validate_is_internal() {
         // The ALB's fixed response, word for word (the stack's template).
         assert_eq!(j["message"], alb_no_route_message(), "{j}");
     }
-    // Only the exact path: the rest of /auth is routed.
-    assert!(get(&format!("{base}/auth/validate/x")).await.1["target"].is_string());
+    // Below it too, as the ALB's rule (`/auth/validate/*`); the rest of /auth is routed.
+    let (status, j) = get(&format!("{base}/auth/validate/x")).await;
+    assert_eq!((status, j.get("target")), (StatusCode::NOT_FOUND, None), "{j}");
+    assert!(get(&format!("{base}/auth/validatex")).await.1["target"].is_string());
     assert!(get(&format!("{base}/auth/login")).await.1["target"].is_string());
     // The Cloud Map stand-in (the gateways' AUTH_SERVICE_URL) forwards it.
     let discovery = format!("http://{}", door.internal_addr().unwrap());
