@@ -160,7 +160,10 @@ impl Gateway {
     }
 
     /// Answers a request over a limit and closes the connection (an unread body is not drained).
+    /// The access line's decision becomes `refused` with the limit's reason, also after a token
+    /// was allowed (a body over `max_body_bytes`), as a 429 after it reads `limited`.
     async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<()> {
+        ctx.decision = ("refused", refusal.reason);
         session.set_keepalive(None);
         let body = ErrorBody::new(refusal.status, refusal.message).with_reason(refusal.reason);
         self.respond(session, ctx, refusal.status.as_u16(), body, &[]).await
@@ -287,6 +290,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
         if ctx.body_bytes > self.config.server.limits.max_body_bytes {
+            ctx.decision = ("refused", platform::error_body::reason::BODY_TOO_LARGE);
             return Error::e_explain(ErrorType::HTTPStatus(413), "request body over max_body_bytes");
         }
         Ok(())

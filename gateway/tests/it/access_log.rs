@@ -198,7 +198,7 @@ async fn log_with_line(gateway: &RunningService, needle: &str) -> String {
 #[tokio::test]
 async fn with_json_logs_a_request_is_one_json_line_with_the_access_keys_in_order() {
     let stack = GatewayHarness::start(OLD_SECRET, None, OLD_SECRET, |_| {}).await;
-    let gateway = json_gateway(&stack, "info", |_| {}, &[]).await;
+    let gateway = json_gateway(&stack, "info", |f| f.server.max_body_bytes = 1024, &[]).await;
     let (token, user_id) = login(&stack.auth, "jsonline").await;
     let get = |path: &str, id: &'static str| client().get(gateway.url_for(path)).header("x-request-id", id);
     let r = get("/tasks?status=completed", "jl-success").bearer_auth(&token).send().await.unwrap();
@@ -207,6 +207,16 @@ async fn with_json_logs_a_request_is_one_json_line_with_the_access_keys_in_order
     let in_path = format!("/tasks/{token}");
     assert_eq!(get(&in_path, "jl-token-path").bearer_auth(&token).send().await.unwrap().status(), 400);
     assert_eq!(get(&in_path, "jl-token-path-refused").send().await.unwrap().status(), 401);
+    // A body over max_body_bytes after the token was allowed: the limit's refusal, not "allow".
+    let too_large = client()
+        .post(gateway.url_for("/tasks"))
+        .header("x-request-id", "jl-too-large")
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"title": "x".repeat(2048)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), 413);
     assert_eq!(get("/tasks/x", "jl-refused").send().await.unwrap().status(), 401);
 
     // Lines are written in the order the requests ended: the refusal's is the later one.
@@ -217,6 +227,13 @@ async fn with_json_logs_a_request_is_one_json_line_with_the_access_keys_in_order
     }
     let access = |id: &str| access_line(&text, id);
 
+    let (_, refused) = access("jl-too-large");
+    assert_eq!(
+        (refused["status"].as_u64(), refused["decision"].as_str(), refused["reason"].as_str()),
+        (Some(413), Some("refused"), Some("body_too_large")),
+        "{refused}"
+    );
+    assert_eq!(refused["user_id"].as_i64(), Some(user_id), "the token was allowed: {refused}");
     let (raw, ok) = access("jl-success");
     let positions: Vec<usize> =
         ACCESS_KEYS.iter().map(|k| raw.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} in {raw}"))).collect();
