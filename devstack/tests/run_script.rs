@@ -4,11 +4,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-fn run_script() -> Command {
+/// `scripts/run.sh --no-build <flag>` with `target` as `CARGO_TARGET_DIR` and a `cargo` on
+/// `PATH` that fails if it is called ([`path_with_failing_cargo`]).
+fn run_without_cargo(target: &Path, flag: &str) -> Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     Command::new(root.join("scripts/run.sh"))
+        .args(["--no-build", flag])
+        .env("CARGO_TARGET_DIR", target)
+        .env("PATH", path_with_failing_cargo(target))
+        .output()
+        .unwrap()
 }
 
 /// An empty directory of this test's own, for `CARGO_TARGET_DIR`.
@@ -22,14 +29,9 @@ fn target_dir(name: &str) -> PathBuf {
 #[test]
 fn no_build_without_a_release_build_says_so_and_builds_nothing() {
     let target = target_dir("empty");
-    let out = run_script()
-        // --version: if a regression ran a devstack after all, it prints and exits instead of
-        // starting the whole stack.
-        .args(["--no-build", "--version"])
-        .env("CARGO_TARGET_DIR", &target)
-        .env("PATH", path_with_failing_cargo(&target))
-        .output()
-        .unwrap();
+    // --version: if a regression ran a devstack after all, it prints and exits instead of
+    // starting the whole stack.
+    let out = run_without_cargo(&target, "--version");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("cargo was called"), "{stderr}");
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -53,12 +55,7 @@ fn path_with_failing_cargo(target: &Path) -> String {
 fn no_build_runs_the_built_run_command_itself() {
     let target = target_dir("built");
     std::fs::copy(env!("CARGO_BIN_EXE_devstack"), target.join("release/devstack")).unwrap();
-    let out = run_script()
-        .args(["--no-build", "--help"])
-        .env("CARGO_TARGET_DIR", &target)
-        .env("PATH", path_with_failing_cargo(&target))
-        .output()
-        .unwrap();
+    let out = run_without_cargo(&target, "--help");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!stderr.contains("cargo was called"), "{stderr}");
     assert!(out.status.success(), "{stderr}");
